@@ -1,0 +1,253 @@
+//! In-process source and sinks: a partitioned in-memory log with per-group committed offsets
+//! (seek and commit, like a Kafka topic), a sink that keeps groups, and a dead-letter sink that
+//! keeps letters. For tests, examples, the tuning harness and the embedded default.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use crate::group::Group;
+use crate::record::Position;
+use crate::sink::{DeadLetter, DeadLetterSink, Sink, SinkError};
+use crate::source::{Polled, Source, SourceError, SourceRecord};
+
+/// An append-only, partitioned log in memory. Clones share the same log.
+#[derive(Clone, Default)]
+pub struct MemoryLog {
+    inner: Arc<LogInner>,
+}
+
+#[derive(Default)]
+struct LogInner {
+    state: Mutex<LogState>,
+    appended: Notify,
+}
+
+#[derive(Default)]
+struct LogState {
+    partitions: Vec<Vec<SourceRecord>>,
+    committed: HashMap<String, HashMap<u32, u64>>,
+    closed: bool,
+}
+
+impl MemoryLog {
+    /// A log with `partitions` partitions (at least one).
+    pub fn new(partitions: u32) -> Self {
+        let log = Self::default();
+        log.lock().partitions = (0..partitions.max(1)).map(|_| Vec::new()).collect();
+        log
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogState> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends `payload` under `key`; the key picks the partition, as Kafka's default partitioner
+    /// does, so one key's records stay in order.
+    pub fn append(&self, key: &[u8], payload: Vec<u8>) -> Position {
+        #[allow(deprecated)]
+        let mut hasher = std::hash::SipHasher::new();
+        key.hash(&mut hasher);
+        let mut state = self.lock();
+        let partition = (hasher.finish() % state.partitions.len() as u64) as u32;
+        let records = &mut state.partitions[partition as usize];
+        let position = Position {
+            partition,
+            offset: records.len() as u64,
+        };
+        records.push(SourceRecord {
+            position,
+            key: Some(key.to_vec()),
+            payload,
+            headers: Vec::new(),
+        });
+        drop(state);
+        self.inner.appended.notify_waiters();
+        position
+    }
+
+    /// Marks the end of the log: readers that reach it see [`Polled::End`].
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.inner.appended.notify_waiters();
+    }
+
+    /// Number of records in the log.
+    pub fn len(&self) -> usize {
+        self.lock().partitions.iter().map(Vec::len).sum()
+    }
+
+    /// Whether the log holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The end offset of each partition (the offset the next append would get).
+    pub fn end_offsets(&self) -> Vec<Position> {
+        self.lock()
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(p, records)| Position {
+                partition: p as u32,
+                offset: records.len() as u64,
+            })
+            .collect()
+    }
+
+    /// The committed offset of each partition for consumer `group` (0 where none).
+    pub fn committed(&self, group: &str) -> Vec<Position> {
+        let state = self.lock();
+        let committed = state.committed.get(group);
+        (0..state.partitions.len() as u32)
+            .map(|partition| Position {
+                partition,
+                offset: committed
+                    .and_then(|c| c.get(&partition))
+                    .copied()
+                    .unwrap_or(0),
+            })
+            .collect()
+    }
+
+    /// A reader of every partition for consumer `group`, starting at the group's committed
+    /// offsets.
+    pub fn source(&self, group: &str) -> MemorySource {
+        let next = self
+            .committed(group)
+            .into_iter()
+            .map(|p| (p.partition, p.offset))
+            .collect();
+        MemorySource {
+            log: self.clone(),
+            group: group.to_string(),
+            next,
+        }
+    }
+}
+
+/// Reads a [`MemoryLog`] as one consumer of a consumer group.
+pub struct MemorySource {
+    log: MemoryLog,
+    group: String,
+    next: HashMap<u32, u64>,
+}
+
+impl MemorySource {
+    fn take(&mut self, max: usize) -> (Vec<SourceRecord>, bool) {
+        let state = self.log.lock();
+        let mut out = Vec::new();
+        for (p, records) in state.partitions.iter().enumerate() {
+            let next = self.next.entry(p as u32).or_insert(0);
+            let from = (*next as usize).min(records.len());
+            let to = records.len().min(from + max.saturating_sub(out.len()));
+            out.extend_from_slice(&records[from..to]);
+            *next = to as u64;
+        }
+        (out, state.closed)
+    }
+}
+
+#[async_trait]
+impl Source for MemorySource {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Polled, SourceError> {
+        let log = Arc::clone(&self.log.inner);
+        let notified = log.appended.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (records, closed) = self.take(max);
+        if !records.is_empty() {
+            return Ok(Polled::Records(records));
+        }
+        if closed {
+            return Ok(Polled::End);
+        }
+        let _ = tokio::time::timeout(wait, notified).await;
+        let (records, _) = self.take(max);
+        Ok(if records.is_empty() {
+            Polled::Idle
+        } else {
+            Polled::Records(records)
+        })
+    }
+
+    async fn commit(&mut self, next: &[Position]) -> Result<(), SourceError> {
+        let mut state = self.log.lock();
+        let committed = state.committed.entry(self.group.clone()).or_default();
+        for p in next {
+            committed.insert(p.partition, p.offset);
+        }
+        Ok(())
+    }
+}
+
+/// A sink that keeps every group it is given, in order. Clones share the same groups.
+pub struct MemorySink<K, R> {
+    groups: Arc<Mutex<Vec<Group<K, R>>>>,
+}
+
+impl<K, R> Clone for MemorySink<K, R> {
+    fn clone(&self) -> Self {
+        Self {
+            groups: Arc::clone(&self.groups),
+        }
+    }
+}
+
+impl<K, R> Default for MemorySink<K, R> {
+    fn default() -> Self {
+        Self {
+            groups: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+}
+
+impl<K: Clone, R: Clone> MemorySink<K, R> {
+    /// A copy of the groups written so far.
+    pub fn groups(&self) -> Vec<Group<K, R>> {
+        self.groups.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl<K: Clone + Send + Sync, R: Clone + Send + Sync> Sink<K, R> for MemorySink<K, R> {
+    fn name(&self) -> &str {
+        "memory"
+    }
+    async fn write(&self, groups: &[Group<K, R>]) -> Result<(), SinkError> {
+        let mut kept = self
+            .groups
+            .lock()
+            .map_err(|_| SinkError::fatal("memory sink poisoned"))?;
+        kept.extend_from_slice(groups);
+        Ok(())
+    }
+}
+
+/// A dead-letter sink that keeps the letters. Clones share the same letters.
+#[derive(Clone, Default)]
+pub struct MemoryDeadLetters {
+    letters: Arc<Mutex<Vec<DeadLetter>>>,
+}
+
+impl MemoryDeadLetters {
+    /// A copy of the letters written so far.
+    pub fn letters(&self) -> Vec<DeadLetter> {
+        self.letters.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl DeadLetterSink for MemoryDeadLetters {
+    async fn write(&self, letters: &[DeadLetter]) -> Result<(), SinkError> {
+        self.letters
+            .lock()
+            .map_err(|_| SinkError::fatal("dead-letter memory poisoned"))?
+            .extend_from_slice(letters);
+        Ok(())
+    }
+}

@@ -1,0 +1,422 @@
+//! The buffer-and-aggregate-by-key operator as a timely dataflow stage.
+//!
+//! Records are exchanged across workers by a hash of their key, so each key lives on one worker,
+//! and are processed in arrival order, which for one key is its log order. Membership of a group
+//! is a function of the key's records and their event times only:
+//!
+//! - a record joins its key's open group if its event time is before the group's deadline,
+//!   `min(last time + inactivity_timeout_ms, first time + max_age_ms)`, and the group would not
+//!   exceed `max_bytes`; otherwise the open group completes and the record starts a new one;
+//! - a group completes at once when it reaches `max_messages` (or exactly `max_bytes`);
+//! - a group whose deadline the input frontier has reached completes then: no record that could
+//!   still join it can arrive. Timestamps are event-time milliseconds, so a frontier advanced by a
+//!   clock while the input is idle completes groups with no further record.
+//!
+//! The operator holds one capability, at the earliest deadline of its open groups, and none when
+//! it has no open group, so downstream frontiers advance as soon as nothing is pending.
+//!
+//! A record that arrives after the frontier passed its group's deadline (a late record) starts a
+//! new group; the runtime keeps that rare by holding the idle clock back by a lateness margin.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use serde::{de::DeserializeOwned, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+
+use crate::group::{group_id, CompletionReason, Group};
+use crate::metrics::Metrics;
+use crate::policy::WindowPolicy;
+use crate::record::Aggregatable;
+
+/// What a grouping key must be: hashable to pick a worker, printable for the group id, and
+/// serializable to cross worker boundaries.
+pub trait GroupKey:
+    Clone + Eq + Hash + fmt::Display + fmt::Debug + Send + Serialize + DeserializeOwned + 'static
+{
+}
+impl<T> GroupKey for T where
+    T: Clone
+        + Eq
+        + Hash
+        + fmt::Display
+        + fmt::Debug
+        + Send
+        + Serialize
+        + DeserializeOwned
+        + 'static
+{
+}
+
+/// Caps on what one worker's operator holds open. Reaching one completes the open group with the
+/// earliest deadline early (reason [`CompletionReason::Capacity`]), so memory stays bounded even
+/// when the input never pauses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperatorLimits {
+    /// Most open groups one worker holds.
+    pub max_open_groups: usize,
+    /// Most bytes of records one worker holds in open groups.
+    pub max_open_bytes: usize,
+}
+
+impl Default for OperatorLimits {
+    fn default() -> Self {
+        Self {
+            max_open_groups: 2_000_000,
+            max_open_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Options of [`AggregateByKey::aggregate_by_key_with`] beyond the key and the policy.
+#[derive(Debug, Clone, Default)]
+pub struct AggregateOptions {
+    /// Caps on open groups and bytes per worker.
+    pub limits: OperatorLimits,
+    /// Where to report open groups, open bytes and completions; none by default.
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+/// The extension trait that adds the operator to timely streams of records timestamped with
+/// event-time milliseconds.
+pub trait AggregateByKey<'scope, D> {
+    /// Groups records by `key_fn` under `policy`, with default limits and no metrics.
+    fn aggregate_by_key<K, F>(
+        self,
+        key_fn: F,
+        policy: WindowPolicy,
+    ) -> Stream<'scope, u64, Vec<Group<K, D>>>
+    where
+        K: GroupKey,
+        F: Fn(&D) -> K + Clone + 'static;
+
+    /// Groups records by `key_fn` under `policy`, with explicit limits and metrics.
+    fn aggregate_by_key_with<K, F>(
+        self,
+        key_fn: F,
+        policy: WindowPolicy,
+        options: AggregateOptions,
+    ) -> Stream<'scope, u64, Vec<Group<K, D>>>
+    where
+        K: GroupKey,
+        F: Fn(&D) -> K + Clone + 'static;
+}
+
+impl<'scope, D: Aggregatable> AggregateByKey<'scope, D> for Stream<'scope, u64, Vec<D>> {
+    fn aggregate_by_key<K, F>(
+        self,
+        key_fn: F,
+        policy: WindowPolicy,
+    ) -> Stream<'scope, u64, Vec<Group<K, D>>>
+    where
+        K: GroupKey,
+        F: Fn(&D) -> K + Clone + 'static,
+    {
+        self.aggregate_by_key_with(key_fn, policy, AggregateOptions::default())
+    }
+
+    fn aggregate_by_key_with<K, F>(
+        self,
+        key_fn: F,
+        policy: WindowPolicy,
+        options: AggregateOptions,
+    ) -> Stream<'scope, u64, Vec<Group<K, D>>>
+    where
+        K: GroupKey,
+        F: Fn(&D) -> K + Clone + 'static,
+    {
+        let route_key = key_fn.clone();
+        let exchange = Exchange::new(move |record: &D| key_hash(&route_key(record)));
+        self.unary_frontier(exchange, "AggregateByKey", move |_initial, _info| {
+            let mut state = State::new(policy, options);
+            move |(input, frontier), output| {
+                let mut ready = Vec::new();
+                input.for_each(|cap, records| {
+                    let Some(time) = cap.least().copied() else {
+                        return;
+                    };
+                    for record in records.drain(..) {
+                        let key = key_fn(&record);
+                        state.push(key, record, time, &mut ready);
+                        state.hold(time, |d| cap.delayed(&d, 0));
+                    }
+                    if !ready.is_empty() {
+                        let emit_cap = cap.delayed(&time, 0);
+                        output.session(&emit_cap).give_iterator(ready.drain(..));
+                    }
+                });
+                let frontier = frontier.frontier();
+                let end_of_input = frontier.is_empty();
+                let reached = |deadline: u64| !frontier.less_than(&deadline);
+                while let Some((deadline, group)) = state.pop_due(&reached, end_of_input) {
+                    if let Some(held) = state.held.as_ref() {
+                        let at = if end_of_input { *held.time() } else { deadline };
+                        let emit_cap = held.delayed(&at.max(*held.time()));
+                        output.session(&emit_cap).give(group);
+                    }
+                }
+                state.release_capability();
+            }
+        })
+    }
+}
+
+/// A stable hash of a key, choosing its worker.
+fn key_hash<K: Hash>(key: &K) -> u64 {
+    // SipHash with fixed zero keys: the same on every worker and every run.
+    #[allow(deprecated)]
+    let mut hasher = std::hash::SipHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A group still collecting records.
+struct OpenGroup<D> {
+    records: Vec<D>,
+    first: u64,
+    last: u64,
+    bytes: usize,
+    /// When it completes if nothing else completes it first (event-time ms, never before the
+    /// timely time of its records).
+    deadline: u64,
+    /// Distinguishes this group from earlier groups of the same key in the deadline queue.
+    seq: u64,
+}
+
+/// One worker's operator state.
+struct State<K, D> {
+    policy: WindowPolicy,
+    limits: OperatorLimits,
+    metrics: Option<Arc<Metrics>>,
+    open: HashMap<K, OpenGroup<D>>,
+    /// Deadlines of open groups, earliest first. Entries go stale when a group grows (its deadline
+    /// moves later) or completes early; stale entries are fixed up or dropped when they surface.
+    deadlines: BinaryHeap<Reverse<(u64, u64, Unordered<K>)>>,
+    open_bytes: usize,
+    next_seq: u64,
+    /// A capability at or before every open group's deadline.
+    held: Option<Capability<u64>>,
+}
+
+impl<K: GroupKey, D: Aggregatable> State<K, D> {
+    fn new(policy: WindowPolicy, options: AggregateOptions) -> Self {
+        Self {
+            policy,
+            limits: options.limits,
+            metrics: options.metrics,
+            open: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            open_bytes: 0,
+            next_seq: 0,
+            held: None,
+        }
+    }
+
+    /// Adds `record`, arriving at timely time `time`, to its key's group; groups completed by it
+    /// go to `ready` (to be emitted at `time`).
+    fn push(&mut self, key: K, record: D, time: u64, ready: &mut Vec<Group<K, D>>) {
+        let at = record.event_time_ms();
+        let size = record.size_bytes();
+        let policy = self.policy;
+        let mut start_new = true;
+        if let Some(open) = self.open.get_mut(&key) {
+            let age_limit = open.first.saturating_add(policy.max_age_ms);
+            let idle_limit = open.last.saturating_add(policy.inactivity_timeout_ms);
+            let reason = if at >= age_limit.min(idle_limit) {
+                Some(if age_limit <= idle_limit {
+                    CompletionReason::MaxAge
+                } else {
+                    CompletionReason::Inactivity
+                })
+            } else if open.bytes + size > policy.max_bytes {
+                Some(CompletionReason::MaxBytes)
+            } else {
+                None
+            };
+            match reason {
+                Some(reason) => ready.push(self.complete(&key, reason)),
+                None => {
+                    open.records.push(record.clone());
+                    open.first = open.first.min(at);
+                    open.last = open.last.max(at);
+                    open.bytes += size;
+                    open.deadline = deadline(&policy, open.first, open.last).max(time);
+                    self.open_bytes += size;
+                    if let Some(m) = &self.metrics {
+                        m.add_open_bytes(size);
+                    }
+                    start_new = false;
+                }
+            }
+        }
+        if start_new {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let group_deadline = deadline(&policy, at, at).max(time);
+            self.deadlines
+                .push(Reverse((group_deadline, seq, Unordered(key.clone()))));
+            self.open.insert(
+                key.clone(),
+                OpenGroup {
+                    records: vec![record],
+                    first: at,
+                    last: at,
+                    bytes: size,
+                    deadline: group_deadline,
+                    seq,
+                },
+            );
+            self.open_bytes += size;
+            if let Some(m) = &self.metrics {
+                m.add_open_group(size);
+            }
+        }
+        if let Some(open) = self.open.get(&key) {
+            if open.records.len() >= policy.max_messages {
+                ready.push(self.complete(&key, CompletionReason::MaxMessages));
+            } else if open.bytes >= policy.max_bytes {
+                ready.push(self.complete(&key, CompletionReason::MaxBytes));
+            }
+        }
+        while self.open.len() > self.limits.max_open_groups
+            || self.open_bytes > self.limits.max_open_bytes
+        {
+            let Some(Reverse((_, _, Unordered(victim)))) = self.deadlines.pop() else {
+                break;
+            };
+            if self.open.contains_key(&victim) {
+                ready.push(self.complete(&victim, CompletionReason::Capacity));
+            }
+        }
+    }
+
+    /// Makes sure a capability at or before `deadline` of every open group is held, taking one
+    /// from `make` (the current input's capability) when needed.
+    fn hold(&mut self, time: u64, make: impl FnOnce(u64) -> Capability<u64>) {
+        let needed = self
+            .deadlines
+            .peek()
+            .map(|Reverse((d, _, _))| *d)
+            .unwrap_or(time)
+            .max(time);
+        if self.held.as_ref().is_none_or(|c| *c.time() > needed) {
+            self.held = Some(make(needed));
+        }
+    }
+
+    /// The next group whose deadline `reached` says the frontier has passed, or every open group
+    /// once the input has ended. Returns the group's deadline with it.
+    fn pop_due(
+        &mut self,
+        reached: &impl Fn(u64) -> bool,
+        end_of_input: bool,
+    ) -> Option<(u64, Group<K, D>)> {
+        loop {
+            let Reverse((due, seq, _)) = self.deadlines.peek()?;
+            if !end_of_input && !reached(*due) {
+                return None;
+            }
+            let (due, seq) = (*due, *seq);
+            let Reverse((_, _, Unordered(key))) = self.deadlines.pop()?;
+            let Some(open) = self.open.get(&key) else {
+                continue;
+            };
+            if open.seq != seq {
+                continue;
+            }
+            if open.deadline > due && !end_of_input {
+                self.deadlines
+                    .push(Reverse((open.deadline, seq, Unordered(key))));
+                continue;
+            }
+            let reason = if end_of_input {
+                CompletionReason::EndOfInput
+            } else if open.first.saturating_add(self.policy.max_age_ms) <= open.deadline {
+                CompletionReason::MaxAge
+            } else {
+                CompletionReason::Inactivity
+            };
+            let at = open.deadline;
+            return Some((at, self.complete(&key, reason)));
+        }
+    }
+
+    /// Removes `key`'s open group and makes it a completed group.
+    fn complete(&mut self, key: &K, reason: CompletionReason) -> Group<K, D> {
+        let open = self.open.remove(key).unwrap_or_else(|| OpenGroup {
+            records: Vec::new(),
+            first: 0,
+            last: 0,
+            bytes: 0,
+            deadline: 0,
+            seq: 0,
+        });
+        self.open_bytes -= open.bytes;
+        if let Some(m) = &self.metrics {
+            m.group_completed(open.bytes, reason);
+        }
+        let id = group_id(
+            &key.to_string(),
+            open.records.first().map(|r| r.record_id()).unwrap_or(""),
+        );
+        Group {
+            id,
+            key: key.clone(),
+            records: open.records,
+            first_time_ms: open.first,
+            last_time_ms: open.last,
+            bytes: open.bytes,
+            reason,
+        }
+    }
+
+    /// Downgrades the held capability to the earliest pending deadline, or drops it when no group
+    /// is open.
+    fn release_capability(&mut self) {
+        if self.open.is_empty() {
+            self.deadlines.clear();
+            self.held = None;
+            return;
+        }
+        if let (Some(Reverse((due, _, _))), Some(held)) = (self.deadlines.peek(), &mut self.held) {
+            if *held.time() < *due {
+                held.downgrade(due);
+            }
+        }
+    }
+}
+
+/// A key in the deadline queue. Entries are ordered by (deadline, sequence number), which is
+/// unique, so the key itself never needs an order.
+struct Unordered<K>(K);
+
+impl<K> PartialEq for Unordered<K> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl<K> Eq for Unordered<K> {}
+impl<K> PartialOrd for Unordered<K> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<K> Ord for Unordered<K> {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+/// The deadline of a group whose records span `first..=last`.
+fn deadline(policy: &WindowPolicy, first: u64, last: u64) -> u64 {
+    first
+        .saturating_add(policy.max_age_ms)
+        .min(last.saturating_add(policy.inactivity_timeout_ms))
+}

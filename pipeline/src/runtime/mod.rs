@@ -1,0 +1,525 @@
+//! The runtime: source -> decode -> operator -> sinks, with commit-after-ack.
+//!
+//! Guarantees:
+//! - **At-least-once.** A source position is committed only when every record before it was
+//!   acknowledged by every sink (or written to the dead-letter sink). After a crash, the source
+//!   resumes from the committed positions; the operator, being a function of the log, rebuilds the
+//!   same groups with the same ids, and idempotent sinks make the rewrite harmless.
+//! - **Bounded memory.** The operator caps open groups and bytes per worker; the source pauses
+//!   while more than `max_unacked_bytes` of completed groups wait for the sinks (backpressure).
+//! - **Bad input never stops the pipeline.** Oversized and undecodable records go to the
+//!   dead-letter sink with the reason, and are counted.
+//! - **Graceful shutdown.** Stop reading, flush every open group, wait for the sinks, commit.
+//!
+//! Time: records enter the operator at the current input time, which follows the minimum over
+//! active partitions of their latest event time, less `lateness_ms`; when the source is idle,
+//! it follows the clock (less `lateness_ms`), so groups complete without new records.
+
+mod dispatch;
+mod tracker;
+mod workers;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::clock::{Clock, SystemClock};
+use crate::metrics::Metrics;
+use crate::operator::{AggregateOptions, GroupKey, OperatorLimits};
+use crate::policy::{PolicyError, WindowPolicy};
+use crate::record::{Aggregatable, Envelope, Position};
+use crate::sink::{DeadLetter, DeadLetterSink, ErrorKind, Sink};
+use crate::source::{Polled, Source, SourceRecord};
+use dispatch::{write_dead_letters, Dispatcher};
+use tracker::CommitTracker;
+use workers::{run_workers, Feed, WorkerShared};
+
+/// How the runtime reads, batches, retries and commits. Durations are in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Timely worker threads aggregating in parallel (keys are spread across them).
+    pub workers: usize,
+    /// Most records read from the source per poll.
+    pub poll_max_records: usize,
+    /// Longest wait for a record in one poll before the source counts as idle.
+    pub poll_wait_ms: u64,
+    /// How far the input time stays behind event times and the clock, so that slightly late or
+    /// out-of-order records still join their group. Adds to the delay of idle groups.
+    pub lateness_ms: u64,
+    /// Records larger than this go to the dead-letter sink.
+    pub max_record_bytes: usize,
+    /// The source pauses while more than this many bytes of completed groups wait for sinks.
+    pub max_unacked_bytes: u64,
+    /// How often acknowledged positions are committed.
+    pub commit_interval_ms: u64,
+    /// Most groups in one sink write.
+    pub sink_batch_max_groups: usize,
+    /// Most sink batches in flight at once.
+    pub sink_concurrency: usize,
+    /// First retry delay after a retryable sink or source error; doubles up to `retry_max_ms`.
+    pub retry_initial_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_ms: u64,
+    /// On shutdown, how long to wait for sinks before giving up (what was not acknowledged is
+    /// not committed, and is replayed on the next start).
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            poll_max_records: 4096,
+            poll_wait_ms: 50,
+            lateness_ms: 500,
+            max_record_bytes: 64 * 1024,
+            max_unacked_bytes: 64 * 1024 * 1024,
+            commit_interval_ms: 1000,
+            sink_batch_max_groups: 200,
+            sink_concurrency: 4,
+            retry_initial_ms: 100,
+            retry_max_ms: 10_000,
+            shutdown_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Why a pipeline could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// The window policy is invalid.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The runtime configuration is invalid.
+    #[error("runtime configuration: {0}")]
+    Config(String),
+    /// The source failed in a way retrying cannot fix.
+    #[error("source failed: {0}")]
+    Source(String),
+    /// The timely workers failed.
+    #[error("dataflow workers failed: {0}")]
+    Workers(String),
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Records read.
+    pub messages_in: u64,
+    /// Groups acknowledged by every sink.
+    pub groups_out: u64,
+    /// Records sent to the dead-letter sink.
+    pub dead_letters: u64,
+    /// The positions committed last, per partition.
+    pub committed: Vec<Position>,
+    /// Groups not acknowledged when the shutdown timeout expired (their records were not
+    /// committed and will be read again).
+    pub unacknowledged_groups: usize,
+}
+
+/// Turns source bytes into records.
+pub type Decoder<R> = Arc<dyn Fn(&SourceRecord) -> Result<R, String> + Send + Sync>;
+
+/// A configured pipeline: key, policy, sinks and limits. Run it with [`Pipeline::run`].
+pub struct Pipeline<K, R> {
+    key_fn: Arc<dyn Fn(&R) -> K + Send + Sync>,
+    decode: Decoder<R>,
+    sinks: Vec<Arc<dyn Sink<K, R>>>,
+    dead_letters: Arc<dyn DeadLetterSink>,
+    policy: WindowPolicy,
+    limits: OperatorLimits,
+    config: RuntimeConfig,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+}
+
+impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
+    /// A pipeline grouping by `key_fn`, decoding with `decode`, writing dead letters to
+    /// `dead_letters`, with default policy, limits and runtime settings and no sink yet.
+    pub fn new(
+        key_fn: impl Fn(&R) -> K + Send + Sync + 'static,
+        decode: impl Fn(&SourceRecord) -> Result<R, String> + Send + Sync + 'static,
+        dead_letters: Arc<dyn DeadLetterSink>,
+    ) -> Self {
+        Self {
+            key_fn: Arc::new(key_fn),
+            decode: Arc::new(decode),
+            sinks: Vec::new(),
+            dead_letters,
+            policy: WindowPolicy::default(),
+            limits: OperatorLimits::default(),
+            config: RuntimeConfig::default(),
+            metrics: Arc::new(Metrics::default()),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Adds a sink; every group goes to every sink.
+    pub fn sink(mut self, sink: Arc<dyn Sink<K, R>>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+    /// Sets the window policy.
+    pub fn policy(mut self, policy: WindowPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+    /// Sets the operator's caps on open groups and bytes.
+    pub fn limits(mut self, limits: OperatorLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+    /// Sets the runtime settings.
+    pub fn config(mut self, config: RuntimeConfig) -> Self {
+        self.config = config;
+        self
+    }
+    /// Uses `clock` for the idle advance and delay metrics (a [`crate::ManualClock`] in tests).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// Reports into `metrics` (to share them with a `/metrics` endpoint).
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+    /// The metrics this pipeline reports into.
+    pub fn metrics_handle(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Runs until the source ends or `shutdown` completes, then flushes, waits for the sinks
+    /// (up to `shutdown_timeout_ms`) and commits.
+    pub async fn run<S: Source>(
+        self,
+        mut source: S,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<RunReport, PipelineError> {
+        self.policy.validate()?;
+        if self.sinks.is_empty() {
+            return Err(PipelineError::Config(
+                "at least one sink is required".into(),
+            ));
+        }
+        let config = self.config.clone();
+        let tracker = Arc::new(Mutex::new(CommitTracker::default()));
+        let unacked_bytes = Arc::new(AtomicU64::new(0));
+        let (feed_tx, feed_rx) = mpsc::channel::<Feed<R>>(16);
+        let (group_tx, group_rx) = mpsc::unbounded_channel();
+        let (abandon_tx, abandon_rx) = watch::channel(false);
+
+        let shared = Arc::new(WorkerShared {
+            feed: Mutex::new(Some(feed_rx)),
+            epoch: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            out: group_tx,
+            unacked_bytes: Arc::clone(&unacked_bytes),
+        });
+        let key_fn = Arc::clone(&self.key_fn);
+        let options = AggregateOptions {
+            limits: self.limits,
+            metrics: Some(Arc::clone(&self.metrics)),
+        };
+        let policy = self.policy;
+        let workers = config.workers;
+        let workers_task = tokio::task::spawn_blocking(move || {
+            run_workers(workers, shared, move |r: &R| key_fn(r), policy, options)
+        });
+
+        let dispatcher = Dispatcher {
+            config: config.clone(),
+            sinks: self.sinks.clone(),
+            dead_letters: Arc::clone(&self.dead_letters),
+            tracker: Arc::clone(&tracker),
+            metrics: Arc::clone(&self.metrics),
+            clock: Arc::clone(&self.clock),
+            unacked_bytes: Arc::clone(&unacked_bytes),
+            abandon: abandon_rx.clone(),
+        };
+        let dispatch_task = tokio::spawn(dispatcher.run(group_rx));
+
+        let mut reader = Reader {
+            config: &config,
+            decode: &self.decode,
+            dead_letters: self.dead_letters.as_ref(),
+            tracker: &tracker,
+            metrics: &self.metrics,
+            clock: self.clock.as_ref(),
+            unacked_bytes: &unacked_bytes,
+            abandon: &abandon_rx,
+            feed: feed_tx,
+            epoch: 0,
+            partitions: HashMap::new(),
+            last_commit_ms: self.clock.now_ms(),
+        };
+        let read_result = reader.read_until_done(&mut source, shutdown).await;
+        // Closing the feed ends the input: the operator flushes every open group.
+        drop(reader.feed);
+
+        let timeout = Duration::from_millis(config.shutdown_timeout_ms);
+        let workers_done = async {
+            let workers = workers_task
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r);
+            let unacknowledged = dispatch_task.await.unwrap_or(0);
+            (workers, unacknowledged)
+        };
+        tokio::pin!(workers_done);
+        let (workers, unacknowledged) = tokio::select! {
+            done = &mut workers_done => done,
+            _ = tokio::time::sleep(timeout) => {
+                warn!(timeout_ms = config.shutdown_timeout_ms, "sinks did not acknowledge every group before the shutdown timeout; unacknowledged records will be read again on the next start");
+                let _ = abandon_tx.send(true);
+                workers_done.await
+            }
+        };
+        workers.map_err(PipelineError::Workers)?;
+
+        let committed = commit(&mut source, &tracker, &self.metrics, true).await;
+        read_result?;
+        let report = RunReport {
+            messages_in: self.metrics.messages_in.load(SeqCst),
+            groups_out: self.metrics.groups_out.load(SeqCst),
+            dead_letters: self.metrics.dead_letters.load(SeqCst),
+            committed: committed.map_err(PipelineError::Source)?,
+            unacknowledged_groups: unacknowledged,
+        };
+        info!(
+            messages_in = report.messages_in,
+            groups_out = report.groups_out,
+            dead_letters = report.dead_letters,
+            "pipeline stopped"
+        );
+        Ok(report)
+    }
+}
+
+/// The source side of a run: polls, decodes, advances time, commits.
+struct Reader<'a, R> {
+    config: &'a RuntimeConfig,
+    decode: &'a Decoder<R>,
+    dead_letters: &'a dyn DeadLetterSink,
+    tracker: &'a Arc<Mutex<CommitTracker>>,
+    metrics: &'a Arc<Metrics>,
+    clock: &'a dyn Clock,
+    unacked_bytes: &'a AtomicU64,
+    abandon: &'a watch::Receiver<bool>,
+    feed: mpsc::Sender<Feed<R>>,
+    /// The input time last sent to the workers.
+    epoch: u64,
+    /// Per partition: latest event time seen, and when (clock ms) it last delivered a record.
+    partitions: HashMap<u32, (u64, u64)>,
+    last_commit_ms: u64,
+}
+
+impl<R: Aggregatable> Reader<'_, R> {
+    async fn read_until_done<S: Source>(
+        &mut self,
+        source: &mut S,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), PipelineError> {
+        tokio::pin!(shutdown);
+        let wait = Duration::from_millis(self.config.poll_wait_ms);
+        let mut backoff = Duration::from_millis(self.config.retry_initial_ms.max(1));
+        loop {
+            if self.unacked_bytes.load(SeqCst) > self.config.max_unacked_bytes {
+                self.metrics.backpressure_pauses.fetch_add(1, SeqCst);
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                self.maybe_commit(source).await?;
+                continue;
+            }
+            let polled = tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                polled = source.poll(self.config.poll_max_records, wait) => polled,
+            };
+            match polled {
+                Ok(Polled::Records(records)) => {
+                    backoff = Duration::from_millis(self.config.retry_initial_ms.max(1));
+                    self.accept(records).await?;
+                }
+                Ok(Polled::Idle) => {
+                    let now = self.clock.now_ms();
+                    self.advance(now.saturating_sub(self.config.lateness_ms))
+                        .await?;
+                }
+                Ok(Polled::Revoked(partitions)) => {
+                    commit(source, self.tracker, self.metrics, false)
+                        .await
+                        .map_err(PipelineError::Source)?;
+                    if let Ok(mut tracker) = self.tracker.lock() {
+                        tracker.forget(&partitions);
+                    }
+                    for p in &partitions {
+                        self.partitions.remove(p);
+                    }
+                }
+                Ok(Polled::End) => return Ok(()),
+                Err(e) if e.kind == ErrorKind::Retryable => {
+                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "source poll failed; retrying");
+                    tokio::select! {
+                        _ = &mut shutdown => return Ok(()),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff =
+                        (backoff * 2).min(Duration::from_millis(self.config.retry_max_ms.max(1)));
+                }
+                Err(e) => return Err(PipelineError::Source(e.message)),
+            }
+            self.maybe_commit(source).await?;
+        }
+    }
+
+    /// Decodes `records`, dead-letters the bad ones, feeds the good ones and advances time.
+    async fn accept(&mut self, records: Vec<SourceRecord>) -> Result<(), PipelineError> {
+        let now = self.clock.now_ms();
+        let mut good = Vec::with_capacity(records.len());
+        let mut bad = Vec::new();
+        self.metrics
+            .messages_in
+            .fetch_add(records.len() as u64, SeqCst);
+        if let Ok(mut tracker) = self.tracker.lock() {
+            for record in &records {
+                tracker.read(record.position);
+            }
+            self.metrics
+                .commit_lag
+                .store(tracker.outstanding() as u64, SeqCst);
+        }
+        for record in records {
+            let decoded = if record.payload.len() > self.config.max_record_bytes {
+                Err(format!(
+                    "record is {} bytes, over the max_record_bytes limit of {}",
+                    record.payload.len(),
+                    self.config.max_record_bytes
+                ))
+            } else {
+                (self.decode)(&record)
+            };
+            match decoded {
+                Ok(decoded) => {
+                    let time = decoded.event_time_ms();
+                    let seen = self
+                        .partitions
+                        .entry(record.position.partition)
+                        .or_insert((time, now));
+                    *seen = (seen.0.max(time), now);
+                    good.push(Envelope {
+                        position: record.position,
+                        bytes: record.payload.len() as u32,
+                        record: decoded,
+                    });
+                }
+                Err(reason) => bad.push(DeadLetter {
+                    position: record.position,
+                    key: record.key,
+                    payload: record.payload,
+                    reason,
+                }),
+            }
+        }
+        if !bad.is_empty() {
+            write_dead_letters(
+                self.dead_letters,
+                &bad,
+                self.config,
+                self.metrics,
+                self.abandon,
+            )
+            .await
+            .map_err(|e| PipelineError::Source(format!("dead-letter sink failed: {e}")))?;
+            if let Ok(mut tracker) = self.tracker.lock() {
+                for letter in &bad {
+                    tracker.acked(letter.position);
+                }
+            }
+        }
+        if !good.is_empty() && self.feed.send(Feed::Records(good)).await.is_err() {
+            return Err(PipelineError::Workers(
+                "the dataflow workers stopped".into(),
+            ));
+        }
+        // Partitions silent for longer than the lateness margin do not hold time back.
+        let active_min = self
+            .partitions
+            .values()
+            .filter(|(_, seen_at)| now.saturating_sub(*seen_at) <= self.config.lateness_ms)
+            .map(|(time, _)| *time)
+            .min();
+        if let Some(min) = active_min {
+            self.advance(min.saturating_sub(self.config.lateness_ms))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Moves the input time forward to `time` (never back).
+    async fn advance(&mut self, time: u64) -> Result<(), PipelineError> {
+        if time > self.epoch {
+            self.epoch = time;
+            if self.feed.send(Feed::Advance(time)).await.is_err() {
+                return Err(PipelineError::Workers(
+                    "the dataflow workers stopped".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn maybe_commit<S: Source>(&mut self, source: &mut S) -> Result<(), PipelineError> {
+        let now = self.clock.now_ms();
+        if now.saturating_sub(self.last_commit_ms) >= self.config.commit_interval_ms {
+            self.last_commit_ms = now;
+            commit(source, self.tracker, self.metrics, false)
+                .await
+                .map_err(PipelineError::Source)?;
+        }
+        Ok(())
+    }
+}
+
+/// Commits every partition's low watermark that moved; returns the positions committed (all of
+/// them when `all` is set, for the final report).
+async fn commit<S: Source>(
+    source: &mut S,
+    tracker: &Mutex<CommitTracker>,
+    metrics: &Metrics,
+    all: bool,
+) -> Result<Vec<Position>, String> {
+    let (positions, lag) = match tracker.lock() {
+        Ok(t) => (t.committable(), t.outstanding()),
+        Err(_) => return Err("commit tracker poisoned".into()),
+    };
+    metrics.commit_lag.store(lag as u64, SeqCst);
+    if positions.is_empty() {
+        return Ok(if all {
+            tracker
+                .lock()
+                .map(|t| t.last_committed())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        });
+    }
+    source.commit(&positions).await.map_err(|e| e.message)?;
+    metrics.commits.fetch_add(1, SeqCst);
+    if let Ok(mut t) = tracker.lock() {
+        t.committed(&positions);
+        if all {
+            return Ok(t.last_committed());
+        }
+    }
+    Ok(positions)
+}

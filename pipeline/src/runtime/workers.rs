@@ -1,0 +1,134 @@
+//! The timely side of the runtime: worker threads that feed records into the operator and hand
+//! completed groups to the async sink dispatcher.
+//!
+//! Worker 0 receives records and time advances from the source task and feeds them into its input;
+//! the operator exchanges records by key, so every worker aggregates its share. The other workers
+//! only follow worker 0's input time, read from a shared atomic, so the frontier can advance.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline as Local;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Input;
+use timely::dataflow::InputHandle;
+use tokio::sync::mpsc;
+
+use crate::group::Group;
+use crate::operator::{AggregateByKey, AggregateOptions, GroupKey};
+use crate::policy::WindowPolicy;
+use crate::record::{Aggregatable, Envelope};
+
+/// What the source task tells worker 0.
+pub(crate) enum Feed<R> {
+    /// Records to send at the current input time.
+    Records(Vec<Envelope<R>>),
+    /// Advance the input time to this event time (ms).
+    Advance(u64),
+}
+
+/// A completed group on its way to the sinks.
+pub(crate) type Completed<K, R> = Group<K, Envelope<R>>;
+
+/// Everything the worker threads share.
+pub(crate) struct WorkerShared<K, R> {
+    pub(crate) feed: Mutex<Option<mpsc::Receiver<Feed<R>>>>,
+    pub(crate) epoch: AtomicU64,
+    pub(crate) closed: AtomicBool,
+    pub(crate) out: mpsc::UnboundedSender<Completed<K, R>>,
+    /// Bytes of groups completed and not yet acknowledged by every sink.
+    pub(crate) unacked_bytes: Arc<AtomicU64>,
+}
+
+/// Runs `workers` timely workers until the feed ends, returning when all groups were emitted.
+pub(crate) fn run_workers<K, R, F>(
+    workers: usize,
+    shared: Arc<WorkerShared<K, R>>,
+    key_fn: F,
+    policy: WindowPolicy,
+    options: AggregateOptions,
+) -> Result<(), String>
+where
+    K: GroupKey,
+    R: Aggregatable,
+    F: Fn(&R) -> K + Clone + Send + Sync + 'static,
+{
+    let guards = timely::execute(timely::Config::process(workers.max(1)), move |worker| {
+        let index = worker.index();
+        let out = shared.out.clone();
+        let unacked = Arc::clone(&shared.unacked_bytes);
+        let key_fn = key_fn.clone();
+        let options = options.clone();
+        let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<Envelope<R>>>> =
+            InputHandle::new();
+        worker.dataflow::<u64, _, _>(|scope| {
+            scope
+                .input_from(&mut input)
+                .aggregate_by_key_with(move |e: &Envelope<R>| key_fn(&e.record), policy, options)
+                .sink(Local, "ToSinks", move |(groups, _frontier)| {
+                    groups.for_each(|_cap, batch| {
+                        for group in batch.drain(..) {
+                            unacked.fetch_add(group.bytes as u64, Ordering::SeqCst);
+                            // The receiver goes away only when the pipeline is being torn down.
+                            let _ = out.send(group);
+                        }
+                    });
+                });
+        });
+
+        let mut feed = if index == 0 {
+            shared.feed.lock().ok().and_then(|mut f| f.take())
+        } else {
+            None
+        };
+        let mut open = true;
+        while open {
+            let mut busy = false;
+            if let Some(rx) = feed.as_mut() {
+                loop {
+                    match rx.try_recv() {
+                        Ok(Feed::Records(records)) => {
+                            busy = true;
+                            for record in records {
+                                input.send(record);
+                            }
+                        }
+                        Ok(Feed::Advance(time)) => {
+                            if time > *input.time() {
+                                input.advance_to(time);
+                                shared.epoch.store(time, Ordering::SeqCst);
+                            }
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            shared.closed.store(true, Ordering::SeqCst);
+                            open = false;
+                            break;
+                        }
+                    }
+                }
+            } else {
+                let time = shared.epoch.load(Ordering::SeqCst);
+                if time > *input.time() {
+                    input.advance_to(time);
+                }
+                open = !shared.closed.load(Ordering::SeqCst);
+            }
+            if busy {
+                worker.step();
+            } else {
+                worker.step_or_park(Some(Duration::from_millis(1)));
+            }
+        }
+        drop(input);
+        while worker.has_dataflows() {
+            worker.step_or_park(Some(Duration::from_millis(1)));
+        }
+    })?;
+    for result in guards.join() {
+        result?;
+    }
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! Tests of the operator against a sequential reference model, and of the runtime's delivery
+//! guarantees on the in-memory log.
+
+mod model;
+mod operator;
+mod runtime;

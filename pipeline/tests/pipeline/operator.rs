@@ -1,0 +1,237 @@
+//! The operator alone, on timely, checked against the reference model.
+
+use std::sync::{Arc, Mutex};
+
+use confab_pipeline::{AggregateByKey, CompletionReason, Group, WindowPolicy};
+use proptest::prelude::*;
+use timely::dataflow::operators::{Input, Inspect, Probe};
+use timely::dataflow::{InputHandle, ProbeHandle};
+
+use crate::model::{reference_groups, Outline, Rec};
+
+/// Runs the operator on `workers` workers over `records` fed in `chunks` (sizes), advancing the
+/// input time before each chunk to that chunk's first event time. Returns the groups and the
+/// final input time.
+pub(crate) fn run_operator(
+    records: &[Rec],
+    chunks: &[usize],
+    policy: WindowPolicy,
+    workers: usize,
+) -> (Vec<Group<u8, Rec>>, u64) {
+    let mut schedule: Vec<(u64, Vec<Rec>)> = Vec::new();
+    let mut rest = records;
+    let mut sizes = chunks.iter().cycle();
+    while !rest.is_empty() {
+        let n = (*sizes.next().unwrap_or(&1)).clamp(1, rest.len());
+        let (chunk, tail) = rest.split_at(n);
+        schedule.push((chunk[0].time, chunk.to_vec()));
+        rest = tail;
+    }
+    let final_epoch = schedule.last().map_or(0, |(t, _)| *t);
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&out);
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let index = worker.index();
+        let sink = Arc::clone(&sink);
+        let probe = ProbeHandle::new();
+        let mut input = InputHandle::new();
+        worker.dataflow::<u64, _, _>(|scope| {
+            scope
+                .input_from(&mut input)
+                .aggregate_by_key(|r: &Rec| r.key, policy)
+                .inspect(move |g: &Group<u8, Rec>| sink.lock().expect("sink").push(g.clone()))
+                .probe_with(&probe);
+        });
+        for (time, chunk) in &schedule {
+            if *time > *input.time() {
+                input.advance_to(*time);
+            }
+            if index == 0 {
+                for r in chunk {
+                    input.send(r.clone());
+                }
+            }
+            while probe.less_than(input.time()) {
+                worker.step();
+            }
+        }
+        drop(input);
+        while worker.step() {}
+    })
+    .expect("timely runs");
+    let groups = out.lock().expect("groups").clone();
+    (groups, final_epoch)
+}
+
+pub(crate) fn outline(groups: &[Group<u8, Rec>]) -> Vec<Outline> {
+    let mut outline: Vec<Outline> = groups
+        .iter()
+        .map(|g| {
+            (
+                g.key,
+                g.records.iter().map(|r| r.id.clone()).collect(),
+                g.reason,
+            )
+        })
+        .collect();
+    outline.sort();
+    outline
+}
+
+/// A log of records over a few keys with non-decreasing times, bursts and long gaps.
+fn arb_log() -> impl Strategy<Value = Vec<Rec>> {
+    prop::collection::vec(
+        (
+            0u8..6,
+            prop_oneof![0u64..3, 0u64..20, 30u64..200],
+            1usize..400,
+        ),
+        0..150,
+    )
+    .prop_map(|steps| {
+        let mut time = 1_000_000;
+        steps
+            .into_iter()
+            .enumerate()
+            .map(|(i, (key, gap, size))| {
+                // Times on a 100 ms grid, like the policy's limits, so that records landing exactly
+                // on a deadline are common.
+                time += gap * 100;
+                Rec {
+                    key,
+                    id: format!("r{i}"),
+                    time,
+                    size,
+                }
+            })
+            .collect()
+    })
+}
+
+fn arb_policy() -> impl Strategy<Value = WindowPolicy> {
+    (1u64..40, 1usize..12, 100usize..3_000, 1u64..5).prop_map(|(idle, count, bytes, age)| {
+        let idle = idle * 100;
+        WindowPolicy {
+            inactivity_timeout_ms: idle,
+            max_messages: count,
+            max_bytes: bytes,
+            max_age_ms: idle * age,
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn operator_matches_the_reference_model_on_1_2_and_4_workers(
+        log in arb_log(),
+        policy in arb_policy(),
+        chunks in prop::collection::vec(1usize..20, 1..8),
+    ) {
+        for workers in [1, 2, 4] {
+            let (groups, final_epoch) = run_operator(&log, &chunks, policy, workers);
+            let expected = reference_groups(&log, &policy, final_epoch);
+            prop_assert_eq!(outline(&groups), expected, "workers = {}", workers);
+            for g in &groups {
+                prop_assert_eq!(g.id, confab_pipeline::group_id(&g.key.to_string(), &g.records[0].id));
+                prop_assert_eq!(g.bytes, g.records.iter().map(|r| r.size).sum::<usize>());
+            }
+        }
+    }
+}
+
+#[test]
+fn replaying_the_same_log_yields_identical_groups_and_ids() {
+    let log: Vec<Rec> = (0..500)
+        .map(|i| Rec {
+            key: (i * 7 % 11) as u8,
+            id: format!("m{i}"),
+            time: 1_000 + i * 137 % 5_000 + i * 40,
+            size: 120,
+        })
+        .scan(0, |t, mut r| {
+            *t = (*t).max(r.time);
+            r.time = *t;
+            Some(r)
+        })
+        .collect();
+    let policy = WindowPolicy {
+        inactivity_timeout_ms: 900,
+        max_messages: 10,
+        max_bytes: 1_000,
+        max_age_ms: 5_000,
+    };
+    let (first, _) = run_operator(&log, &[13, 1, 40], policy, 2);
+    let (second, _) = run_operator(&log, &[5, 77], policy, 4);
+    let key = |g: &Group<u8, Rec>| g.id;
+    let mut first = first;
+    let mut second = second;
+    first.sort_by_key(key);
+    second.sort_by_key(key);
+    assert_eq!(first.len(), second.len());
+    assert!(
+        first.len() > 50,
+        "the log forms many groups: {}",
+        first.len()
+    );
+    for (a, b) in first.iter().zip(&second) {
+        assert_eq!((a.id, &a.records, a.key), (b.id, &b.records, b.key));
+    }
+}
+
+#[test]
+fn a_lone_record_completes_at_its_inactivity_deadline_with_no_later_input() {
+    let policy = WindowPolicy {
+        inactivity_timeout_ms: 3_000,
+        ..WindowPolicy::default()
+    };
+    timely::execute_directly(move |worker| {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let probe = ProbeHandle::new();
+        let mut input = InputHandle::new();
+        worker.dataflow::<u64, _, _>(|scope| {
+            scope
+                .input_from(&mut input)
+                .aggregate_by_key(|r: &Rec| r.key, policy)
+                .inspect_core(move |event: Result<(&_, &Vec<Group<u8, Rec>>), &[u64]>| {
+                    if let Ok((stamp, groups)) = event {
+                        let time: Option<&u64> = stamp.least();
+                        let time = time.copied().unwrap_or(0);
+                        sink.lock()
+                            .expect("sink")
+                            .extend(groups.iter().map(|g| (time, g.clone())));
+                    }
+                })
+                .probe_with(&probe);
+        });
+        input.advance_to(10_000);
+        input.send(Rec {
+            key: 1,
+            id: "only".into(),
+            time: 10_000,
+            size: 10,
+        });
+        // Virtual time: just before the deadline nothing completes...
+        input.advance_to(12_999);
+        while probe.less_than(input.time()) {
+            worker.step();
+        }
+        assert!(
+            seen.lock().expect("seen").is_empty(),
+            "nothing completes before the deadline"
+        );
+        // ...and once the input time reaches it, the group completes, input still open.
+        input.advance_to(13_000);
+        while probe.less_than(input.time()) {
+            worker.step();
+        }
+        let seen = seen.lock().expect("seen").clone();
+        assert_eq!(seen.len(), 1);
+        let (time, group) = &seen[0];
+        assert_eq!(*time, 13_000, "emitted at its deadline");
+        assert_eq!(group.reason, CompletionReason::Inactivity);
+        assert_eq!(group.records.len(), 1);
+    });
+}

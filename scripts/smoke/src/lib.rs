@@ -1,0 +1,1 @@
+//! Smoke tests live in `tests/`; this crate has no library code.
