@@ -72,13 +72,16 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
     /// groups left unacknowledged (when abandoned).
     async fn deliver(&self, batch: Vec<Completed<K, R>>) -> usize {
         let mut positions: Vec<Position> = Vec::new();
+        let mut spans = Vec::with_capacity(batch.len());
         let mut bytes = 0u64;
         let mut messages = 0u64;
         let mut last_times = Vec::with_capacity(batch.len());
         let groups: Vec<Group<K, R>> = batch
             .into_iter()
             .map(|g| {
+                let start = positions.len();
                 positions.extend(g.positions());
+                spans.push(start..positions.len());
                 bytes += g.bytes as u64;
                 messages += g.len() as u64;
                 last_times.push(g.last_time_ms);
@@ -106,8 +109,8 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
             }
         }
         if let Ok(mut tracker) = self.tracker.lock() {
-            for p in &positions {
-                tracker.acked(*p);
+            for span in spans {
+                tracker.acked_group(&positions[span]);
             }
         }
         let now = self.clock.now_ms();

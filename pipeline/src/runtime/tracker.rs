@@ -1,8 +1,15 @@
 //! Commit-after-ack bookkeeping: which source positions may be committed.
 //!
-//! Groups complete out of order, so a partition's committable position is its low watermark: the
-//! smallest offset read and not yet acknowledged, or, when every read record is acknowledged, the
-//! offset after the last one read.
+//! Groups complete out of order, so a partition's committable position starts from its low
+//! watermark: the smallest offset read and not yet acknowledged, or, when every read record is
+//! acknowledged, the offset after the last one read.
+//!
+//! A replay must also rebuild the same groups, so the committed position must not cut through a
+//! group: if an acknowledged group has records on both sides of it, a restart there would read
+//! the group's tail without its head and form a different group (a different document id, the
+//! tail's messages written twice). The position therefore moves back to the first offset of any
+//! group spanning it, until no group does. This relies on a key's records all being in one
+//! partition, which keyed partitioning (Kafka's default) guarantees.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,6 +29,26 @@ struct PartitionState {
     next: u64,
     /// The last position committed (or `None` before the first commit).
     committed: Option<u64>,
+    /// Acknowledged groups with more than one record here: first offset -> last offset. Pruned
+    /// once committed past.
+    spans: BTreeMap<u64, u64>,
+}
+
+impl PartitionState {
+    /// The latest position at or below the low watermark that no acknowledged group spans.
+    fn clean_cut(&self) -> u64 {
+        let mut cut = self.outstanding.first().copied().unwrap_or(self.next);
+        while let Some(first) = self
+            .spans
+            .range(..cut)
+            .filter(|(_, &last)| last >= cut)
+            .map(|(&first, _)| first)
+            .min()
+        {
+            cut = first;
+        }
+        cut
+    }
 }
 
 impl CommitTracker {
@@ -32,10 +59,30 @@ impl CommitTracker {
         state.next = state.next.max(position.offset + 1);
     }
 
-    /// Records that every sink acknowledged the record at `position`.
+    /// Records that every sink acknowledged the record at `position` (a record outside any
+    /// group, such as a dead letter).
     pub(crate) fn acked(&mut self, position: Position) {
         if let Some(state) = self.partitions.get_mut(&position.partition) {
             state.outstanding.remove(&position.offset);
+        }
+    }
+
+    /// Records that every sink acknowledged the group whose records sit at `positions`.
+    pub(crate) fn acked_group(&mut self, positions: &[Position]) {
+        let mut ranges: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+        for p in positions {
+            self.acked(*p);
+            let range = ranges.entry(p.partition).or_insert((p.offset, p.offset));
+            range.0 = range.0.min(p.offset);
+            range.1 = range.1.max(p.offset);
+        }
+        for (partition, (first, last)) in ranges {
+            if let Some(state) = self.partitions.get_mut(&partition) {
+                if last > first {
+                    let end = state.spans.entry(first).or_insert(last);
+                    *end = (*end).max(last);
+                }
+            }
         }
     }
 
@@ -50,7 +97,7 @@ impl CommitTracker {
         self.partitions
             .iter()
             .filter_map(|(&partition, state)| {
-                let offset = state.outstanding.first().copied().unwrap_or(state.next);
+                let offset = state.clean_cut();
                 (state.committed != Some(offset)).then_some(Position { partition, offset })
             })
             .collect()
@@ -61,6 +108,7 @@ impl CommitTracker {
         for p in positions {
             if let Some(state) = self.partitions.get_mut(&p.partition) {
                 state.committed = Some(p.offset);
+                state.spans.retain(|_, last| *last >= p.offset);
             }
         }
     }
@@ -108,5 +156,39 @@ mod tests {
         t.acked(at(1, 3));
         assert_eq!(t.committable(), vec![at(0, 15), at(1, 4)]);
         assert_eq!(t.outstanding(), 0);
+    }
+
+    #[test]
+    fn a_commit_never_cuts_through_an_acknowledged_group() {
+        // Offsets 0 and 2 form one group (key A); offset 1 (key B) is still open.
+        let mut t = CommitTracker::default();
+        for o in 0..3 {
+            t.read(at(0, o));
+        }
+        t.acked_group(&[at(0, 0), at(0, 2)]);
+        assert_eq!(
+            t.committable(),
+            vec![at(0, 0)],
+            "not 1: that would split group A"
+        );
+        // Offset 1 and 3 form group B; 3 is read later.
+        t.read(at(0, 3));
+        t.acked_group(&[at(0, 1), at(0, 3)]);
+        assert_eq!(t.committable(), vec![at(0, 4)]);
+        t.committed(&[at(0, 4)]);
+        assert_eq!(t.committable(), vec![]);
+    }
+
+    #[test]
+    fn overlapping_groups_move_the_cut_back_to_the_earliest_head() {
+        let mut t = CommitTracker::default();
+        for o in 0..6 {
+            t.read(at(0, o));
+        }
+        t.acked_group(&[at(0, 0), at(0, 3)]);
+        t.acked_group(&[at(0, 2), at(0, 5)]);
+        t.acked(at(0, 1));
+        // Low watermark is 4; group [2, 5] spans it, and group [0, 3] spans 2.
+        assert_eq!(t.committable(), vec![at(0, 0)]);
     }
 }

@@ -1,1 +1,361 @@
-//! Runtime tests (below).
+//! The runtime on the in-memory log: crashes and restarts, idle completion in virtual time,
+//! graceful shutdown, dead letters.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use confab_pipeline::memory::{MemoryDeadLetters, MemoryLog, MemorySink};
+use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
+use confab_pipeline::{
+    ChatMessage, CompletionReason, Group, ManualClock, Pipeline, RuntimeConfig, Sink, SinkError,
+    SourceRecord, WindowPolicy,
+};
+use tokio::sync::Notify;
+
+fn chat_message(i: u64, chat: u64, ms: u64) -> ChatMessage {
+    ChatMessage {
+        message_id: format!("m{i}"),
+        chat_id: format!("chat-{chat}"),
+        from_user: format!("u{}", i % 2),
+        to_user: format!("u{}", (i + 1) % 2),
+        body: format!("message number {i}"),
+        time: timeuuid_from_ms(ms, (i % 10_000) as u16, [0, 0, 0, 0, 0, 1]),
+        time_iso: iso_from_ms(ms),
+    }
+}
+
+fn decode(record: &SourceRecord) -> Result<ChatMessage, String> {
+    ChatMessage::decode(&record.payload, usize::MAX).map_err(|e| e.to_string())
+}
+
+fn pipeline(
+    sinks: Vec<Arc<dyn Sink<String, ChatMessage>>>,
+    dead: MemoryDeadLetters,
+    policy: WindowPolicy,
+    config: RuntimeConfig,
+) -> Pipeline<String, ChatMessage> {
+    let mut p = Pipeline::new(|m: &ChatMessage| m.chat_id.clone(), decode, Arc::new(dead))
+        .policy(policy)
+        .config(config);
+    for sink in sinks {
+        p = p.sink(sink);
+    }
+    p
+}
+
+/// A sink that fails at random (retryably), keeps every group it accepts, and announces each
+/// accepted write so the test can crash the pipeline at a chosen point.
+struct FlakySink {
+    kept: MemorySink<String, ChatMessage>,
+    seed: AtomicU64,
+    fail_percent: u64,
+    writes: AtomicUsize,
+    written: Notify,
+}
+
+#[async_trait]
+impl Sink<String, ChatMessage> for FlakySink {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+    async fn write(&self, groups: &[Group<String, ChatMessage>]) -> Result<(), SinkError> {
+        // xorshift: reproducible failures.
+        let mut x = self.seed.load(SeqCst);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.seed.store(x, SeqCst);
+        if x % 100 < self.fail_percent {
+            return Err(SinkError::retryable("injected failure"));
+        }
+        self.kept.write(groups).await?;
+        self.writes.fetch_add(1, SeqCst);
+        self.written.notify_waiters();
+        Ok(())
+    }
+}
+
+#[test]
+fn crashes_and_restarts_lose_nothing_and_double_nothing_after_dedup_by_group_id() {
+    let log = MemoryLog::new(3);
+    let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut ms = 1_700_000_000_000;
+    let mut x = 88_172_645_463_325_252u64;
+    for i in 0..3_000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ms += x % 400;
+        let chat = x % 40;
+        let m = chat_message(i, chat, ms);
+        expected
+            .entry(m.chat_id.clone())
+            .or_default()
+            .push(m.message_id.clone());
+        log.append(m.chat_id.as_bytes(), m.encode());
+    }
+    log.close();
+
+    let sink = Arc::new(FlakySink {
+        kept: MemorySink::default(),
+        seed: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
+        fail_percent: 20,
+        writes: AtomicUsize::new(0),
+        written: Notify::new(),
+    });
+    let policy = WindowPolicy {
+        inactivity_timeout_ms: 3_000,
+        max_messages: 10,
+        max_bytes: 64 * 1024,
+        max_age_ms: 10_000,
+    };
+    let config = RuntimeConfig {
+        workers: 2,
+        poll_max_records: 37,
+        commit_interval_ms: 0,
+        sink_batch_max_groups: 3,
+        retry_initial_ms: 1,
+        retry_max_ms: 5,
+        ..RuntimeConfig::default()
+    };
+
+    // Crash after a varying number of accepted writes, ten times, then run to the end.
+    let mut crashes = 0;
+    for crash_after in [1usize, 4, 2, 9, 3, 7, 5, 11, 6, 8] {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let sink_dyn: Arc<dyn Sink<String, ChatMessage>> = sink.clone();
+        let p = pipeline(
+            vec![sink_dyn],
+            MemoryDeadLetters::default(),
+            policy,
+            config.clone(),
+        );
+        let source = log.source("aggregator");
+        let start = sink.writes.load(SeqCst);
+        let sink_ref = Arc::clone(&sink);
+        let finished = rt.block_on(async move {
+            let run = tokio::spawn(p.run(source, std::future::pending()));
+            loop {
+                let notified = sink_ref.written.notified();
+                if sink_ref.writes.load(SeqCst) >= start + crash_after || run.is_finished() {
+                    break;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+            }
+            run.is_finished()
+        });
+        // A crash: every task stops where it is; nothing is flushed or committed.
+        rt.shutdown_background();
+        if finished {
+            break;
+        }
+        crashes += 1;
+    }
+    assert!(
+        crashes >= 5,
+        "the pipeline was crashed mid-run {crashes} times"
+    );
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let p = pipeline(
+        vec![sink.clone()],
+        MemoryDeadLetters::default(),
+        policy,
+        config,
+    );
+    let report = rt
+        .block_on(p.run(log.source("aggregator"), std::future::pending()))
+        .expect("final run");
+    assert_eq!(report.unacknowledged_groups, 0);
+    assert_eq!(
+        log.committed("aggregator"),
+        log.end_offsets(),
+        "committed to the end"
+    );
+
+    // Upserts by group id: the last write of an id is what a document store keeps.
+    let mut by_id: HashMap<uuid::Uuid, Group<String, ChatMessage>> = HashMap::new();
+    let written = sink.kept.groups();
+    for g in &written {
+        by_id.insert(g.id, g.clone());
+    }
+    assert!(written.len() > by_id.len(), "replays rewrote some groups");
+    let mut seen: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+    let mut copies: HashMap<String, usize> = HashMap::new();
+    for g in by_id.values() {
+        for m in &g.records {
+            *copies.entry(m.message_id.clone()).or_default() += 1;
+            let index: u64 = m.message_id[1..].parse().expect("id");
+            seen.entry(g.key.clone())
+                .or_default()
+                .push((index, m.message_id.clone()));
+        }
+        let ids: Vec<u64> = g
+            .records
+            .iter()
+            .map(|m| m.message_id[1..].parse().unwrap_or(0))
+            .collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "log order inside group {}",
+            g.id
+        );
+    }
+    assert!(
+        copies.values().all(|&n| n == 1),
+        "every message in exactly one group"
+    );
+    for (chat, ids) in &expected {
+        let mut got = seen.remove(chat).unwrap_or_default();
+        got.sort();
+        let got: Vec<String> = got.into_iter().map(|(_, id)| id).collect();
+        assert_eq!(&got, ids, "every message of {chat}, once");
+    }
+    assert!(seen.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_chat_completes_by_inactivity_in_virtual_time() {
+    let log = MemoryLog::new(1);
+    let start = 1_700_000_000_000;
+    let clock = ManualClock::new(start);
+    let m = chat_message(1, 1, start);
+    log.append(m.chat_id.as_bytes(), m.encode());
+    let sink = MemorySink::default();
+    let policy = WindowPolicy {
+        inactivity_timeout_ms: 3_000,
+        ..WindowPolicy::default()
+    };
+    let config = RuntimeConfig {
+        lateness_ms: 200,
+        poll_wait_ms: 5,
+        ..RuntimeConfig::default()
+    };
+    let p = pipeline(
+        vec![Arc::new(sink.clone())],
+        MemoryDeadLetters::default(),
+        policy,
+        config,
+    )
+    .clock(Arc::new(clock.clone()));
+    let metrics = p.metrics_handle();
+    let stop = Arc::new(Notify::new());
+    let stopped = Arc::clone(&stop);
+    let run = tokio::spawn(p.run(log.source("g"), async move { stopped.notified().await }));
+
+    // The record is read, and virtual time stands just short of its deadline plus lateness.
+    wait_until(|| metrics.messages_in.load(SeqCst) == 1).await;
+    clock.set(start + 3_000 + 199);
+    wait_until(|| metrics.open_groups.load(SeqCst) == 1).await;
+    tokio::task::yield_now().await;
+    assert!(sink.groups().is_empty(), "not complete before the deadline");
+
+    // Virtual time passes the deadline: the group completes with no further record.
+    clock.set(start + 3_000 + 200);
+    wait_until(|| !sink.groups().is_empty()).await;
+    let groups = sink.groups();
+    assert_eq!(groups[0].reason, CompletionReason::Inactivity);
+    assert_eq!(groups[0].records, vec![m]);
+    stop.notify_one();
+    let report = run.await.expect("join").expect("run");
+    assert_eq!(report.groups_out, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_flushes_every_open_group_and_commits_to_the_end() {
+    let log = MemoryLog::new(2);
+    let start = 1_700_000_000_000;
+    for i in 0..50 {
+        let m = chat_message(i, i % 7, start + i * 10);
+        log.append(m.chat_id.as_bytes(), m.encode());
+    }
+    let sink = MemorySink::default();
+    // Nothing would complete on its own for an hour.
+    let policy = WindowPolicy {
+        inactivity_timeout_ms: 3_600_000,
+        max_age_ms: 3_600_000,
+        max_messages: 1_000,
+        ..WindowPolicy::default()
+    };
+    let clock = ManualClock::new(start);
+    let p = pipeline(
+        vec![Arc::new(sink.clone())],
+        MemoryDeadLetters::default(),
+        policy,
+        RuntimeConfig::default(),
+    )
+    .clock(Arc::new(clock));
+    let metrics = p.metrics_handle();
+    let stop = Arc::new(Notify::new());
+    let stopped = Arc::clone(&stop);
+    let run = tokio::spawn(p.run(log.source("g"), async move { stopped.notified().await }));
+    wait_until(|| metrics.open_groups.load(SeqCst) == 7).await;
+    assert!(sink.groups().is_empty());
+    stop.notify_one();
+    let report = run.await.expect("join").expect("run");
+
+    let groups = sink.groups();
+    assert_eq!(groups.len(), 7);
+    assert!(groups
+        .iter()
+        .all(|g| g.reason == CompletionReason::EndOfInput));
+    assert_eq!(groups.iter().map(|g| g.len()).sum::<usize>(), 50);
+    assert_eq!(log.committed("g"), log.end_offsets());
+    assert_eq!(report.committed, log.end_offsets());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_records_go_to_the_dead_letter_sink_with_a_reason_and_the_rest_flows() {
+    let log = MemoryLog::new(1);
+    let start = 1_700_000_000_000;
+    let good = chat_message(1, 1, start);
+    log.append(b"k", b"\xff not json".to_vec());
+    log.append(good.chat_id.as_bytes(), good.encode());
+    log.append(b"k", br#"{"chat_id":"c1"}"#.to_vec());
+    log.append(b"k", vec![b'x'; 100_000]);
+    log.close();
+    let sink = MemorySink::default();
+    let dead = MemoryDeadLetters::default();
+    let p = pipeline(
+        vec![Arc::new(sink.clone())],
+        dead.clone(),
+        WindowPolicy::default(),
+        RuntimeConfig::default(),
+    );
+    let report = p
+        .run(log.source("g"), std::future::pending())
+        .await
+        .expect("run");
+
+    assert_eq!(report.dead_letters, 3);
+    let letters = dead.letters();
+    let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
+    assert!(reasons[0].contains("not a chat message"), "{reasons:?}");
+    assert!(reasons[1].contains("missing field"), "{reasons:?}");
+    assert!(reasons[2].contains("max_record_bytes"), "{reasons:?}");
+    assert_eq!(letters[0].payload, b"\xff not json");
+    assert_eq!(sink.groups().len(), 1);
+    assert_eq!(
+        log.committed("g"),
+        log.end_offsets(),
+        "dead letters are committed past too"
+    );
+}
+
+/// Polls `done` until it holds (the pipeline runs on other threads); fails after 20 s.
+async fn wait_until(done: impl Fn() -> bool) {
+    for _ in 0..4_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("condition not reached within 20 s");
+}
