@@ -1,0 +1,1 @@
+//! Sources and sinks for Kafka, Fluvio, Firestore, Cassandra, and embedded ones.

@@ -1,0 +1,1 @@
+//! The auth service: users, login, JWT.

@@ -1,0 +1,1 @@
+//! Token validation shared by the services.
