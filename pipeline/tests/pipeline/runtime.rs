@@ -359,3 +359,67 @@ async fn wait_until(done: impl Fn() -> bool) {
     }
     panic!("condition not reached within 20 s");
 }
+
+/// A sink that fails (retryably) while its gate is closed, like a server that is down.
+struct DownSink {
+    up: std::sync::atomic::AtomicBool,
+    kept: MemorySink<String, ChatMessage>,
+}
+
+#[async_trait]
+impl Sink<String, ChatMessage> for DownSink {
+    fn name(&self) -> &str {
+        "down"
+    }
+    async fn write(&self, groups: &[Group<String, ChatMessage>]) -> Result<(), SinkError> {
+        if !self.up.load(SeqCst) {
+            return Err(SinkError::retryable("server unavailable"));
+        }
+        self.kept.write(groups).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_sink_pauses_the_source_instead_of_buffering_without_bound() {
+    let log = MemoryLog::new(2);
+    let start = 1_700_000_000_000;
+    for i in 0..2_000 {
+        let m = chat_message(i, i % 50, start + i);
+        log.append(m.chat_id.as_bytes(), m.encode());
+    }
+    let sink = Arc::new(DownSink { up: false.into(), kept: MemorySink::default() });
+    let policy = WindowPolicy { max_messages: 1, ..WindowPolicy::default() };
+    let cap = 20_000;
+    let config = RuntimeConfig {
+        max_unacked_bytes: cap,
+        poll_max_records: 16,
+        poll_wait_ms: 5,
+        retry_initial_ms: 1,
+        retry_max_ms: 20,
+        ..RuntimeConfig::default()
+    };
+    let p = pipeline(vec![sink.clone()], MemoryDeadLetters::default(), policy, config);
+    let metrics = p.metrics_handle();
+    let stop = Arc::new(Notify::new());
+    let stopped = Arc::clone(&stop);
+    let run = tokio::spawn(p.run(log.source("g"), async move { stopped.notified().await }));
+
+    wait_until(|| metrics.backpressure_pauses.load(SeqCst) > 20).await;
+    let read_while_down = metrics.messages_in.load(SeqCst);
+    let record_bytes = chat_message(0, 0, start).encode().len() as u64;
+    assert!(
+        read_while_down * record_bytes <= cap + 16 * record_bytes * 4,
+        "read {read_while_down} records ({} bytes) with the sink down; cap {cap}",
+        read_while_down * record_bytes
+    );
+    assert!(metrics.sink_retries.load(SeqCst) > 0);
+    assert!(sink.kept.groups().is_empty());
+
+    // The server comes back: everything flows and is committed.
+    sink.up.store(true, SeqCst);
+    wait_until(|| metrics.messages_out.load(SeqCst) == 2_000).await;
+    stop.notify_one();
+    run.await.expect("join").expect("run");
+    assert_eq!(sink.kept.groups().len(), 2_000);
+    assert_eq!(log.committed("g"), log.end_offsets());
+}
