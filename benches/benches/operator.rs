@@ -3,16 +3,16 @@
 //!
 //! Run with: cargo bench -p confab-benches --bench operator
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use confab_benches::{messages, payloads, run, Path};
+use confab_benches::{envelopes, messages, payloads, run, Input};
 use confab_pipeline::{ChatMessage, WindowPolicy};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const N: usize = 200_000;
 
 fn benches(c: &mut Criterion) {
-    let decoded = Arc::new(messages(N, 10_000));
+    let decoded = messages(N, 10_000);
     let payloads = Arc::new(payloads(&decoded));
     let mean = payloads.iter().map(Vec::len).sum::<usize>() / N;
     eprintln!("workload: {N} messages, mean {mean} bytes of JSON, 10000 chats");
@@ -23,21 +23,28 @@ fn benches(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("decode_only", |b| {
         b.iter(|| {
-            let mut ok = 0;
-            for p in payloads.iter() {
-                ok += usize::from(ChatMessage::decode(p, usize::MAX).is_ok());
-            }
+            let ok = payloads
+                .iter()
+                .filter(|p| ChatMessage::decode(p, usize::MAX).is_ok())
+                .count();
             assert_eq!(ok, N);
         })
     });
     for workers in [1, 2] {
         group.bench_function(format!("full_path/{workers}_workers"), |b| {
-            b.iter(|| run(workers, policy, Arc::clone(&payloads), Arc::clone(&decoded), Path::Full))
+            b.iter(|| {
+                run(
+                    workers,
+                    policy,
+                    Input::Payloads(Arc::clone(&payloads)),
+                    || {},
+                )
+            })
         });
         group.bench_function(format!("operator_only/{workers}_workers"), |b| {
             b.iter_batched(
-                || (Arc::clone(&payloads), Arc::clone(&decoded)),
-                |(p, d)| run(workers, policy, p, d, Path::OperatorOnly),
+                || Input::Records(Mutex::new(Some(envelopes(&decoded)))),
+                |input| run(workers, policy, input, || {}),
                 BatchSize::PerIteration,
             )
         });

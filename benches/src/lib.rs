@@ -2,14 +2,16 @@
 //! operator over them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
-use confab_pipeline::{AggregateByKey, ChatMessage, Envelope, Group, Position, WindowPolicy};
-use timely::dataflow::operators::{Input, Inspect, Probe};
+use confab_pipeline::{
+    Aggregatable, AggregateByKey, ChatMessage, Envelope, Group, Position, WindowPolicy,
+};
+use timely::dataflow::operators::{Input as _, Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 
-/// `n` seed-style chat messages (about 280 bytes of JSON each) over `chats` chats, 20 ms apart.
+/// `n` seed-style chat messages (about 340 bytes of JSON each) over `chats` chats, 20 ms apart.
 pub fn messages(n: usize, chats: usize) -> Vec<ChatMessage> {
     let uuid = |i: u64, salt: u64| uuid::Uuid::from_u64_pair(salt, i).to_string();
     (0..n as u64)
@@ -34,75 +36,126 @@ pub fn payloads(messages: &[ChatMessage]) -> Vec<Vec<u8>> {
     messages.iter().map(ChatMessage::encode).collect()
 }
 
-/// How much of the path a run covers.
-#[derive(Debug, Clone, Copy)]
-pub enum Path {
-    /// Decoded records in, groups counted out.
-    OperatorOnly,
-    /// JSON payloads decoded, aggregated, and each group encoded as JSON.
-    Full,
+/// The messages in envelopes, as the runtime feeds them to the operator.
+pub fn envelopes(messages: &[ChatMessage]) -> Vec<Envelope<ChatMessage>> {
+    messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Envelope {
+            position: Position {
+                partition: 0,
+                offset: i as u64,
+            },
+            bytes: 340,
+            record: m.clone(),
+        })
+        .collect()
 }
 
-/// Runs the operator on `workers` workers over the workload; returns (groups, encoded bytes).
+/// What a run starts from.
+pub enum Input {
+    /// JSON payloads: decoded, aggregated, and each group encoded as JSON (the full path).
+    Payloads(Arc<Vec<Vec<u8>>>),
+    /// Decoded records, moved into the operator (the operator alone); taken by worker 0.
+    Records(Mutex<Option<Vec<Envelope<ChatMessage>>>>),
+}
+
+/// Runs the operator on `workers` workers over `input`; returns (groups, encoded bytes).
+/// `before_close` runs on worker 0 once everything was fed and processed, before the input ends.
 pub fn run(
     workers: usize,
     policy: WindowPolicy,
-    payloads: Arc<Vec<Vec<u8>>>,
-    decoded: Arc<Vec<ChatMessage>>,
-    path: Path,
+    input: Input,
+    before_close: impl Fn() + Send + Sync + 'static,
 ) -> (usize, usize) {
     let groups = Arc::new(AtomicUsize::new(0));
     let bytes = Arc::new(AtomicUsize::new(0));
     let (g, b) = (Arc::clone(&groups), Arc::clone(&bytes));
+    let encode = matches!(input, Input::Payloads(_));
+    let input = Arc::new(input);
     timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
         let (g, b) = (Arc::clone(&g), Arc::clone(&b));
         let probe = ProbeHandle::new();
-        let mut input = InputHandle::new();
+        let mut handle = InputHandle::new();
         worker.dataflow::<u64, _, _>(|scope| {
             scope
-                .input_from(&mut input)
+                .input_from(&mut handle)
                 .aggregate_by_key(|e: &Envelope<ChatMessage>| e.record.chat_id.clone(), policy)
                 .inspect(move |group: &Group<String, Envelope<ChatMessage>>| {
                     g.fetch_add(1, Ordering::Relaxed);
-                    if matches!(path, Path::Full) {
-                        let encoded = serde_json::to_vec(&group.records.iter().map(|e| &e.record).collect::<Vec<_>>())
-                            .unwrap_or_default();
-                        b.fetch_add(encoded.len(), Ordering::Relaxed);
+                    if encode {
+                        let records: Vec<&ChatMessage> =
+                            group.records.iter().map(|e| &e.record).collect();
+                        b.fetch_add(
+                            serde_json::to_vec(&records).map_or(0, |v| v.len()),
+                            Ordering::Relaxed,
+                        );
                     }
                 })
                 .probe_with(&probe);
         });
         if index == 0 {
-            let n = decoded.len();
-            let mut offset = 0;
-            while offset < n {
-                let end = (offset + 1024).min(n);
-                let time = confab_pipeline::Aggregatable::event_time_ms(&decoded[offset]);
-                if time > *input.time() {
-                    input.advance_to(time);
+            let feed = |batch: &mut dyn Iterator<Item = Envelope<ChatMessage>>,
+                        handle: &mut InputHandle<u64, _>| {
+                let mut first = true;
+                for e in batch {
+                    if first {
+                        let time = e.record.event_time_ms();
+                        if time > *handle.time() {
+                            handle.advance_to(time);
+                        }
+                        first = false;
+                    }
+                    handle.send(e);
                 }
-                for i in offset..end {
-                    let record = match path {
-                        Path::OperatorOnly => decoded[i].clone(),
-                        Path::Full => match ChatMessage::decode(&payloads[i], usize::MAX) {
-                            Ok(m) => m,
-                            Err(_) => continue,
-                        },
-                    };
-                    input.send(Envelope {
-                        position: Position { partition: 0, offset: i as u64 },
-                        bytes: payloads[i].len() as u32,
-                        record,
-                    });
+            };
+            match input.as_ref() {
+                Input::Payloads(payloads) => {
+                    for (chunk_index, chunk) in payloads.chunks(1024).enumerate() {
+                        let mut decoded = chunk.iter().enumerate().filter_map(|(i, p)| {
+                            let record = ChatMessage::decode(p, usize::MAX).ok()?;
+                            let offset = (chunk_index * 1024 + i) as u64;
+                            Some(Envelope {
+                                position: Position {
+                                    partition: 0,
+                                    offset,
+                                },
+                                bytes: p.len() as u32,
+                                record,
+                            })
+                        });
+                        feed(&mut decoded, &mut handle);
+                        worker.step();
+                    }
                 }
-                worker.step();
-                offset = end;
+                Input::Records(records) => {
+                    let records = records
+                        .lock()
+                        .ok()
+                        .and_then(|mut r| r.take())
+                        .unwrap_or_default();
+                    let mut records = records.into_iter().peekable();
+                    while records.peek().is_some() {
+                        let mut chunk = records.by_ref().take(1024);
+                        feed(&mut chunk, &mut handle);
+                        worker.step();
+                    }
+                }
             }
         }
-        drop(input);
+        while probe.less_than(handle.time()) {
+            worker.step();
+        }
+        if index == 0 {
+            before_close();
+        }
+        drop(handle);
         while worker.step() {}
     })
     .expect("timely");
-    (groups.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed))
+    (
+        groups.load(Ordering::Relaxed),
+        bytes.load(Ordering::Relaxed),
+    )
 }

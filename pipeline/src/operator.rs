@@ -19,11 +19,12 @@
 //! new group; the runtime keeps that rare by holding the idle clock back by a lateness margin.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
 use serde::{de::DeserializeOwned, Serialize};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
@@ -134,7 +135,9 @@ impl<'scope, D: Aggregatable> AggregateByKey<'scope, D> for Stream<'scope, u64, 
     {
         let route_key = key_fn.clone();
         let exchange = Exchange::new(move |record: &D| key_hash(&route_key(record)));
-        self.unary_frontier(exchange, "AggregateByKey", move |_initial, _info| {
+        let scope = self.scope();
+        self.unary_frontier(exchange, "AggregateByKey", move |_initial, info| {
+            let activator = scope.activator_for(info.address);
             let mut state = State::new(policy, options);
             move |(input, frontier), output| {
                 let mut ready = Vec::new();
@@ -155,11 +158,19 @@ impl<'scope, D: Aggregatable> AggregateByKey<'scope, D> for Stream<'scope, u64, 
                 let frontier = frontier.frontier();
                 let end_of_input = frontier.is_empty();
                 let reached = |deadline: u64| !frontier.less_than(&deadline);
+                // Emit at most FLUSH_BATCH due groups per activation, so that a mass flush (end of
+                // input, a long stall) streams to the sinks instead of queueing at once.
+                let mut emitted = 0;
                 while let Some((deadline, group)) = state.pop_due(&reached, end_of_input) {
                     if let Some(held) = state.held.as_ref() {
                         let at = if end_of_input { *held.time() } else { deadline };
                         let emit_cap = held.delayed(&at.max(*held.time()));
                         output.session(&emit_cap).give(group);
+                    }
+                    emitted += 1;
+                    if emitted == FLUSH_BATCH {
+                        activator.activate();
+                        break;
                     }
                 }
                 state.release_capability();
@@ -167,6 +178,9 @@ impl<'scope, D: Aggregatable> AggregateByKey<'scope, D> for Stream<'scope, u64, 
         })
     }
 }
+
+/// Most groups completed by time in one activation of the operator.
+const FLUSH_BATCH: usize = 4096;
 
 /// A stable hash of a key, choosing its worker.
 fn key_hash<K: Hash>(key: &K) -> u64 {
@@ -195,7 +209,7 @@ struct State<K, D> {
     policy: WindowPolicy,
     limits: OperatorLimits,
     metrics: Option<Arc<Metrics>>,
-    open: HashMap<K, OpenGroup<D>>,
+    open: FxHashMap<K, OpenGroup<D>>,
     /// Deadlines of open groups, earliest first. Entries go stale when a group grows (its deadline
     /// moves later) or completes early; stale entries are fixed up or dropped when they surface.
     deadlines: BinaryHeap<Reverse<(u64, u64, Unordered<K>)>>,
@@ -211,7 +225,7 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
             policy,
             limits: options.limits,
             metrics: options.metrics,
-            open: HashMap::new(),
+            open: FxHashMap::default(),
             deadlines: BinaryHeap::new(),
             open_bytes: 0,
             next_seq: 0,
@@ -225,11 +239,12 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
         let at = record.event_time_ms();
         let size = record.size_bytes();
         let policy = self.policy;
-        let mut start_new = true;
-        if let Some(open) = self.open.get_mut(&key) {
+
+        // Does the record arrive too late, or too large, for its key's open group?
+        let closes = self.open.get(&key).and_then(|open| {
             let age_limit = open.first.saturating_add(policy.max_age_ms);
             let idle_limit = open.last.saturating_add(policy.inactivity_timeout_ms);
-            let reason = if at >= age_limit.min(idle_limit) {
+            if at >= age_limit.min(idle_limit) {
                 Some(if age_limit <= idle_limit {
                     CompletionReason::MaxAge
                 } else {
@@ -239,51 +254,51 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
                 Some(CompletionReason::MaxBytes)
             } else {
                 None
-            };
-            match reason {
-                Some(reason) => ready.push(self.complete(&key, reason)),
-                None => {
-                    open.records.push(record.clone());
-                    open.first = open.first.min(at);
-                    open.last = open.last.max(at);
-                    open.bytes += size;
-                    open.deadline = deadline(&policy, open.first, open.last).max(time);
-                    self.open_bytes += size;
-                    if let Some(m) = &self.metrics {
-                        m.add_open_bytes(size);
-                    }
-                    start_new = false;
-                }
             }
+        });
+        if let Some(reason) = closes {
+            ready.push(self.complete(&key, reason));
         }
-        if start_new {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            let group_deadline = deadline(&policy, at, at).max(time);
-            self.deadlines
-                .push(Reverse((group_deadline, seq, Unordered(key.clone()))));
-            self.open.insert(
-                key.clone(),
-                OpenGroup {
+
+        // Join the open group, or start one.
+        let (count, bytes) = match self.open.get_mut(&key) {
+            Some(open) => {
+                open.records.push(record);
+                open.first = open.first.min(at);
+                open.last = open.last.max(at);
+                open.bytes += size;
+                open.deadline = deadline(&policy, open.first, open.last).max(time);
+                if let Some(m) = &self.metrics {
+                    m.add_open_bytes(size);
+                }
+                (open.records.len(), open.bytes)
+            }
+            None => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                let group_deadline = deadline(&policy, at, at).max(time);
+                self.deadlines
+                    .push(Reverse((group_deadline, seq, Unordered(key.clone()))));
+                let open = OpenGroup {
                     records: vec![record],
                     first: at,
                     last: at,
                     bytes: size,
                     deadline: group_deadline,
                     seq,
-                },
-            );
-            self.open_bytes += size;
-            if let Some(m) = &self.metrics {
-                m.add_open_group(size);
+                };
+                self.open.insert(key.clone(), open);
+                if let Some(m) = &self.metrics {
+                    m.add_open_group(size);
+                }
+                (1, size)
             }
-        }
-        if let Some(open) = self.open.get(&key) {
-            if open.records.len() >= policy.max_messages {
-                ready.push(self.complete(&key, CompletionReason::MaxMessages));
-            } else if open.bytes >= policy.max_bytes {
-                ready.push(self.complete(&key, CompletionReason::MaxBytes));
-            }
+        };
+        self.open_bytes += size;
+        if count >= policy.max_messages {
+            ready.push(self.complete(&key, CompletionReason::MaxMessages));
+        } else if bytes >= policy.max_bytes {
+            ready.push(self.complete(&key, CompletionReason::MaxBytes));
         }
         while self.open.len() > self.limits.max_open_groups
             || self.open_bytes > self.limits.max_open_bytes
@@ -350,14 +365,9 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
 
     /// Removes `key`'s open group and makes it a completed group.
     fn complete(&mut self, key: &K, reason: CompletionReason) -> Group<K, D> {
-        let open = self.open.remove(key).unwrap_or_else(|| OpenGroup {
-            records: Vec::new(),
-            first: 0,
-            last: 0,
-            bytes: 0,
-            deadline: 0,
-            seq: 0,
-        });
+        let Some((key, open)) = self.open.remove_entry(key) else {
+            unreachable_group(key)
+        };
         self.open_bytes -= open.bytes;
         if let Some(m) = &self.metrics {
             m.group_completed(open.bytes, reason);
@@ -368,7 +378,7 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
         );
         Group {
             id,
-            key: key.clone(),
+            key,
             records: open.records,
             first_time_ms: open.first,
             last_time_ms: open.last,
@@ -412,6 +422,12 @@ impl<K> Ord for Unordered<K> {
     fn cmp(&self, _: &Self) -> std::cmp::Ordering {
         std::cmp::Ordering::Equal
     }
+}
+
+/// Completing a group that is not open is a bug in this module: every caller checked first.
+#[cold]
+fn unreachable_group<K: fmt::Debug>(key: &K) -> ! {
+    panic!("aggregate_by_key: no open group for key {key:?}")
 }
 
 /// The deadline of a group whose records span `first..=last`.

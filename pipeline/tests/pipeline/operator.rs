@@ -195,7 +195,7 @@ fn a_lone_record_completes_at_its_inactivity_deadline_with_no_later_input() {
             scope
                 .input_from(&mut input)
                 .aggregate_by_key(|r: &Rec| r.key, policy)
-                .inspect_core(move |event: Result<(&_, &Vec<Group<u8, Rec>>), &[u64]>| {
+                .inspect_core(move |event| {
                     if let Ok((stamp, groups)) = event {
                         let time: Option<&u64> = stamp.least();
                         let time = time.copied().unwrap_or(0);

@@ -387,8 +387,14 @@ async fn a_down_sink_pauses_the_source_instead_of_buffering_without_bound() {
         let m = chat_message(i, i % 50, start + i);
         log.append(m.chat_id.as_bytes(), m.encode());
     }
-    let sink = Arc::new(DownSink { up: false.into(), kept: MemorySink::default() });
-    let policy = WindowPolicy { max_messages: 1, ..WindowPolicy::default() };
+    let sink = Arc::new(DownSink {
+        up: false.into(),
+        kept: MemorySink::default(),
+    });
+    let policy = WindowPolicy {
+        max_messages: 1,
+        ..WindowPolicy::default()
+    };
     let cap = 20_000;
     let config = RuntimeConfig {
         max_unacked_bytes: cap,
@@ -398,7 +404,12 @@ async fn a_down_sink_pauses_the_source_instead_of_buffering_without_bound() {
         retry_max_ms: 20,
         ..RuntimeConfig::default()
     };
-    let p = pipeline(vec![sink.clone()], MemoryDeadLetters::default(), policy, config);
+    let p = pipeline(
+        vec![sink.clone()],
+        MemoryDeadLetters::default(),
+        policy,
+        config,
+    );
     let metrics = p.metrics_handle();
     let stop = Arc::new(Notify::new());
     let stopped = Arc::clone(&stop);
