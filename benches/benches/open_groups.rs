@@ -21,7 +21,7 @@ fn main() {
         return; // `cargo bench -- --list` asks benches to enumerate themselves; this one has no cases.
     }
     const GROUPS: usize = 1_000_000;
-    let records = envelopes(&messages(GROUPS, GROUPS));
+    let records = envelopes(&messages(GROUPS, GROUPS, 1));
     let with_records = status_kib("VmRSS:");
     // Nothing completes before the end of input: every chat stays open until then.
     let policy = WindowPolicy {

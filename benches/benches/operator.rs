@@ -12,10 +12,10 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 const N: usize = 200_000;
 
 fn benches(c: &mut Criterion) {
-    let decoded = messages(N, 10_000);
+    let decoded = messages(N, 10_000, 10);
     let payloads = Arc::new(payloads(&decoded));
     let mean = payloads.iter().map(Vec::len).sum::<usize>() / N;
-    eprintln!("workload: {N} messages, mean {mean} bytes of JSON, 10000 chats");
+    eprintln!("workload: {N} messages, mean {mean} bytes of JSON, conversations of 10 messages over 10000 chats");
     let policy = WindowPolicy::default();
 
     let mut group = c.benchmark_group("messages");

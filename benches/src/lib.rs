@@ -11,12 +11,13 @@ use confab_pipeline::{
 use timely::dataflow::operators::{Input as _, Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 
-/// `n` seed-style chat messages (about 340 bytes of JSON each) over `chats` chats, 20 ms apart.
-pub fn messages(n: usize, chats: usize) -> Vec<ChatMessage> {
+/// `n` seed-style chat messages (about 340 bytes of JSON each), 20 ms apart, in conversations of
+/// `burst` consecutive messages per chat, cycling over `chats` chats.
+pub fn messages(n: usize, chats: usize, burst: usize) -> Vec<ChatMessage> {
     let uuid = |i: u64, salt: u64| uuid::Uuid::from_u64_pair(salt, i).to_string();
     (0..n as u64)
         .map(|i| {
-            let chat = i % chats as u64;
+            let chat = (i / burst.max(1) as u64) % chats as u64;
             let ms = 1_700_000_000_000 + i * 20;
             ChatMessage {
                 message_id: uuid(i, 1),

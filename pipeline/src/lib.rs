@@ -15,6 +15,8 @@
 //! The in-memory log, sink and dead-letter sink in [`memory`] run the same code in tests and in
 //! the embedded default.
 
+#![warn(missing_docs)]
+
 pub mod clock;
 pub mod group;
 pub mod memory;
@@ -31,7 +33,7 @@ pub use group::{group_id, CompletionReason, Group};
 pub use metrics::Metrics;
 pub use operator::{AggregateByKey, AggregateOptions, GroupKey, OperatorLimits};
 pub use policy::{PolicyError, WindowPolicy};
-pub use record::{Aggregatable, ChatMessage, DecodeError, Envelope, Position};
+pub use record::{Aggregatable, ChatKey, ChatMessage, DecodeError, Envelope, Position};
 pub use runtime::{Pipeline, PipelineError, RunReport, RuntimeConfig};
 pub use sink::{DeadLetter, DeadLetterSink, ErrorKind, Sink, SinkError};
 pub use source::{Polled, Source, SourceError, SourceRecord};

@@ -124,6 +124,35 @@ impl Aggregatable for ChatMessage {
     }
 }
 
+/// How chat messages are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatKey {
+    /// One group stream per chat: both users' messages share a document (confab's default).
+    #[default]
+    Chat,
+    /// One group stream per chat and sender, as the seed's Camel route keyed `from_user-chat_id`.
+    ChatAndSender,
+}
+
+impl ChatKey {
+    /// The grouping key of `message`.
+    pub fn key(&self, message: &ChatMessage) -> String {
+        match self {
+            ChatKey::Chat => message.chat_id.clone(),
+            ChatKey::ChatAndSender => format!("{}-{}", message.from_user, message.chat_id),
+        }
+    }
+
+    /// The name used in configuration and reports.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ChatKey::Chat => "chat",
+            ChatKey::ChatAndSender => "chat_and_sender",
+        }
+    }
+}
+
 /// The milliseconds since the Unix epoch inside a version-1 UUID, or `None` for other versions.
 pub fn timeuuid_ms(id: &Uuid) -> Option<u64> {
     if id.get_version_num() != 1 {
