@@ -18,6 +18,9 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 
 use crate::grid::Candidate;
 
+/// Groups with the virtual time they were emitted at, shared with the timely worker.
+type Delivered = Arc<Mutex<Vec<(u64, Group<String, ChatMessage>)>>>;
+
 /// Firestore list prices and how many clients listen to each chat.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -84,7 +87,7 @@ pub fn evaluate(
     lateness_ms: u64,
 ) -> Outcome {
     let metrics = Arc::new(Metrics::default());
-    let delivered: Arc<Mutex<Vec<(u64, Group<String, ChatMessage>)>>> = Arc::default();
+    let delivered: Delivered = Arc::default();
     let (peak_groups, peak_bytes) = run_virtual_time(
         Arc::clone(messages),
         candidate,
@@ -189,7 +192,7 @@ fn run_virtual_time(
     messages: Arc<Vec<ChatMessage>>,
     candidate: &Candidate,
     metrics: Arc<Metrics>,
-    delivered: Arc<Mutex<Vec<(u64, Group<String, ChatMessage>)>>>,
+    delivered: Delivered,
 ) -> (u64, u64) {
     let key = candidate.key;
     let policy = candidate.policy;
