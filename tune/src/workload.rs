@@ -98,19 +98,23 @@ impl WorkloadSpec {
         if !(0.0..1.0).contains(&self.diurnal_amplitude) {
             return bad("diurnal_amplitude", "must be in [0, 1)");
         }
-        if !(self.mean_session_messages >= 1.0) {
+        if self.mean_session_messages.is_nan() || self.mean_session_messages < 1.0 {
             return bad("mean_session_messages", "must be at least 1");
         }
         if !(0.0..=1.0).contains(&self.reply_probability) {
             return bad("reply_probability", "must be in [0, 1]");
         }
-        if !(self.median_gap_ms > 0.0) || !(self.gap_sigma >= 0.0) {
+        if self.median_gap_ms.is_nan()
+            || self.median_gap_ms <= 0.0
+            || self.gap_sigma.is_nan()
+            || self.gap_sigma < 0.0
+        {
             return bad(
                 "median_gap_ms",
                 "median must be positive and sigma non-negative",
             );
         }
-        if !(self.chat_popularity_exponent >= 0.0) {
+        if self.chat_popularity_exponent.is_nan() || self.chat_popularity_exponent < 0.0 {
             return bad("chat_popularity_exponent", "must be non-negative");
         }
         Ok(())
