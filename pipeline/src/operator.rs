@@ -141,18 +141,27 @@ impl<'scope, D: Aggregatable> AggregateByKey<'scope, D> for Stream<'scope, u64, 
             let mut state = State::new(policy, options);
             move |(input, frontier), output| {
                 let mut ready = Vec::new();
+                let mut overdue = Vec::new();
                 input.for_each(|cap, records| {
                     let Some(time) = cap.least().copied() else {
                         return;
                     };
                     for record in records.drain(..) {
                         let key = key_fn(&record);
-                        state.push(key, record, time, &mut ready);
+                        state.push(key, record, time, &mut ready, &mut overdue);
                         state.hold(time, |d| cap.delayed(&d, 0));
                     }
                     if !ready.is_empty() {
                         let emit_cap = cap.delayed(&time, 0);
                         output.session(&emit_cap).give_iterator(ready.drain(..));
+                    }
+                    // A group closed because a record arrived after its deadline completed at the
+                    // deadline, not when the operator got to the record: emit it at its deadline.
+                    if let Some(held) = state.held.as_ref() {
+                        for (deadline, group) in overdue.drain(..) {
+                            let emit_cap = held.delayed(&deadline.max(*held.time()));
+                            output.session(&emit_cap).give(group);
+                        }
                     }
                 });
                 let frontier = frontier.frontier();
@@ -233,9 +242,17 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
         }
     }
 
-    /// Adds `record`, arriving at timely time `time`, to its key's group; groups completed by it
-    /// go to `ready` (to be emitted at `time`).
-    fn push(&mut self, key: K, record: D, time: u64, ready: &mut Vec<Group<K, D>>) {
+    /// Adds `record`, arriving at timely time `time`, to its key's group. Groups it fills go to
+    /// `ready` (to be emitted at `time`); a group it finds past its deadline goes to `overdue`
+    /// with that deadline.
+    fn push(
+        &mut self,
+        key: K,
+        record: D,
+        time: u64,
+        ready: &mut Vec<Group<K, D>>,
+        overdue: &mut Vec<(u64, Group<K, D>)>,
+    ) {
         let at = record.event_time_ms();
         let size = record.size_bytes();
         let policy = self.policy;
@@ -245,19 +262,22 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
             let age_limit = open.first.saturating_add(policy.max_age_ms);
             let idle_limit = open.last.saturating_add(policy.inactivity_timeout_ms);
             if at >= age_limit.min(idle_limit) {
-                Some(if age_limit <= idle_limit {
+                let reason = if age_limit <= idle_limit {
                     CompletionReason::MaxAge
                 } else {
                     CompletionReason::Inactivity
-                })
+                };
+                Some((reason, Some(open.deadline)))
             } else if open.bytes + size > policy.max_bytes {
-                Some(CompletionReason::MaxBytes)
+                Some((CompletionReason::MaxBytes, None))
             } else {
                 None
             }
         });
-        if let Some(reason) = closes {
-            ready.push(self.complete(&key, reason));
+        match closes {
+            Some((reason, Some(deadline))) => overdue.push((deadline, self.complete(&key, reason))),
+            Some((reason, None)) => ready.push(self.complete(&key, reason)),
+            None => {}
         }
 
         // Join the open group, or start one.

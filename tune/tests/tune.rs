@@ -150,6 +150,17 @@ fn the_grid_run_recommends_the_cheapest_policy_within_budget_and_plots_it() {
         progress.fetch_max(n, std::sync::atomic::Ordering::SeqCst);
     });
     assert_eq!(outcomes.len(), candidates.len());
+    // Regression: a group closed by a record arriving after its deadline was stamped with that
+    // record's time (minutes later on sparse traffic) instead of its deadline.
+    for o in &outcomes {
+        let bound = o.candidate.policy.max_age_ms.saturating_add(500);
+        assert!(
+            o.delay_max_ms <= bound,
+            "{}: max delay {} over age + lateness {bound}",
+            o.candidate.name,
+            o.delay_max_ms
+        );
+    }
     assert_eq!(progress.into_inner(), candidates.len());
     let budget = 4_000;
     let best = recommend(&outcomes, budget).expect("some policy fits 4 s");

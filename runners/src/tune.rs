@@ -1,0 +1,207 @@
+//! `confab tune`: the window-policy tuning harness (see the confab-tune crate).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use confab_pipeline::{Aggregatable, ChatKey};
+use confab_tune::report::{csv, svg, table};
+use confab_tune::{evaluate_all, generate, read_jsonl, recommend, Grid, Prices, WorkloadSpec};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Which window policy should you run? `confab tune` answers with your traffic.
+///
+/// It takes a workload (a seeded synthetic day of chat traffic by default, or your messages as
+/// JSON lines with --input), runs the real aggregation operator over it in virtual time for every
+/// policy in a grid (a day of traffic takes seconds), and prints, per policy: Firestore writes,
+/// writes per message, cost per month at list price, the delivery delay it adds (p50/p95/p99/max),
+/// the busiest chat's documents per second, and peak open groups. It recommends the cheapest
+/// policy whose p99 delay fits --p99-budget, and compares it with the seed's Camel policy
+/// (key from_user+chat_id, 10 messages, 3 s timeout) on the same traffic.
+///
+/// Examples:
+///   confab tune                                     # a synthetic day, default grid, 3 s budget
+///   confab tune --p99-budget 1s --plot cost.svg     # tighter budget, with a plot
+///   confab tune --input messages.jsonl --csv out.csv
+///   confab tune --timeouts 1s,2s,4s --sizes 20,100 --ages 30s --keys chat
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct TuneArgs {
+    /// Replay these messages (JSON lines, one chat message per line) instead of synthesizing.
+    #[arg(long, env = "CONFAB_TUNE_INPUT")]
+    input: Option<PathBuf>,
+    /// Synthetic workload: about this many messages.
+    #[arg(long, env = "CONFAB_TUNE_MESSAGES", default_value_t = 200_000)]
+    messages: usize,
+    /// Synthetic workload: number of users.
+    #[arg(long, env = "CONFAB_TUNE_USERS", default_value_t = 2_000)]
+    users: usize,
+    /// Synthetic workload: number of 1:1 chats.
+    #[arg(long, env = "CONFAB_TUNE_CHATS", default_value_t = 5_000)]
+    chats: usize,
+    /// Synthetic workload: the simulated period (e.g. 24h, 90m).
+    #[arg(long, env = "CONFAB_TUNE_DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Synthetic workload: random seed (the same seed, the same traffic).
+    #[arg(long, env = "CONFAB_TUNE_SEED", default_value_t = 42)]
+    seed: u64,
+    /// Synthetic workload: median gap between messages of a conversation.
+    #[arg(long, env = "CONFAB_TUNE_MEDIAN_GAP", default_value = "4s", value_parser = humantime::parse_duration)]
+    median_gap: Duration,
+    /// Inactivity timeouts to try.
+    #[arg(long, env = "CONFAB_TUNE_TIMEOUTS", value_delimiter = ',', default_value = "250ms,500ms,1s,2s,3s,5s", value_parser = humantime::parse_duration)]
+    timeouts: Vec<Duration>,
+    /// Maximum group sizes (messages) to try.
+    #[arg(long, env = "CONFAB_TUNE_SIZES", value_delimiter = ',', default_value = "10,50,200")]
+    sizes: Vec<usize>,
+    /// Maximum group ages to try.
+    #[arg(long, env = "CONFAB_TUNE_AGES", value_delimiter = ',', default_value = "5s,15s,60s", value_parser = humantime::parse_duration)]
+    ages: Vec<Duration>,
+    /// Keys to try: chat (one stream per chat) and/or chat_and_sender (the seed's choice).
+    #[arg(long, env = "CONFAB_TUNE_KEYS", value_delimiter = ',', default_value = "chat,chat_and_sender", value_parser = parse_key)]
+    keys: Vec<ChatKey>,
+    /// The p99 delivery delay you accept; the recommendation is the cheapest policy within it.
+    #[arg(long, env = "CONFAB_TUNE_P99_BUDGET", default_value = "3s", value_parser = humantime::parse_duration)]
+    p99_budget: Duration,
+    /// How far the runtime holds time back for late records (its lateness_ms); adds to the delay
+    /// of groups completed by a timeout.
+    #[arg(long, env = "CONFAB_TUNE_LATENESS", default_value = "500ms", value_parser = humantime::parse_duration)]
+    lateness: Duration,
+    /// Dollars per 100,000 Firestore document writes.
+    #[arg(long, env = "CONFAB_TUNE_WRITE_PRICE", default_value_t = 0.18)]
+    write_price: f64,
+    /// Dollars per 100,000 Firestore document reads.
+    #[arg(long, env = "CONFAB_TUNE_READ_PRICE", default_value_t = 0.06)]
+    read_price: f64,
+    /// Clients listening to each chat (both members of a 1:1 chat: 2).
+    #[arg(long, env = "CONFAB_TUNE_LISTENERS", default_value_t = 2.0)]
+    listeners_per_chat: f64,
+    /// Also write the results as CSV here.
+    #[arg(long, env = "CONFAB_TUNE_CSV")]
+    csv: Option<PathBuf>,
+    /// Also write the results as JSON here.
+    #[arg(long, env = "CONFAB_TUNE_JSON")]
+    json: Option<PathBuf>,
+    /// Also write a plot of cost against p99 delay (SVG) here.
+    #[arg(long, env = "CONFAB_TUNE_PLOT")]
+    plot: Option<PathBuf>,
+    /// Policies evaluated in parallel (default: the number of cores).
+    #[arg(long, env = "CONFAB_TUNE_THREADS")]
+    threads: Option<usize>,
+}
+
+fn parse_key(s: &str) -> Result<ChatKey, String> {
+    match s {
+        "chat" => Ok(ChatKey::Chat),
+        "chat_and_sender" | "chat+sender" => Ok(ChatKey::ChatAndSender),
+        other => Err(format!("unknown key `{other}`: use chat or chat_and_sender")),
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// Runs `confab tune`.
+pub(crate) fn run(args: TuneArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let messages = match &args.input {
+        Some(path) => {
+            let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            read_jsonl(std::io::BufReader::new(file)).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => generate(&WorkloadSpec {
+            seed: args.seed,
+            messages: args.messages,
+            users: args.users,
+            chats: args.chats,
+            duration_ms: ms(args.duration),
+            median_gap_ms: ms(args.median_gap) as f64,
+            ..WorkloadSpec::default()
+        })?,
+    };
+    if messages.is_empty() {
+        bail!("the workload has no messages");
+    }
+    let span = messages[messages.len() - 1].event_time_ms() - messages[0].event_time_ms();
+    eprintln!(
+        "workload: {} messages over {} ({})",
+        messages.len(),
+        humantime::format_duration(Duration::from_millis(span)),
+        args.input.as_ref().map_or_else(|| format!("synthetic, seed {}", args.seed), |p| p.display().to_string())
+    );
+
+    let grid = Grid {
+        inactivity_timeouts_ms: args.timeouts.iter().map(|d| ms(*d)).collect(),
+        max_messages: args.sizes.clone(),
+        max_ages_ms: args.ages.iter().map(|d| ms(*d)).collect(),
+        keys: args.keys.clone(),
+        ..Grid::default()
+    };
+    let candidates = grid.candidates();
+    let prices = Prices {
+        write_per_100k: args.write_price,
+        read_per_100k: args.read_price,
+        listeners_per_chat: args.listeners_per_chat,
+    };
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let bar = ProgressBar::new(candidates.len() as u64).with_style(
+        ProgressStyle::with_template("{spinner} evaluating policies [{bar:40}] {pos}/{len} ({elapsed}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let messages = Arc::new(messages);
+    let outcomes = evaluate_all(&messages, &candidates, &prices, ms(args.lateness), threads, &|n| {
+        bar.set_position(n as u64)
+    });
+    bar.finish_and_clear();
+
+    let budget = ms(args.p99_budget);
+    let recommended = recommend(&outcomes, budget);
+    let baseline = outcomes.iter().position(|o| o.candidate == confab_tune::Candidate::seed_baseline());
+    print!("{}", table(&outcomes, recommended, baseline));
+    println!();
+    match (recommended, baseline) {
+        (Some(r), Some(b)) => {
+            let (r, b) = (&outcomes[r], &outcomes[b]);
+            println!(
+                "recommended for p99 <= {}: {}\n  ${:.2}/month, {:.3} writes per message, p99 {}",
+                humantime::format_duration(args.p99_budget),
+                r.candidate.name,
+                r.cost_per_month,
+                r.writes_per_message,
+                humantime::format_duration(Duration::from_millis(r.delay_p99_ms)),
+            );
+            println!(
+                "  vs the seed's policy: ${:.2}/month, {:.3} writes per message, p99 {}: {:.1}x fewer writes",
+                b.cost_per_month,
+                b.writes_per_message,
+                humantime::format_duration(Duration::from_millis(b.delay_p99_ms)),
+                b.writes as f64 / r.writes.max(1) as f64,
+            );
+        }
+        (None, _) => println!(
+            "no policy keeps p99 under {}; raise --p99-budget or try shorter --timeouts",
+            humantime::format_duration(args.p99_budget)
+        ),
+        (Some(r), None) => println!("recommended: {}", outcomes[r].candidate.name),
+    }
+    if let Some(path) = &args.csv {
+        std::fs::write(path, csv(&outcomes, recommended, baseline)).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&outcomes)?).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        std::fs::write(path, svg(&outcomes, recommended, baseline, budget)).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    eprintln!("evaluated {} policies in {:.1}s", outcomes.len(), started.elapsed().as_secs_f64());
+    Ok(())
+}
