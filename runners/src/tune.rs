@@ -176,12 +176,17 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<()> {
                 r.writes_per_message,
                 humantime::format_duration(Duration::from_millis(r.delay_p99_ms)),
             );
+            let ratio = b.writes as f64 / r.writes.max(1) as f64;
+            let comparison = if ratio >= 1.0 {
+                format!("{ratio:.2}x fewer writes than the seed")
+            } else {
+                format!("{:.2}x the seed's writes, for a p99 the seed does not meet", 1.0 / ratio)
+            };
             println!(
-                "  vs the seed's policy: ${:.2}/month, {:.3} writes per message, p99 {}: {:.1}x fewer writes",
+                "  the seed's policy on the same traffic: ${:.2}/month, {:.3} writes per message, p99 {}\n  => {comparison}",
                 b.cost_per_month,
                 b.writes_per_message,
                 humantime::format_duration(Duration::from_millis(b.delay_p99_ms)),
-                b.writes as f64 / r.writes.max(1) as f64,
             );
         }
         (None, _) => println!(
