@@ -54,7 +54,12 @@ pub(crate) struct TuneArgs {
     #[arg(long, env = "CONFAB_TUNE_TIMEOUTS", value_delimiter = ',', default_value = "250ms,500ms,1s,2s,3s,5s", value_parser = humantime::parse_duration)]
     timeouts: Vec<Duration>,
     /// Maximum group sizes (messages) to try.
-    #[arg(long, env = "CONFAB_TUNE_SIZES", value_delimiter = ',', default_value = "10,50,200")]
+    #[arg(
+        long,
+        env = "CONFAB_TUNE_SIZES",
+        value_delimiter = ',',
+        default_value = "10,50,200"
+    )]
     sizes: Vec<usize>,
     /// Maximum group ages to try.
     #[arg(long, env = "CONFAB_TUNE_AGES", value_delimiter = ',', default_value = "5s,15s,60s", value_parser = humantime::parse_duration)]
@@ -96,7 +101,9 @@ fn parse_key(s: &str) -> Result<ChatKey, String> {
     match s {
         "chat" => Ok(ChatKey::Chat),
         "chat_and_sender" | "chat+sender" => Ok(ChatKey::ChatAndSender),
-        other => Err(format!("unknown key `{other}`: use chat or chat_and_sender")),
+        other => Err(format!(
+            "unknown key `{other}`: use chat or chat_and_sender"
+        )),
     }
 }
 
@@ -109,8 +116,10 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let messages = match &args.input {
         Some(path) => {
-            let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            read_jsonl(std::io::BufReader::new(file)).with_context(|| format!("reading {}", path.display()))?
+            let file =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            read_jsonl(std::io::BufReader::new(file))
+                .with_context(|| format!("reading {}", path.display()))?
         }
         None => generate(&WorkloadSpec {
             seed: args.seed,
@@ -130,7 +139,10 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<()> {
         "workload: {} messages over {} ({})",
         messages.len(),
         humantime::format_duration(Duration::from_millis(span)),
-        args.input.as_ref().map_or_else(|| format!("synthetic, seed {}", args.seed), |p| p.display().to_string())
+        args.input.as_ref().map_or_else(
+            || format!("synthetic, seed {}", args.seed),
+            |p| p.display().to_string()
+        )
     );
 
     let grid = Grid {
@@ -150,19 +162,28 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<()> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let bar = ProgressBar::new(candidates.len() as u64).with_style(
-        ProgressStyle::with_template("{spinner} evaluating policies [{bar:40}] {pos}/{len} ({elapsed}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} evaluating policies [{bar:40}] {pos}/{len} ({elapsed}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     let messages = Arc::new(messages);
-    let outcomes = evaluate_all(&messages, &candidates, &prices, ms(args.lateness), threads, &|n| {
-        bar.set_position(n as u64)
-    });
+    let outcomes = evaluate_all(
+        &messages,
+        &candidates,
+        &prices,
+        ms(args.lateness),
+        threads,
+        &|n| bar.set_position(n as u64),
+    );
     bar.finish_and_clear();
 
     let budget = ms(args.p99_budget);
     let recommended = recommend(&outcomes, budget);
-    let baseline = outcomes.iter().position(|o| o.candidate == confab_tune::Candidate::seed_baseline());
+    let baseline = outcomes
+        .iter()
+        .position(|o| o.candidate == confab_tune::Candidate::seed_baseline());
     print!("{}", table(&outcomes, recommended, baseline));
     println!();
     match (recommended, baseline) {
@@ -180,7 +201,10 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<()> {
             let comparison = if ratio >= 1.0 {
                 format!("{ratio:.2}x fewer writes than the seed")
             } else {
-                format!("{:.2}x the seed's writes, for a p99 the seed does not meet", 1.0 / ratio)
+                format!(
+                    "{:.2}x the seed's writes, for a p99 the seed does not meet",
+                    1.0 / ratio
+                )
             };
             println!(
                 "  the seed's policy on the same traffic: ${:.2}/month, {:.3} writes per message, p99 {}\n  => {comparison}",
@@ -196,17 +220,24 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<()> {
         (Some(r), None) => println!("recommended: {}", outcomes[r].candidate.name),
     }
     if let Some(path) = &args.csv {
-        std::fs::write(path, csv(&outcomes, recommended, baseline)).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, csv(&outcomes, recommended, baseline))
+            .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&outcomes)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&outcomes)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
     if let Some(path) = &args.plot {
-        std::fs::write(path, svg(&outcomes, recommended, baseline, budget)).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, svg(&outcomes, recommended, baseline, budget))
+            .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
-    eprintln!("evaluated {} policies in {:.1}s", outcomes.len(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "evaluated {} policies in {:.1}s",
+        outcomes.len(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
