@@ -48,6 +48,7 @@ pub fn envelopes(messages: &[ChatMessage]) -> Vec<Envelope<ChatMessage>> {
                 offset: i as u64,
             },
             bytes: 340,
+            generation: 0,
             record: m.clone(),
         })
         .collect()
@@ -123,6 +124,7 @@ pub fn run(
                                     offset,
                                 },
                                 bytes: p.len() as u32,
+                                generation: 0,
                                 record,
                             })
                         });

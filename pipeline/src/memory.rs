@@ -117,16 +117,43 @@ impl MemoryLog {
     /// A reader of every partition for consumer `group`, starting at the group's committed
     /// offsets.
     pub fn source(&self, group: &str) -> MemorySource {
-        let next = self
-            .committed(group)
-            .into_iter()
-            .map(|p| (p.partition, p.offset))
+        let all: Vec<u32> = (0..self.lock().partitions.len() as u32).collect();
+        self.source_assigned(group, &all)
+    }
+
+    /// A reader of the `partitions` assigned to it, for consumer `group`, starting at the group's
+    /// committed offsets. [`MemorySource::revoker`] takes partitions away, as a rebalance would.
+    pub fn source_assigned(&self, group: &str, partitions: &[u32]) -> MemorySource {
+        let committed = self.committed(group);
+        let next = partitions
+            .iter()
+            .map(|p| (*p, committed.get(*p as usize).map_or(0, |c| c.offset)))
             .collect();
         MemorySource {
             log: self.clone(),
             group: group.to_string(),
             next,
+            revoked: Revoker::default(),
         }
+    }
+}
+
+/// Takes partitions away from a running [`MemorySource`]: its next poll reports
+/// [`Polled::Revoked`] and it reads them no more.
+#[derive(Clone, Default)]
+pub struct Revoker(Arc<Mutex<Vec<u32>>>);
+
+impl Revoker {
+    /// Revokes `partitions` at the source's next poll.
+    pub fn revoke(&self, partitions: &[u32]) {
+        if let Ok(mut pending) = self.0.lock() {
+            pending.extend_from_slice(partitions);
+        }
+    }
+
+    /// Whether the source has reported every revocation asked for.
+    pub fn is_done(&self) -> bool {
+        self.0.lock().map(|p| p.is_empty()).unwrap_or(true)
     }
 }
 
@@ -134,15 +161,29 @@ impl MemoryLog {
 pub struct MemorySource {
     log: MemoryLog,
     group: String,
+    /// The assigned partitions and the next offset to read in each.
     next: HashMap<u32, u64>,
+    revoked: Revoker,
 }
 
 impl MemorySource {
+    /// A handle that revokes partitions from this source, as a consumer-group rebalance would.
+    pub fn revoker(&self) -> Revoker {
+        self.revoked.clone()
+    }
+
     fn take(&mut self, max: usize) -> (Vec<SourceRecord>, bool) {
         let state = self.log.lock();
         let mut out = Vec::new();
-        for (p, records) in state.partitions.iter().enumerate() {
-            let next = self.next.entry(p as u32).or_insert(0);
+        let mut assigned: Vec<u32> = self.next.keys().copied().collect();
+        assigned.sort_unstable();
+        for p in assigned {
+            let Some(records) = state.partitions.get(p as usize) else {
+                continue;
+            };
+            let Some(next) = self.next.get_mut(&p) else {
+                continue;
+            };
             let from = (*next as usize).min(records.len());
             let to = records.len().min(from + max.saturating_sub(out.len()));
             out.extend_from_slice(&records[from..to]);
@@ -155,6 +196,16 @@ impl MemorySource {
 #[async_trait]
 impl Source for MemorySource {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Polled, SourceError> {
+        let revoked: Vec<u32> = match self.revoked.0.lock() {
+            Ok(mut pending) => pending.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        if !revoked.is_empty() {
+            for p in &revoked {
+                self.next.remove(p);
+            }
+            return Ok(Polled::Revoked(revoked));
+        }
         let log = Arc::clone(&self.log.inner);
         let notified = log.appended.notified();
         tokio::pin!(notified);

@@ -206,6 +206,10 @@ pub struct Envelope<R> {
     pub position: Position,
     /// Size of the record as read, in bytes (counted against `max_bytes`).
     pub bytes: u32,
+    /// Which assignment of its partition the record was read under. When a rebalance takes the
+    /// partition away, the runtime drops the open groups of that assignment instead of writing
+    /// them half-full: the partition's next owner rebuilds them whole from the committed position.
+    pub generation: u32,
     /// The decoded record.
     pub record: R,
 }

@@ -6,7 +6,8 @@
 //!   resumes from the committed positions; the operator, being a function of the log, rebuilds the
 //!   same groups with the same ids, and idempotent sinks make the rewrite harmless.
 //! - **Bounded memory.** The operator caps open groups and bytes per worker; the source pauses
-//!   while more than `max_unacked_bytes` of completed groups wait for the sinks (backpressure).
+//!   while more than `max_unacked_bytes` of records read are neither in an open group nor
+//!   acknowledged by every sink (backpressure: a slow or failing sink stops the reading).
 //! - **Bad input never stops the pipeline.** Oversized and undecodable records go to the
 //!   dead-letter sink with the reason, and are counted.
 //! - **Graceful shutdown.** Stop reading, flush every open group, wait for the sinks, commit.
@@ -38,7 +39,7 @@ use crate::sink::{DeadLetter, DeadLetterSink, ErrorKind, Sink};
 use crate::source::{Polled, Source, SourceRecord};
 use dispatch::{write_dead_letters, Dispatcher};
 use tracker::CommitTracker;
-use workers::{run_workers, Feed, WorkerShared};
+use workers::{run_workers, Feed, Generations, WorkerShared};
 
 /// How the runtime reads, batches, retries and commits. Durations are in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +56,8 @@ pub struct RuntimeConfig {
     pub lateness_ms: u64,
     /// Records larger than this go to the dead-letter sink.
     pub max_record_bytes: usize,
-    /// The source pauses while more than this many bytes of completed groups wait for sinks.
+    /// The source pauses while more than this many bytes of records read are neither held in an
+    /// open group nor acknowledged by every sink (in flight to the operator or to the sinks).
     pub max_unacked_bytes: u64,
     /// How often acknowledged positions are committed.
     pub commit_interval_ms: u64,
@@ -217,7 +219,9 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         let (group_tx, group_rx) = mpsc::unbounded_channel();
         let (abandon_tx, abandon_rx) = watch::channel(false);
 
+        let generations = Arc::new(Generations::default());
         let shared = Arc::new(WorkerShared {
+            generations: Arc::clone(&generations),
             feed: Mutex::new(Some(feed_rx)),
             epoch: AtomicU64::new(0),
             closed: AtomicBool::new(false),
@@ -257,6 +261,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
             unacked_bytes: &unacked_bytes,
             abandon: &abandon_rx,
             feed: feed_tx,
+            generations: &generations,
             epoch: 0,
             partitions: HashMap::new(),
             last_commit_ms: self.clock.now_ms(),
@@ -315,6 +320,7 @@ struct Reader<'a, R> {
     unacked_bytes: &'a AtomicU64,
     abandon: &'a watch::Receiver<bool>,
     feed: mpsc::Sender<Feed<R>>,
+    generations: &'a Generations,
     /// The input time last sent to the workers.
     epoch: u64,
     /// Per partition: latest event time seen, and when (clock ms) it last delivered a record.
@@ -332,7 +338,10 @@ impl<R: Aggregatable> Reader<'_, R> {
         let wait = Duration::from_millis(self.config.poll_wait_ms);
         let mut backoff = Duration::from_millis(self.config.retry_initial_ms.max(1));
         loop {
-            if self.unacked_bytes.load(SeqCst) > self.config.max_unacked_bytes {
+            let unacked = self.unacked_bytes.load(SeqCst);
+            self.metrics.in_flight_bytes.store(unacked, SeqCst);
+            let open = self.metrics.open_bytes.load(SeqCst);
+            if unacked.saturating_sub(open) > self.config.max_unacked_bytes {
                 self.metrics.backpressure_pauses.fetch_add(1, SeqCst);
                 tokio::select! {
                     _ = &mut shutdown => return Ok(()),
@@ -362,6 +371,7 @@ impl<R: Aggregatable> Reader<'_, R> {
                     if let Ok(mut tracker) = self.tracker.lock() {
                         tracker.forget(&partitions);
                     }
+                    self.generations.revoke(&partitions);
                     for p in &partitions {
                         self.partitions.remove(p);
                     }
@@ -419,6 +429,7 @@ impl<R: Aggregatable> Reader<'_, R> {
                     good.push(Envelope {
                         position: record.position,
                         bytes: record.payload.len() as u32,
+                        generation: self.generations.current(record.position.partition),
                         record: decoded,
                     });
                 }
@@ -446,6 +457,8 @@ impl<R: Aggregatable> Reader<'_, R> {
                 }
             }
         }
+        let fed: u64 = good.iter().map(|e| u64::from(e.bytes)).sum();
+        self.unacked_bytes.fetch_add(fed, SeqCst);
         if !good.is_empty() && self.feed.send(Feed::Records(good)).await.is_err() {
             return Err(PipelineError::Workers(
                 "the dataflow workers stopped".into(),

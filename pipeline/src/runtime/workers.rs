@@ -38,8 +38,41 @@ pub(crate) struct WorkerShared<K, R> {
     pub(crate) epoch: AtomicU64,
     pub(crate) closed: AtomicBool,
     pub(crate) out: mpsc::UnboundedSender<Completed<K, R>>,
-    /// Bytes of groups completed and not yet acknowledged by every sink.
+    /// Bytes of records read and not yet acknowledged by every sink.
     pub(crate) unacked_bytes: Arc<AtomicU64>,
+    /// The current assignment generation of each partition.
+    pub(crate) generations: Arc<Generations>,
+}
+
+/// Per partition, how many times it was revoked: records carry the value current when read.
+#[derive(Debug, Default)]
+pub(crate) struct Generations(std::sync::RwLock<std::collections::HashMap<u32, u32>>);
+
+impl Generations {
+    /// The generation records of `partition` are read under now.
+    pub(crate) fn current(&self, partition: u32) -> u32 {
+        self.0
+            .read()
+            .map(|g| g.get(&partition).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Starts a new generation for each of `partitions`.
+    pub(crate) fn revoke(&self, partitions: &[u32]) {
+        if let Ok(mut g) = self.0.write() {
+            for p in partitions {
+                *g.entry(*p).or_default() += 1;
+            }
+        }
+    }
+
+    /// Whether `group` was read under its partition's current assignment.
+    fn is_current<K, R>(&self, group: &Completed<K, R>) -> bool {
+        group
+            .records
+            .first()
+            .is_none_or(|e| self.current(e.position.partition) == e.generation)
+    }
 }
 
 /// Runs `workers` timely workers until the feed ends, returning when all groups were emitted.
@@ -59,6 +92,7 @@ where
         let index = worker.index();
         let out = shared.out.clone();
         let unacked = Arc::clone(&shared.unacked_bytes);
+        let generations = Arc::clone(&shared.generations);
         let key_fn = key_fn.clone();
         let options = options.clone();
         let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<Envelope<R>>>> =
@@ -70,7 +104,11 @@ where
                 .sink(Local, "ToSinks", move |(groups, _frontier)| {
                     groups.for_each(|_cap, batch| {
                         for group in batch.drain(..) {
-                            unacked.fetch_add(group.bytes as u64, Ordering::SeqCst);
+                            if !generations.is_current(&group) {
+                                // Its partition was revoked: the next owner writes it whole.
+                                unacked.fetch_sub(group.bytes as u64, Ordering::SeqCst);
+                                continue;
+                            }
                             // The receiver goes away only when the pipeline is being torn down.
                             let _ = out.send(group);
                         }

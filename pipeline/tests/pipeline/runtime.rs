@@ -434,3 +434,101 @@ async fn a_down_sink_pauses_the_source_instead_of_buffering_without_bound() {
     assert_eq!(sink.kept.groups().len(), 2_000);
     assert_eq!(log.committed("g"), log.end_offsets());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_partitions_open_groups_are_left_to_its_next_owner() {
+    // Regression: the old owner flushed its half-built groups of a revoked partition at shutdown,
+    // after the new owner had written the whole groups under the same ids, overwriting them.
+    let log = MemoryLog::new(2);
+    let start = 1_700_000_000_000;
+    let append = |from: u64, to: u64| {
+        for i in from..to {
+            let m = chat_message(i, i % 20, start + i * 10);
+            log.append(m.chat_id.as_bytes(), m.encode());
+        }
+    };
+    append(0, 1_000);
+    // Groups stay open for an hour unless they reach 7 messages.
+    let policy = WindowPolicy {
+        inactivity_timeout_ms: 3_600_000,
+        max_age_ms: 3_600_000,
+        max_messages: 7,
+        ..WindowPolicy::default()
+    };
+    let config = RuntimeConfig {
+        commit_interval_ms: 0,
+        poll_wait_ms: 5,
+        ..RuntimeConfig::default()
+    };
+    let sink = MemorySink::default();
+    let spawn = |partitions: &[u32]| {
+        let p = pipeline(
+            vec![Arc::new(sink.clone())],
+            MemoryDeadLetters::default(),
+            policy,
+            config.clone(),
+        )
+        .clock(Arc::new(ManualClock::new(start)));
+        let metrics = p.metrics_handle();
+        let source = log.source_assigned("g", partitions);
+        let revoker = source.revoker();
+        let stop = Arc::new(Notify::new());
+        let stopped = Arc::clone(&stop);
+        let run = tokio::spawn(p.run(source, async move { stopped.notified().await }));
+        (metrics, revoker, stop, run)
+    };
+
+    let (a_metrics, a_revoker, a_stop, a_run) = spawn(&[0, 1]);
+    wait_until(|| a_metrics.messages_in.load(SeqCst) == 1_000).await;
+    a_revoker.revoke(&[1]);
+    wait_until(|| a_revoker.is_done()).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // The partition's next owner starts from what the old owner committed, and more traffic comes.
+    let b_start = log.committed("g")[1].offset;
+    let (b_metrics, _, b_stop, b_run) = spawn(&[1]);
+    append(1_000, 2_000);
+    let p1_total = log.end_offsets()[1].offset;
+    wait_until(|| b_metrics.messages_in.load(SeqCst) == p1_total - b_start).await;
+    b_stop.notify_one();
+    b_run.await.expect("join").expect("b");
+    // The old owner stops last: were it to flush its old groups of partition 1, they would land
+    // after the new owner's.
+    a_stop.notify_one();
+    a_run.await.expect("join").expect("a");
+
+    let mut by_id: HashMap<uuid::Uuid, Group<String, ChatMessage>> = HashMap::new();
+    for g in sink.groups() {
+        by_id.insert(g.id, g);
+    }
+    let mut copies: HashMap<String, usize> = HashMap::new();
+    for g in by_id.values() {
+        for m in &g.records {
+            *copies.entry(m.message_id.clone()).or_default() += 1;
+        }
+    }
+    let partition_1: Vec<String> = (0..2_000)
+        .map(|i| chat_message(i, i % 20, start + i * 10))
+        .filter(|m| log.end_offsets().len() == 2 && partition_of(&log, &m.chat_id) == 1)
+        .map(|m| m.message_id)
+        .collect();
+    assert!(!partition_1.is_empty());
+    for id in &partition_1 {
+        assert_eq!(
+            copies.get(id),
+            Some(&1),
+            "{id} of partition 1 once, after dedup by group id"
+        );
+    }
+    assert_eq!(
+        log.committed("g")[1],
+        log.end_offsets()[1],
+        "the new owner committed to the end"
+    );
+}
+
+/// The partition the memory log puts `key` in (the same hash it uses).
+fn partition_of(log: &MemoryLog, key: &str) -> u32 {
+    let probe = MemoryLog::new(log.end_offsets().len() as u32);
+    probe.append(key.as_bytes(), Vec::new()).partition
+}

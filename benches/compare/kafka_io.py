@@ -1,0 +1,230 @@
+"""Talking to the local Kafka for the driver: fresh topics, producing the workload (as a backlog
+or at a fixed rate), and collecting the grouped output with its record timestamps.
+
+confluent-kafka (librdkafka) rather than Kafka's console tools: the driver needs each record's
+partition, offset and timestamp, a paced producer, and a consumer that keeps up with the system
+under test without a JVM of its own competing for the two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import workload
+
+
+_admins: dict[str, AdminClient] = {}
+
+
+def admin(brokers: str) -> AdminClient:
+    # One client per broker for the whole run: a client dropped while requests are pending
+    # fails their futures.
+    if brokers not in _admins:
+        _admins[brokers] = AdminClient({"bootstrap.servers": brokers})
+    return _admins[brokers]
+
+
+def check_broker(brokers: str) -> None:
+    try:
+        admin(brokers).list_topics(timeout=5)
+    except KafkaException as e:
+        raise SystemExit(f"cannot reach Kafka at {brokers} ({e}): start it with scripts/infra up kafka")
+
+
+def create_topics(brokers: str, names: list[str], partitions: int) -> None:
+    client = admin(brokers)
+    for future in client.create_topics([NewTopic(n, partitions, 1) for n in names], operation_timeout=30).values():
+        future.result()
+    # Metadata reaches the broker's caches a moment after creation; wait until both are visible.
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        topics = client.list_topics(timeout=5).topics
+        if all(n in topics and len(topics[n].partitions) == partitions for n in names):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"topics {names} did not appear within 30 s")
+
+
+def delete_topics(brokers: str, names: list[str]) -> None:
+    client = admin(brokers)
+    for future in client.delete_topics(names, operation_timeout=30).values():
+        try:
+            future.result()
+        except KafkaException:
+            pass  # already gone: nothing to clean up
+
+
+def group_is_consuming(brokers: str, group: str) -> bool:
+    """Whether `group` is stable with at least one member holding partitions."""
+    client = admin(brokers)
+    try:
+        description = client.describe_consumer_groups([group])[group].result()
+    except KafkaException:
+        return False
+    return str(description.state).endswith("STABLE") and any(
+        m.assignment and m.assignment.topic_partitions for m in description.members
+    )
+
+
+class Placement:
+    """Where each produced message landed: message_id -> (partition, offset, produce time ms)."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, tuple[int, int, int]] = {}
+        self.errors: list[str] = []
+
+
+def _producer(brokers: str, linger_ms: int) -> Producer:
+    return Producer(
+        {
+            "bootstrap.servers": brokers,
+            "acks": "all",
+            "linger.ms": linger_ms,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 2_000_000,
+            # Java's partitioner, as the chat service's Kafka client would use: the same
+            # chat_id lands in the same partition whoever produces it.
+            "partitioner": "murmur2_random",
+        }
+    )
+
+
+def _produce(producer: Producer, placement: Placement, topic: str, m: workload.Message, ticks: int) -> None:
+    value = workload.encode(m, ticks)
+    timestamp_ms = ticks // 10_000
+    while True:
+        try:
+            producer.produce(
+                topic,
+                value=value,
+                key=m.chat_id.encode(),
+                timestamp=timestamp_ms,
+                on_delivery=lambda err, msg, mid=m.message_id: _deliver(placement, err, msg, mid),
+            )
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def _deliver(placement: Placement, err, msg, message_id: str) -> None:
+    if err is not None:
+        placement.errors.append(str(err))
+    else:
+        placement.by_id[message_id] = (msg.partition(), msg.offset(), msg.timestamp()[1])
+
+
+def prefill(brokers: str, topic: str, messages: list[workload.Message], gap_us: int) -> tuple[Placement, float]:
+    """Produces every message as fast as the broker takes them, stamped `gap_us` apart from now;
+    returns where each landed and how long it took."""
+    placement = Placement()
+    producer = _producer(brokers, linger_ms=20)
+    start = time.time()
+    t0 = time.time_ns() // 100
+    for i, m in enumerate(messages):
+        _produce(producer, placement, topic, m, t0 + i * gap_us * 10)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    if producer.flush(120) != 0:
+        raise RuntimeError("prefill: messages still unacknowledged after 120 s")
+    if placement.errors:
+        raise RuntimeError(f"prefill: {len(placement.errors)} produce errors, first: {placement.errors[0]}")
+    return placement, time.time() - start
+
+
+def produce_at_rate(brokers: str, topic: str, messages: list[workload.Message], rate: float) -> tuple[Placement, float]:
+    """Produces `messages` at `rate` per second, each stamped with the wall-clock time it was
+    handed to the client (its `time` field and its record timestamp); returns the achieved rate."""
+    placement = Placement()
+    producer = _producer(brokers, linger_ms=1)
+    start = time.time()
+    last_ticks = 0
+    for i, m in enumerate(messages):
+        due = start + i / rate
+        while (pause := due - time.time()) > 0:
+            producer.poll(pause)  # serves delivery callbacks while waiting; may return early
+        ticks = max(time.time_ns() // 100, last_ticks + 1)  # TimeUUIDs stay unique and ordered
+        last_ticks = ticks
+        _produce(producer, placement, topic, m, ticks)
+    elapsed = time.time() - start
+    if producer.flush(60) != 0:
+        raise RuntimeError("paced produce: messages still unacknowledged after 60 s")
+    if placement.errors:
+        raise RuntimeError(f"paced produce: {len(placement.errors)} errors, first: {placement.errors[0]}")
+    return placement, len(messages) / elapsed
+
+
+def messages_in(group) -> list:
+    """The messages inside one grouped record: a bare JSON list, or an object holding the list
+    (the seed's `list_of_messages`, or `messages` / `records`)."""
+    if isinstance(group, list):
+        return group
+    if isinstance(group, dict):
+        for field in ("list_of_messages", "messages", "records"):
+            if isinstance(group.get(field), list):
+                return group[field]
+    raise ValueError(f"grouped record holds no message list: {str(group)[:200]}")
+
+
+class Collector(threading.Thread):
+    """Reads the grouped topic from its beginning while the system under test runs.
+
+    For every grouped record it keeps the record timestamp (set by the system's producer when it
+    wrote the group) and the ids inside; `done` is set once `expected` distinct ids were seen.
+    """
+
+    def __init__(self, brokers: str, topic: str, partitions: int, expected: set[str]) -> None:
+        super().__init__(daemon=True)
+        self.expected = expected
+        self.records: list[tuple[int, list[str]]] = []  # (timestamp ms, message ids)
+        self.seen: set[str] = set()
+        self.duplicates = 0
+        self.unknown = 0
+        self.undecodable: list[str] = []
+        self.done = threading.Event()
+        self._halt = threading.Event()
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": brokers,
+                "group.id": f"{topic}-driver",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 50,
+            }
+        )
+        # Assigned, not subscribed: a fresh topic read from offset 0 needs no group rebalance.
+        self._consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                for record in self._consumer.consume(num_messages=1000, timeout=0.1):
+                    if record.error():
+                        continue
+                    self._take(record.timestamp()[1], record.value())
+                if not self.done.is_set() and self.expected <= self.seen:
+                    self.done.set()
+        finally:
+            self._consumer.close()
+
+    def _take(self, timestamp_ms: int, value: bytes) -> None:
+        try:
+            ids = [m["message_id"] for m in messages_in(json.loads(value))]
+        except (ValueError, KeyError, TypeError) as e:
+            self.undecodable.append(f"{e}: {value[:120]!r}")
+            return
+        self.records.append((timestamp_ms, ids))
+        for message_id in ids:
+            if message_id in self.seen:
+                self.duplicates += 1
+            elif message_id in self.expected:
+                self.seen.add(message_id)
+            else:
+                self.unknown += 1
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
