@@ -1,1 +1,380 @@
 //! The auth service: users, login, JWT.
+//!
+//! - `POST /api/v1/users` signs up, `POST /api/v1/login` returns a signed access token,
+//!   `GET /api/v1/users` and `GET /api/v1/users/{id}` (Bearer) list and show users.
+//! - `GET /healthz`, `GET /readyz` (checks the database), `GET /openapi.json`,
+//!   `GET /.well-known/jwks.json` (the public keys; other services verify tokens with
+//!   `confab-token`).
+//! - Every error is JSON `{ "error": code, "message": text }` with a fitting status; malformed
+//!   input is always a 4xx, never a 5xx or a panic.
+//!
+//! Storage is PostgreSQL or SQLite through one code path ([`store`]); migrations are embedded
+//! and applied on start ([`AppState::build`]) or alone ([`migrate`]). Passwords are argon2id with
+//! OWASP parameters; failed logins are throttled per username and per client address, sign-ups
+//! per address; the first user can be seeded from configuration.
+//!
+//! The runner calls [`serve`]; tests build an [`AppState`] and drive [`app`] directly.
+#![warn(missing_docs)]
+
+pub mod config;
+mod discovery;
+pub mod error;
+pub mod extract;
+mod health;
+pub mod keys;
+mod login;
+pub mod password;
+pub mod store;
+pub mod throttle;
+mod users;
+
+pub use config::{Config, ConfigError, FirstUser, JwtConfig, PasswordConfig, ThrottleConfig};
+pub use discovery::ApiDoc;
+pub use error::ApiError;
+pub use health::Status;
+pub use login::{LoginForm, LoginRequest, TokenResponse};
+pub use users::{
+    normalize_username, ListQuery, NewUser, UserPage, UserView, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
+    USERNAME_MAX_CHARS, USERNAME_MIN_CHARS,
+};
+
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use confab_token::{ErrorBody, KeyError, TokenVerifier};
+use keys::Signer;
+use password::{PasswordError, Passwords};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Store, StoreError, User};
+use throttle::Limiter;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A configuration value is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be reached or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The signing or verification keys could not be loaded.
+    #[error("cannot load the token keys: {0}")]
+    Keys(#[from] KeyError),
+    /// The password hasher could not be set up.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    /// The configured first user could not be created.
+    #[error("cannot seed the first user {username:?}: {reason}")]
+    Seed {
+        /// The configured username.
+        username: String,
+        /// Why.
+        reason: String,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The failed-login and sign-up counters.
+#[derive(Debug)]
+pub struct Throttles {
+    /// Failed logins per username.
+    pub login_by_username: Limiter,
+    /// Failed logins per client address.
+    pub login_by_address: Limiter,
+    /// Sign-ups per client address.
+    pub signups: Limiter,
+}
+
+impl Throttles {
+    fn new(config: &ThrottleConfig) -> Self {
+        let login_window = Duration::from_secs(config.login_window_secs);
+        let signup_window = Duration::from_secs(config.signup_window_secs);
+        Self {
+            login_by_username: Limiter::new(
+                config.login_failures_per_username,
+                login_window,
+                config.max_tracked_keys,
+            ),
+            login_by_address: Limiter::new(
+                config.login_failures_per_address,
+                login_window,
+                config.max_tracked_keys,
+            ),
+            signups: Limiter::new(
+                config.signups_per_address,
+                signup_window,
+                config.max_tracked_keys,
+            ),
+        }
+    }
+}
+
+struct Inner {
+    store: Store,
+    passwords: Passwords,
+    signer: Signer,
+    verifier: Arc<TokenVerifier>,
+    throttles: Throttles,
+    client_address_header: Option<HeaderName>,
+    max_body_bytes: usize,
+}
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.inner.store.backend())
+            .field("signer", &self.inner.signer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FromRef<AppState> for Arc<TokenVerifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.inner.verifier.clone()
+    }
+}
+
+impl AppState {
+    /// Validates the configuration, connects to the database, applies the migrations, loads the
+    /// keys and seeds the first user.
+    pub async fn build(config: &Config) -> Result<Self, StartError> {
+        config.validate()?;
+        let signer = Signer::from_config(&config.jwt)?;
+        let verifier = Arc::new(signer.verifier()?);
+        let passwords = Passwords::new(&config.passwords).await?;
+        let store = Store::connect(&config.database_url, config.max_db_connections).await?;
+        store.migrate().await?;
+        let client_address_header = config
+            .client_address_header
+            .as_deref()
+            .map(HeaderName::try_from)
+            .transpose()
+            .map_err(|_| ConfigError {
+                field: "client_address_header",
+                reason: "is not a valid header name".into(),
+            })?;
+        let state = AppState {
+            inner: Arc::new(Inner {
+                store,
+                passwords,
+                signer,
+                verifier,
+                throttles: Throttles::new(&config.throttle),
+                client_address_header,
+                max_body_bytes: config.max_body_bytes,
+            }),
+        };
+        if let Some(first) = &config.first_user {
+            state.seed_first_user(first).await?;
+        }
+        tracing::info!(
+            database = state.store().backend(),
+            algorithm = ?state.verifier().algorithm(),
+            kid = state.signer().kid(),
+            "The auth service is ready."
+        );
+        Ok(state)
+    }
+
+    async fn seed_first_user(&self, first: &FirstUser) -> Result<(), StartError> {
+        let seed_error = |reason: String| StartError::Seed {
+            username: first.username.clone(),
+            reason,
+        };
+        let username = normalize_username(&first.username).map_err(seed_error)?;
+        if self.store().username_exists(&username).await? {
+            tracing::info!(%username, "The first user exists already; leaving it unchanged.");
+            return Ok(());
+        }
+        match self
+            .create_user(&username, first.password.expose().to_owned())
+            .await
+        {
+            Ok(user) => {
+                tracing::info!(user_id = %user.id, %username, "Seeded the first user.");
+                Ok(())
+            }
+            // Another replica seeded it at the same moment.
+            Err(ApiError::UsernameTaken(_)) => Ok(()),
+            Err(err) => Err(seed_error(err.to_string())),
+        }
+    }
+
+    /// Checks the rules, hashes the password and stores the user.
+    pub async fn create_user(
+        &self,
+        raw_username: &str,
+        password: String,
+    ) -> Result<User, ApiError> {
+        let username = normalize_username(raw_username).map_err(ApiError::InvalidUsername)?;
+        self.passwords()
+            .check_rules(&password)
+            .map_err(ApiError::InvalidPassword)?;
+        // Saves an argon2 hash for the common case; the unique constraint still decides races.
+        if self.store().username_exists(&username).await? {
+            return Err(ApiError::UsernameTaken(username));
+        }
+        let hash = self.passwords().hash(password).await.map_err(|err| {
+            tracing::error!(error = %err, "Password hashing failed.");
+            ApiError::Internal
+        })?;
+        Ok(self.store().insert_user(&username, &hash).await?)
+    }
+
+    /// The user store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The password hasher.
+    pub fn passwords(&self) -> &Passwords {
+        &self.inner.passwords
+    }
+
+    /// The token signer.
+    pub fn signer(&self) -> &Signer {
+        &self.inner.signer
+    }
+
+    /// The verifier for this service's own tokens.
+    pub fn verifier(&self) -> &TokenVerifier {
+        &self.inner.verifier
+    }
+
+    /// The throttling counters.
+    pub fn throttles(&self) -> &Throttles {
+        &self.inner.throttles
+    }
+
+    fn client_address_header(&self) -> Option<&HeaderName> {
+        self.inner.client_address_header.as_ref()
+    }
+}
+
+/// The HTTP API. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so that
+/// throttling sees client addresses (as [`serve_on`] does).
+pub fn app(state: AppState) -> Router {
+    let max_body_bytes = state.inner.max_body_bytes;
+    Router::new()
+        .merge(users::router())
+        .merge(login::router())
+        .merge(health::router())
+        .merge(discovery::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint; see /openapi.json".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("A request handler panicked.");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(ErrorBody::new("internal", "internal error")),
+    )
+        .into_response()
+}
+
+/// Connects to the configured database and applies the migrations, nothing else
+/// (`confab auth migrate`).
+pub async fn migrate(config: &Config) -> Result<(), StartError> {
+    config.validate()?;
+    let store = Store::connect(&config.database_url, 1).await?;
+    store.migrate().await?;
+    tracing::info!(database = store.backend(), "Applied the auth migrations.");
+    store.close().await;
+    Ok(())
+}
+
+/// Starts the service as configured and serves until Ctrl-C or SIGTERM (`confab auth`).
+pub async fn serve(config: Config) -> Result<(), StartError> {
+    let state = AppState::build(&config).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    serve_on(listener, state, shutdown_signal()).await
+}
+
+/// Serves [`app`] on a bound listener until `shutdown` completes, then finishes the requests in
+/// flight.
+pub async fn serve_on(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "The auth service is listening.");
+    }
+    let store = state.store().clone();
+    let result = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(StartError::Serve);
+    store.close().await;
+    result
+}
+
+/// Completes on Ctrl-C, or on SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("Shutting down the auth service.");
+}

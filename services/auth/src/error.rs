@@ -1,0 +1,132 @@
+//! [`ApiError`]: every error the HTTP API answers with, as JSON `{ "error", "message" }`.
+//!
+//! Caller mistakes are 4xx with a stable code; a database that cannot be reached is 503 with
+//! `Retry-After`; anything else is 500 and logged, with no internals in the body.
+
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use confab_token::ErrorBody;
+
+/// An error answered to an HTTP caller.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The request could not be read (bad JSON, wrong types, missing or unknown fields, wrong
+    /// content type, body too large, bad path or query). The status comes from the rejection.
+    #[error("{message}")]
+    BadRequest {
+        /// 400, 413, 415 or 422.
+        status: StatusCode,
+        /// Stable code, e.g. `invalid_json`.
+        code: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+    /// The username breaks a rule (422).
+    #[error("{0}")]
+    InvalidUsername(String),
+    /// The password breaks a rule (422).
+    #[error("{0}")]
+    InvalidPassword(String),
+    /// The username is taken (409).
+    #[error("the username {0:?} is already taken")]
+    UsernameTaken(String),
+    /// Wrong username or password (401). Deliberately the same whether the user exists.
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    /// Throttled (429).
+    #[error("{message}")]
+    TooManyRequests {
+        /// Seconds until a new attempt can succeed.
+        retry_after_secs: u64,
+        /// Which limit was hit.
+        message: String,
+    },
+    /// No such resource (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The method is not served at this path (405).
+    #[error("this method is not allowed on this path")]
+    MethodNotAllowed,
+    /// The database cannot be reached (503).
+    #[error("the user database is unavailable; try again shortly")]
+    Unavailable,
+    /// A bug or an unexpected backend answer (500); details are logged, not returned.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { status, .. } => *status,
+            ApiError::InvalidUsername(_) | ApiError::InvalidPassword(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::UsernameTaken(_) => StatusCode::CONFLICT,
+            ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable `error` code of the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::InvalidUsername(_) => "invalid_username",
+            ApiError::InvalidPassword(_) => "invalid_password",
+            ApiError::UsernameTaken(_) => "username_taken",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Internal => "internal",
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(err: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match err {
+            StoreError::UsernameTaken(name) => ApiError::UsernameTaken(name),
+            StoreError::Unavailable(_) | StoreError::Connect { .. } => {
+                tracing::warn!(error = %err, "The user database is unavailable.");
+                ApiError::Unavailable
+            }
+            other => {
+                tracing::error!(error = %other, "A user database query failed.");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = ErrorBody::new(self.code(), self.to_string());
+        let mut response = (status, Json(body)).into_response();
+        let retry_after = match &self {
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            ApiError::Unavailable => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

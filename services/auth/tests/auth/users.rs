@@ -1,0 +1,235 @@
+//! `POST /api/v1/users`, `GET /api/v1/users`, `GET /api/v1/users/{id}`.
+
+use crate::common::{on_both_backends, Backend, TestApp, PASSWORD};
+use axum::http::StatusCode;
+use std::collections::HashSet;
+use uuid::Uuid;
+
+on_both_backends!(
+    signup_returns_201_with_the_user_and_its_location,
+    usernames_are_case_insensitive,
+    a_taken_username_is_409,
+    invalid_usernames_are_422_naming_the_rule,
+    invalid_passwords_are_422_naming_the_rule,
+    fifty_concurrent_signups_of_one_name_give_exactly_one_201,
+    listing_users_needs_a_token,
+    listing_users_pages_in_a_stable_order,
+    bad_paging_parameters_are_400,
+    a_user_by_id_is_200_then_404_for_unknown_and_400_for_junk,
+);
+
+async fn signup_returns_201_with_the_user_and_its_location(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let response = app.signup("alice", PASSWORD).await;
+    assert_eq!(response.status, StatusCode::CREATED);
+    let body = response.json();
+    assert_eq!(body["username"], "alice");
+    let id: Uuid = body["id"].as_str().expect("id").parse().expect("uuid");
+    assert_eq!(id.get_version_num(), 7);
+    assert!(body["created_at"].is_string());
+    assert!(body.get("password").is_none() && body.get("password_hash").is_none());
+    assert_eq!(
+        response.headers["location"].to_str().expect("ascii"),
+        format!("/api/v1/users/{id}")
+    );
+}
+
+async fn usernames_are_case_insensitive(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let response = app.signup("Alice.Smith", PASSWORD).await;
+    assert_eq!(response.status, StatusCode::CREATED);
+    assert_eq!(response.json()["username"], "alice.smith");
+    app.signup("ALICE.smith", PASSWORD)
+        .await
+        .assert_error(StatusCode::CONFLICT, "username_taken");
+    let login = app.login("ALICE.SMITH", PASSWORD).await;
+    assert_eq!(login.status, StatusCode::OK);
+}
+
+async fn a_taken_username_is_409(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    app.create_user("bob").await;
+    let message = app
+        .signup("bob", "another long password")
+        .await
+        .assert_error(StatusCode::CONFLICT, "username_taken");
+    assert!(message.contains("bob"), "{message}");
+}
+
+async fn invalid_usernames_are_422_naming_the_rule(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let long = "a".repeat(33);
+    for (username, rule) in [
+        ("ab", "3 to 32 characters"),
+        (long.as_str(), "3 to 32 characters"),
+        ("", "3 to 32 characters"),
+        ("has space", "only ASCII letters"),
+        ("émile", "only ASCII letters"),
+        ("x/../y", "only ASCII letters"),
+        ("_under", "start with a letter or a digit"),
+    ] {
+        let message = app
+            .signup(username, PASSWORD)
+            .await
+            .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_username");
+        assert!(message.contains(rule), "{username:?}: {message}");
+    }
+}
+
+async fn invalid_passwords_are_422_naming_the_rule(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let long = "p".repeat(129);
+    for (password, rule) in [
+        ("short", "at least 12"),
+        ("", "at least 12"),
+        (long.as_str(), "at most 128"),
+        ("               ", "whitespace"),
+    ] {
+        let message = app
+            .signup("carol", password)
+            .await
+            .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_password");
+        assert!(message.contains(rule), "{password:?}: {message}");
+    }
+    // Nothing was created by the refused attempts.
+    assert_eq!(
+        app.signup("carol", PASSWORD).await.status,
+        StatusCode::CREATED
+    );
+}
+
+async fn fifty_concurrent_signups_of_one_name_give_exactly_one_201(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let attempts = (0..50).map(|i| {
+        let app = &app;
+        async move {
+            app.signup("popular", &format!("password number {i:02}"))
+                .await
+        }
+    });
+    let responses = futures::future::join_all(attempts).await;
+    let created = responses
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "exactly one sign-up wins");
+    for response in responses.iter().filter(|r| r.status != StatusCode::CREATED) {
+        response.assert_error(StatusCode::CONFLICT, "username_taken");
+    }
+    let token = app.token("observer").await;
+    let page = app
+        .get("/api/v1/users?limit=100", Some(&token))
+        .await
+        .json();
+    let popular = page["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter(|u| u["username"] == "popular")
+        .count();
+    assert_eq!(popular, 1);
+}
+
+async fn listing_users_needs_a_token(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    app.get("/api/v1/users", None)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "missing_token");
+    let response = app.get("/api/v1/users", Some("garbage")).await;
+    response.assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
+    assert!(response.headers["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("Bearer"));
+}
+
+async fn listing_users_pages_in_a_stable_order(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let mut created = Vec::new();
+    for name in ["user1", "user2", "user3", "user4", "user5"] {
+        created.push(app.create_user(name).await);
+    }
+    let token = {
+        let response = app.login("user1", PASSWORD).await;
+        response.json()["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    };
+
+    let mut seen = Vec::new();
+    let mut uri = "/api/v1/users?limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let response = app.get(&uri, Some(&token)).await;
+        assert_eq!(response.status, StatusCode::OK);
+        let page = response.json();
+        let users = page["users"].as_array().expect("users");
+        assert!(users.len() <= 2);
+        for user in users {
+            seen.push(
+                user["id"]
+                    .as_str()
+                    .expect("id")
+                    .parse::<Uuid>()
+                    .expect("uuid"),
+            );
+        }
+        pages += 1;
+        match page.get("next_cursor").and_then(|c| c.as_str()) {
+            Some(cursor) => uri = format!("/api/v1/users?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, created, "creation order, each user once");
+
+    // The default page holds them all, in the same order, and repeating gives the same answer.
+    let all = app.get("/api/v1/users", Some(&token)).await.json();
+    let again = app.get("/api/v1/users", Some(&token)).await.json();
+    assert_eq!(all, again);
+    assert_eq!(all["users"].as_array().expect("users").len(), 5);
+    assert!(all.get("next_cursor").is_none());
+    let unique: HashSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), 5);
+}
+
+async fn bad_paging_parameters_are_400(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let token = app.token("pager").await;
+    for query in [
+        "limit=0",
+        "limit=101",
+        "limit=-1",
+        "limit=ten",
+        "cursor=not-a-cursor",
+        "colour=blue",
+    ] {
+        app.get(&format!("/api/v1/users?{query}"), Some(&token))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_query");
+    }
+    let response = app.get("/api/v1/users?limit=100", Some(&token)).await;
+    assert_eq!(response.status, StatusCode::OK);
+}
+
+async fn a_user_by_id_is_200_then_404_for_unknown_and_400_for_junk(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let token = app.token("dora").await;
+    let id = app.create_user("erin").await;
+    let response = app.get(&format!("/api/v1/users/{id}"), Some(&token)).await;
+    assert_eq!(response.status, StatusCode::OK);
+    let body = response.json();
+    assert_eq!(body["username"], "erin");
+    assert_eq!(body["id"], id.to_string());
+
+    app.get(&format!("/api/v1/users/{}", Uuid::now_v7()), Some(&token))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+    app.get("/api/v1/users/not-a-uuid", Some(&token))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_path");
+    app.get(&format!("/api/v1/users/{id}"), None)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "missing_token");
+}
