@@ -22,17 +22,21 @@ pub enum CompletionReason {
     EndOfInput,
     /// The operator's cap on open groups or open bytes forced the group out early.
     Capacity,
+    /// A record of the same key came from a newer assignment of its partition (after a
+    /// rebalance), so this group, begun under the old one, was closed; the runtime drops it.
+    Reassigned,
 }
 
 impl CompletionReason {
     /// Every reason, for metrics that report each one.
-    pub const ALL: [CompletionReason; 6] = [
+    pub const ALL: [CompletionReason; 7] = [
         Self::Inactivity,
         Self::MaxMessages,
         Self::MaxBytes,
         Self::MaxAge,
         Self::EndOfInput,
         Self::Capacity,
+        Self::Reassigned,
     ];
 
     /// The snake_case name used in metrics and documents.
@@ -44,6 +48,7 @@ impl CompletionReason {
             Self::MaxAge => "max_age",
             Self::EndOfInput => "end_of_input",
             Self::Capacity => "capacity",
+            Self::Reassigned => "reassigned",
         }
     }
 }

@@ -226,6 +226,11 @@ impl Source for MemorySource {
         })
     }
 
+    fn caught_up(&self, partition: u32) -> Option<bool> {
+        let end = self.log.lock().partitions.get(partition as usize)?.len() as u64;
+        Some(self.next.get(&partition).is_none_or(|next| *next >= end))
+    }
+
     async fn commit(&mut self, next: &[Position]) -> Result<(), SourceError> {
         let mut state = self.log.lock();
         let committed = state.committed.entry(self.group.clone()).or_default();

@@ -39,7 +39,7 @@ pub struct Metrics {
     pub commit_lag: AtomicU64,
     /// Times the source was paused because too many bytes were in flight.
     pub backpressure_pauses: AtomicU64,
-    completions: [AtomicU64; 6],
+    completions: [AtomicU64; CompletionReason::ALL.len()],
     delay_buckets: [AtomicU64; DELAY_BUCKETS_MS.len() + 1],
     delay_sum_ms: AtomicU64,
 }

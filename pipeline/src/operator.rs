@@ -259,6 +259,13 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
 
         // Does the record arrive too late, or too large, for its key's open group?
         let closes = self.open.get(&key).and_then(|open| {
+            if open
+                .records
+                .first()
+                .is_some_and(|first| !record.may_join(first))
+            {
+                return Some((CompletionReason::Reassigned, None));
+            }
             let age_limit = open.first.saturating_add(policy.max_age_ms);
             let idle_limit = open.last.saturating_add(policy.inactivity_timeout_ms);
             if at >= age_limit.min(idle_limit) {

@@ -20,6 +20,13 @@ pub trait Aggregatable: Clone + Send + Serialize + for<'de> Deserialize<'de> + '
     /// An id unique to this record and identical on every replay (for chat messages: the
     /// `message_id`). The group id is derived from the key and the first record's id.
     fn record_id(&self) -> &str;
+    /// Whether this record may join a group that began with `first`. Always, for plain records;
+    /// an [`Envelope`] read under a newer assignment of its partition may not join a group of an
+    /// older one (that group is abandoned: see [`Envelope::generation`]).
+    fn may_join(&self, first: &Self) -> bool {
+        let _ = first;
+        true
+    }
 }
 
 /// A chat message as the chat service produces it and the seed's clients read it.
@@ -223,6 +230,9 @@ impl<R: Aggregatable> Aggregatable for Envelope<R> {
     }
     fn record_id(&self) -> &str {
         self.record.record_id()
+    }
+    fn may_join(&self, first: &Self) -> bool {
+        self.generation == first.generation
     }
 }
 

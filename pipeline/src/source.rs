@@ -73,4 +73,16 @@ pub trait Source: Send {
 
     /// Commits, for each listed partition, the offset of the next record to read after a restart.
     async fn commit(&mut self, next: &[Position]) -> Result<(), SourceError>;
+
+    /// Whether `partition` has been read to its current end: `Some(true)` caught up,
+    /// `Some(false)` still behind, `None` when the source cannot tell (the default).
+    ///
+    /// Time waits for partitions that are behind, so a replay of a backlog forms the same groups
+    /// however the partitions' fetches interleave; a caught-up partition does not hold time back.
+    /// Without this information the runtime treats a partition silent for `lateness_ms` as
+    /// caught up.
+    fn caught_up(&self, partition: u32) -> Option<bool> {
+        let _ = partition;
+        None
+    }
 }

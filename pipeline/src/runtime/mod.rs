@@ -36,7 +36,7 @@ use crate::operator::{AggregateOptions, GroupKey, OperatorLimits};
 use crate::policy::{PolicyError, WindowPolicy};
 use crate::record::{Aggregatable, Envelope, Position};
 use crate::sink::{DeadLetter, DeadLetterSink, ErrorKind, Sink};
-use crate::source::{Polled, Source, SourceRecord};
+use crate::source::{Polled, Source, SourceError, SourceRecord};
 use dispatch::{write_dead_letters, Dispatcher};
 use tracker::CommitTracker;
 use workers::{run_workers, Feed, Generations, WorkerShared};
@@ -290,13 +290,26 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         };
         workers.map_err(PipelineError::Workers)?;
 
-        let committed = commit(&mut source, &tracker, &self.metrics, true).await;
+        // The last commit gets a few tries: a broker that blinks now would cost a replay.
+        let mut committed = commit(&mut source, &tracker, &self.metrics, true).await;
+        let mut backoff = Duration::from_millis(config.retry_initial_ms.max(1));
+        for _ in 0..5 {
+            match &committed {
+                Err(e) if e.kind == ErrorKind::Retryable => {
+                    warn!(error = %e, "final commit failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    committed = commit(&mut source, &tracker, &self.metrics, true).await;
+                }
+                _ => break,
+            }
+        }
         read_result?;
         let report = RunReport {
             messages_in: self.metrics.messages_in.load(SeqCst),
             groups_out: self.metrics.groups_out.load(SeqCst),
             dead_letters: self.metrics.dead_letters.load(SeqCst),
-            committed: committed.map_err(PipelineError::Source)?,
+            committed: committed.map_err(|e| PipelineError::Source(e.message))?,
             unacknowledged_groups: unacknowledged,
         };
         info!(
@@ -358,6 +371,7 @@ impl<R: Aggregatable> Reader<'_, R> {
                 Ok(Polled::Records(records)) => {
                     backoff = Duration::from_millis(self.config.retry_initial_ms.max(1));
                     self.accept(records).await?;
+                    self.advance_to_watermark(source).await?;
                 }
                 Ok(Polled::Idle) => {
                     let now = self.clock.now_ms();
@@ -365,9 +379,7 @@ impl<R: Aggregatable> Reader<'_, R> {
                         .await?;
                 }
                 Ok(Polled::Revoked(partitions)) => {
-                    commit(source, self.tracker, self.metrics, false)
-                        .await
-                        .map_err(PipelineError::Source)?;
+                    self.commit_now(source).await?;
                     if let Ok(mut tracker) = self.tracker.lock() {
                         tracker.forget(&partitions);
                     }
@@ -464,16 +476,27 @@ impl<R: Aggregatable> Reader<'_, R> {
                 "the dataflow workers stopped".into(),
             ));
         }
-        // Partitions silent for longer than the lateness margin do not hold time back.
+        Ok(())
+    }
+
+    /// Moves the input time to the least latest event time of the partitions that may still
+    /// deliver earlier records, less the lateness margin. A partition the source reports caught
+    /// up does not hold time back; one it reports behind always does; when the source cannot
+    /// tell, a partition silent for longer than the margin counts as caught up.
+    async fn advance_to_watermark<S: Source>(&mut self, source: &S) -> Result<(), PipelineError> {
+        let now = self.clock.now_ms();
+        let lateness = self.config.lateness_ms;
         let active_min = self
             .partitions
-            .values()
-            .filter(|(_, seen_at)| now.saturating_sub(*seen_at) <= self.config.lateness_ms)
-            .map(|(time, _)| *time)
+            .iter()
+            .filter(|(p, (_, seen_at))| match source.caught_up(**p) {
+                Some(caught_up) => !caught_up,
+                None => now.saturating_sub(*seen_at) <= lateness,
+            })
+            .map(|(_, (time, _))| *time)
             .min();
         if let Some(min) = active_min {
-            self.advance(min.saturating_sub(self.config.lateness_ms))
-                .await?;
+            self.advance(min.saturating_sub(lateness)).await?;
         }
         Ok(())
     }
@@ -495,11 +518,22 @@ impl<R: Aggregatable> Reader<'_, R> {
         let now = self.clock.now_ms();
         if now.saturating_sub(self.last_commit_ms) >= self.config.commit_interval_ms {
             self.last_commit_ms = now;
-            commit(source, self.tracker, self.metrics, false)
-                .await
-                .map_err(PipelineError::Source)?;
+            self.commit_now(source).await?;
         }
         Ok(())
+    }
+
+    /// Commits what may be committed. A retryable failure is logged and left to the next commit
+    /// (the tracker offers the same positions again); only a fatal one stops the run.
+    async fn commit_now<S: Source>(&mut self, source: &mut S) -> Result<(), PipelineError> {
+        match commit(source, self.tracker, self.metrics, false).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == ErrorKind::Retryable => {
+                warn!(error = %e, "commit failed; retrying at the next commit");
+                Ok(())
+            }
+            Err(e) => Err(PipelineError::Source(e.message)),
+        }
     }
 }
 
@@ -510,10 +544,10 @@ async fn commit<S: Source>(
     tracker: &Mutex<CommitTracker>,
     metrics: &Metrics,
     all: bool,
-) -> Result<Vec<Position>, String> {
+) -> Result<Vec<Position>, SourceError> {
     let (positions, lag) = match tracker.lock() {
         Ok(t) => (t.committable(), t.outstanding()),
-        Err(_) => return Err("commit tracker poisoned".into()),
+        Err(_) => return Err(SourceError::fatal("commit tracker poisoned")),
     };
     metrics.commit_lag.store(lag as u64, SeqCst);
     if positions.is_empty() {
@@ -526,7 +560,7 @@ async fn commit<S: Source>(
             Vec::new()
         });
     }
-    source.commit(&positions).await.map_err(|e| e.message)?;
+    source.commit(&positions).await?;
     metrics.commits.fetch_add(1, SeqCst);
     if let Ok(mut t) = tracker.lock() {
         t.committed(&positions);
