@@ -1,0 +1,204 @@
+//! Run with: scripts/infra up kafka && cargo run --release -p confab-connectors --features kafka --example kafka_throughput -- [MESSAGES] [CHATS]
+//!
+//! Messages per second from a pre-filled Kafka topic through the aggregator (Kafka source ->
+//! decode -> operator -> grouped-topic sink, commit-after-ack) beside the rate of a plain rdkafka
+//! consumer that only reads the same topic: the ceiling. Both are timed from subscribing to
+//! having read (and, for the pipeline, written and committed) everything, so both include the
+//! consumer-group join. Prints one line per run and the ratio.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use confab_connectors::decode_chat_message;
+use confab_connectors::kafka::{
+    default_brokers, KafkaGroupSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig,
+};
+use confab_pipeline::memory::MemoryDeadLetters;
+use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
+use confab_pipeline::{ChatMessage, Pipeline, RuntimeConfig, WindowPolicy};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+
+const PARTITIONS: i32 = 4;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let messages: usize = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(200_000);
+    let chats: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1_000);
+    let brokers = default_brokers();
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let topic = format!("bench_in_{run}");
+    let grouped = format!("bench_grouped_{run}");
+    create_topics(&brokers, &[&topic, &grouped]).await?;
+    fill(&brokers, &topic, messages, chats).await?;
+
+    let ceiling = plain_consumer(&brokers, &topic, messages).await?;
+    println!(
+        "plain rdkafka consumer: {messages} messages in {:.2} s = {:.0} msg/s",
+        ceiling.as_secs_f64(),
+        messages as f64 / ceiling.as_secs_f64()
+    );
+    let (aggregator, groups) = aggregator(&brokers, &topic, &grouped).await?;
+    println!(
+        "aggregator -> grouped topic: {messages} messages ({groups} groups) in {:.2} s = {:.0} msg/s",
+        aggregator.as_secs_f64(),
+        messages as f64 / aggregator.as_secs_f64()
+    );
+    println!(
+        "ratio: {:.2} of the ceiling",
+        ceiling.as_secs_f64() / aggregator.as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn create_topics(brokers: &str, topics: &[&str]) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
+        .collect();
+    for result in admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .with_context(|| {
+            format!("cannot reach Kafka at {brokers}: start it with `scripts/infra up kafka`")
+        })?
+    {
+        result.map_err(|(t, e)| anyhow::anyhow!("creating {t}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Produces `messages` chat messages over `chats` chats, a few per chat and second of event time.
+async fn fill(brokers: &str, topic: &str, messages: usize, chats: usize) -> anyhow::Result<()> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .set("compression.type", "lz4")
+        .create()?;
+    let t0 = 1_700_000_000_000u64;
+    let started = Instant::now();
+    for chunk in (0..messages).collect::<Vec<_>>().chunks(20_000) {
+        let encoded: Vec<(String, Vec<u8>)> = chunk
+            .iter()
+            .map(|&i| {
+                let chat = format!("chat-{}", i % chats);
+                let ms = t0 + (i / chats) as u64 * 300 + (i % chats) as u64 % 300;
+                let message = ChatMessage {
+                    message_id: format!("m{i}"),
+                    chat_id: chat.clone(),
+                    from_user: format!("u{}", i % 7),
+                    to_user: format!("u{}", (i + 1) % 7),
+                    body: "a chat message of ordinary length, about sixty bytes long".into(),
+                    time: timeuuid_from_ms(ms, (i % 10_000) as u16, [1; 6]),
+                    time_iso: iso_from_ms(ms),
+                };
+                (chat, message.encode())
+            })
+            .collect();
+        let sends = encoded.iter().map(|(key, payload)| {
+            producer.send(
+                FutureRecord::to(topic)
+                    .key(key.as_str())
+                    .payload(payload.as_slice()),
+                Duration::from_secs(30),
+            )
+        });
+        for result in futures::future::join_all(sends).await {
+            result.map_err(|(e, _)| e)?;
+        }
+    }
+    println!(
+        "filled {topic} with {messages} messages over {chats} chats in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Reads the whole topic with a plain consumer; returns how long it took.
+async fn plain_consumer(brokers: &str, topic: &str, messages: usize) -> anyhow::Result<Duration> {
+    let (brokers, topic) = (brokers.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", format!("ceiling_{topic}"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let started = Instant::now();
+        consumer.subscribe(&[&topic])?;
+        let mut read = 0;
+        let mut bytes = 0;
+        let mut progress = Instant::now();
+        while read < messages {
+            // `None` is also what a poll that served a rebalance returns.
+            match consumer.poll(Duration::from_millis(500)) {
+                Some(Ok(m)) => {
+                    read += 1;
+                    bytes += m.payload_len();
+                    progress = Instant::now();
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None if progress.elapsed() > Duration::from_secs(30) => {
+                    bail!("the plain consumer stalled after {read} messages")
+                }
+                None => {}
+            }
+        }
+        let elapsed = started.elapsed();
+        if bytes == 0 {
+            bail!("read no bytes");
+        }
+        Ok(elapsed)
+    })
+    .await?
+}
+
+/// Runs the aggregator over the whole topic into the grouped topic; returns how long it took and
+/// how many groups it wrote.
+async fn aggregator(brokers: &str, topic: &str, grouped: &str) -> anyhow::Result<(Duration, u64)> {
+    let started = Instant::now();
+    let source = KafkaSource::connect(&KafkaSourceConfig {
+        brokers: brokers.to_string(),
+        topic: topic.to_string(),
+        group_id: format!("aggregator_{topic}"),
+        exit_at_end: true,
+        ..KafkaSourceConfig::default()
+    })
+    .await?;
+    let sink = KafkaGroupSink::connect(&KafkaSinkConfig {
+        brokers: brokers.to_string(),
+        topic: grouped.to_string(),
+        ..KafkaSinkConfig::default()
+    })
+    .await?;
+    let report = Pipeline::new(
+        |m: &ChatMessage| m.chat_id.clone(),
+        decode_chat_message,
+        Arc::new(MemoryDeadLetters::default()),
+    )
+    .sink(Arc::new(sink))
+    .policy(WindowPolicy::default())
+    .config(RuntimeConfig::default())
+    .run(source, std::future::pending())
+    .await?;
+    if report.dead_letters > 0 || report.unacknowledged_groups > 0 {
+        bail!("the run was not clean: {report:?}");
+    }
+    Ok((started.elapsed(), report.groups_out))
+}

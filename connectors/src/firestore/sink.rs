@@ -1,0 +1,263 @@
+//! The Firestore group-document sink. See the module docs for the write semantics.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use confab_pipeline::{ChatMessage, Group, Sink, SinkError};
+use firestore::gcloud_sdk::google::firestore::v1::{BatchWriteRequest, Write};
+use firestore::gcloud_sdk::tonic::{self, Code};
+use firestore::{
+    FirestoreDb, FirestoreDbOptions, FirestoreFieldTransform, FirestoreFieldTransformType,
+    FirestoreSimpleBatchWriteOptions, FirestoreSimpleBatchWriter, FirestoreValue,
+};
+use tracing::{debug, warn};
+
+use super::config::FirestoreConfig;
+use super::document::{DocumentHead, GroupDocument};
+use super::is_retryable_code;
+use super::rate::ChatRateGuard;
+use crate::env_or;
+
+/// Writes every group of chat messages as one upserted document.
+pub struct FirestoreSink {
+    db: FirestoreDb,
+    /// Builds `Write`s with the crate's serializer; requests are sent by this sink, which needs
+    /// every write's own status to retry only what failed.
+    writer: FirestoreSimpleBatchWriter,
+    config: FirestoreConfig,
+    guard: ChatRateGuard,
+}
+
+/// The message for a Firestore that cannot be reached, naming the address and the fix.
+fn unreachable(error: &dyn Display) -> String {
+    match std::env::var("FIRESTORE_EMULATOR_HOST") {
+        Ok(host) => format!(
+            "cannot reach the Firestore emulator at {host} ({error}): start it with \
+             `scripts/infra up firestore`"
+        ),
+        Err(_) => format!(
+            "cannot reach Firestore ({error}): set FIRESTORE_EMULATOR_HOST for the emulator \
+             (`scripts/infra up firestore`), or provide Application Default Credentials"
+        ),
+    }
+}
+
+impl FirestoreSink {
+    /// Connects to the project in `config` and checks, with one read, that it answers.
+    pub async fn connect(config: &FirestoreConfig) -> Result<Self, SinkError> {
+        let timeout = Duration::from_millis(config.request_timeout_ms);
+        let options = FirestoreDbOptions::new(config.project_id.clone())
+            .with_database_id(config.database_id.clone());
+        let db = tokio::time::timeout(timeout, FirestoreDb::with_options(options))
+            .await
+            .map_err(|e| SinkError::retryable(unreachable(&e)))?
+            .map_err(|e| SinkError::retryable(unreachable(&e)))?;
+        let probe = db
+            .fluent()
+            .select()
+            .by_id_in(config.collection.as_str())
+            .obj::<GroupDocument>()
+            .one("confab-connectivity-probe");
+        tokio::time::timeout(timeout, probe)
+            .await
+            .map_err(|e| SinkError::retryable(unreachable(&e)))?
+            .map_err(|e| SinkError::retryable(unreachable(&e)))?;
+        let writer =
+            FirestoreSimpleBatchWriter::new(db.clone(), FirestoreSimpleBatchWriteOptions::new())
+                .await
+                .map_err(|e| {
+                    SinkError::fatal(format!("cannot create a Firestore batch writer: {e}"))
+                })?;
+        debug!(project = %config.project_id, emulator = %env_or("FIRESTORE_EMULATOR_HOST", "(none)"), "Firestore sink connected");
+        Ok(Self {
+            db,
+            writer,
+            guard: ChatRateGuard::new(
+                Duration::from_millis(config.chat_write_interval_ms),
+                config.chat_write_burst,
+            ),
+            config: config.clone(),
+        })
+    }
+
+    /// The database handle, to share with readers and listeners.
+    pub fn db(&self) -> &FirestoreDb {
+        &self.db
+    }
+
+    /// The write of one group: set the head, merge the messages, count and times.
+    fn group_write<K: Display>(&self, group: &Group<K, ChatMessage>) -> Result<Write, SinkError> {
+        let head = DocumentHead::of(group)
+            .ok_or_else(|| SinkError::fatal(format!("group {} holds no message", group.id)))?;
+        let messages: Vec<FirestoreValue> = group.records.iter().map(Into::into).collect();
+        let transform = |field: &str, transform_type| FirestoreFieldTransform {
+            field: field.to_string(),
+            transform_type,
+        };
+        let transforms = vec![
+            transform(
+                "list_of_messages",
+                FirestoreFieldTransformType::AppendMissingElements(messages),
+            ),
+            transform(
+                "message_count",
+                FirestoreFieldTransformType::Maximum((group.records.len() as i64).into()),
+            ),
+            transform(
+                "first_time_ms",
+                FirestoreFieldTransformType::Minimum((group.first_time_ms as i64).into()),
+            ),
+            transform(
+                "last_time_ms",
+                FirestoreFieldTransformType::Maximum((group.last_time_ms as i64).into()),
+            ),
+        ];
+        let mut batch = self.writer.new_batch();
+        batch
+            .update_object(
+                &self.config.collection,
+                group.id.to_string(),
+                &head,
+                Some(DocumentHead::FIELDS.iter().map(|f| f.to_string()).collect()),
+                None,
+                transforms,
+            )
+            .map_err(|e| {
+                SinkError::fatal(format!(
+                    "cannot encode group {} for Firestore: {e}",
+                    group.id
+                ))
+            })?;
+        batch
+            .writes
+            .pop()
+            .ok_or_else(|| SinkError::fatal("the Firestore batch lost a write"))
+    }
+
+    /// Sends `writes` in one `BatchWrite`, retrying the writes that failed transiently.
+    async fn send(&self, mut writes: Vec<Write>) -> Result<(), SinkError> {
+        let mut delay = Duration::from_millis(self.config.retry_initial_ms.max(1));
+        let max_delay = Duration::from_millis(self.config.retry_max_ms.max(1));
+        let mut attempt = 1;
+        loop {
+            let failed = match self.batch_write(writes.clone()).await {
+                Ok(failed) => failed,
+                Err((code, message)) if is_retryable_code(code) => (0..writes.len())
+                    .map(|i| (i, code, message.clone()))
+                    .collect(),
+                Err((code, message)) => {
+                    return Err(SinkError::fatal(format!(
+                        "Firestore refused a batch write ({code:?}): {message}"
+                    )))
+                }
+            };
+            if failed.is_empty() {
+                return Ok(());
+            }
+            if let Some((_, code, message)) = failed.iter().find(|(_, c, _)| !is_retryable_code(*c))
+            {
+                return Err(SinkError::fatal(format!(
+                    "Firestore refused a document write ({code:?}): {message}"
+                )));
+            }
+            let (_, code, message) = &failed[0];
+            if attempt >= self.config.max_attempts.max(1) {
+                return Err(SinkError::retryable(format!(
+                    "Firestore write failed after {attempt} attempts ({code:?}): {message}"
+                )));
+            }
+            warn!(failed = failed.len(), attempt, ?code, %message, retry_in_ms = delay.as_millis() as u64, "Firestore writes failed; retrying them");
+            let mut keep = vec![false; writes.len()];
+            for (i, _, _) in &failed {
+                keep[*i] = true;
+            }
+            let mut index = 0;
+            writes.retain(|_| {
+                index += 1;
+                keep[index - 1]
+            });
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(max_delay);
+            attempt += 1;
+        }
+    }
+
+    /// One `BatchWrite` request. `Ok` lists the writes that failed, with their status; `Err` is a
+    /// failure of the whole request.
+    async fn batch_write(
+        &self,
+        writes: Vec<Write>,
+    ) -> Result<Vec<(usize, Code, String)>, (Code, String)> {
+        let request = BatchWriteRequest {
+            database: self.db.get_database_path().clone(),
+            writes,
+            labels: HashMap::new(),
+            request_options: None,
+        };
+        let timeout = Duration::from_millis(self.config.request_timeout_ms);
+        let mut client = self.db.client().get();
+        let response =
+            tokio::time::timeout(timeout, client.batch_write(tonic::Request::new(request)))
+                .await
+                .map_err(|_| {
+                    (
+                        Code::DeadlineExceeded,
+                        format!("no answer within {} ms", timeout.as_millis()),
+                    )
+                })?
+                .map_err(|status| {
+                    let message = match status.code() {
+                        Code::Unavailable => unreachable(&status.message()),
+                        _ => status.message().to_string(),
+                    };
+                    (status.code(), message)
+                })?
+                .into_inner();
+        Ok(response
+            .status
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.code != Code::Ok as i32)
+            .map(|(i, s)| (i, Code::from(s.code), s.message.clone()))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl<K: Display + Send + Sync> Sink<K, ChatMessage> for FirestoreSink {
+    fn name(&self) -> &str {
+        "firestore"
+    }
+
+    async fn write(&self, groups: &[Group<K, ChatMessage>]) -> Result<(), SinkError> {
+        let wait = self.guard.reserve(
+            groups
+                .iter()
+                .filter_map(|g| g.records.first().map(|m| m.chat_id.as_str())),
+            Instant::now(),
+        );
+        if !wait.is_zero() {
+            debug!(
+                wait_ms = wait.as_millis() as u64,
+                "Firestore per-chat rate guard delays a write"
+            );
+            tokio::time::sleep(wait).await;
+        }
+        let writes = groups
+            .iter()
+            .map(|g| self.group_write(g))
+            .collect::<Result<Vec<_>, _>>()?;
+        let size = self.config.max_batch_documents.max(1);
+        let mut batches = Vec::new();
+        let mut writes = writes.into_iter().peekable();
+        while writes.peek().is_some() {
+            batches.push(self.send(writes.by_ref().take(size).collect()));
+        }
+        for result in futures::future::join_all(batches).await {
+            result?;
+        }
+        Ok(())
+    }
+}

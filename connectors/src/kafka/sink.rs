@@ -1,0 +1,160 @@
+//! Completed groups to a Kafka topic (`chat_messages_grouped`), as the seed's Camel route did.
+//!
+//! Each group is one record: key = the group key (the chat id with the default key), value = the
+//! [`Group`] as JSON (decode it as `Group<String, ChatMessage>`), headers `confab-group-id`,
+//! `confab-reason` and `confab-count`. The producer is idempotent with `acks=all`, so librdkafka's
+//! own retries never duplicate or reorder a partition. A write the pipeline retries after a
+//! failure may append a group again: consumers deduplicate by `confab-group-id`.
+
+use std::fmt::Display;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use confab_pipeline::{Group, Sink, SinkError};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use serde::Serialize;
+
+use super::config::KafkaSinkConfig;
+use super::{client_config, is_retryable, unreachable_message, TracingContext};
+
+/// Header holding the group's id, for deduplication downstream.
+pub const HEADER_GROUP_ID: &str = "confab-group-id";
+/// Header holding what completed the group.
+pub const HEADER_REASON: &str = "confab-reason";
+/// Header holding the number of records in the group.
+pub const HEADER_COUNT: &str = "confab-count";
+
+/// Writes every group as one record to a topic.
+pub struct KafkaGroupSink {
+    producer: FutureProducer<TracingContext>,
+    topic: String,
+    delivery_timeout: Duration,
+}
+
+/// An idempotent `acks=all` producer, checked against the brokers.
+pub(crate) async fn connect_producer(
+    brokers: &str,
+    delivery_timeout_ms: u64,
+    compression: &str,
+    properties: &std::collections::BTreeMap<String, String>,
+) -> Result<FutureProducer<TracingContext>, SinkError> {
+    let timeout = delivery_timeout_ms.to_string();
+    let owned = [
+        ("acks", "all"),
+        ("enable.idempotence", "true"),
+        ("message.timeout.ms", timeout.as_str()),
+        ("compression.type", compression),
+    ];
+    let producer: FutureProducer<TracingContext> = client_config(brokers, &owned, properties)
+        .map_err(SinkError::fatal)?
+        .create_with_context(TracingContext)
+        .map_err(|e| SinkError::fatal(format!("invalid Kafka producer settings: {e}")))?;
+    let probe = producer.clone();
+    tokio::task::spawn_blocking(move || {
+        probe
+            .client()
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map(|_| ())
+    })
+    .await
+    .map_err(|e| SinkError::fatal(format!("Kafka metadata probe panicked: {e}")))?
+    .map_err(|e| SinkError::retryable(unreachable_message(brokers, &e)))?;
+    Ok(producer)
+}
+
+impl KafkaGroupSink {
+    /// A producer for `config.topic`; fails, naming the fix, when the brokers cannot be reached.
+    pub async fn connect(config: &KafkaSinkConfig) -> Result<Self, SinkError> {
+        let producer = connect_producer(
+            &config.brokers,
+            config.delivery_timeout_ms,
+            &config.compression,
+            &config.properties,
+        )
+        .await?;
+        Ok(Self {
+            producer,
+            topic: config.topic.clone(),
+            delivery_timeout: Duration::from_millis(config.delivery_timeout_ms),
+        })
+    }
+}
+
+/// Waits for every delivery; the first error decides the kind (fatal wins over retryable).
+pub(crate) async fn await_deliveries<F>(
+    deliveries: impl IntoIterator<Item = F>,
+    what: &str,
+    topic: &str,
+) -> Result<(), SinkError>
+where
+    F: std::future::Future<Output = rdkafka::producer::future_producer::OwnedDeliveryResult>,
+{
+    let results = futures::future::join_all(deliveries).await;
+    let mut retryable = None;
+    for result in results {
+        if let Err((e, _)) = result {
+            let message = format!("cannot write {what} to Kafka topic {topic}: {e}");
+            if !is_retryable(&e) {
+                return Err(SinkError::fatal(message));
+            }
+            retryable.get_or_insert(message);
+        }
+    }
+    match retryable {
+        Some(message) => Err(SinkError::retryable(message)),
+        None => Ok(()),
+    }
+}
+
+#[async_trait]
+impl<K, R> Sink<K, R> for KafkaGroupSink
+where
+    K: Serialize + Display + Send + Sync,
+    R: Serialize + Send + Sync,
+{
+    fn name(&self) -> &str {
+        "kafka"
+    }
+
+    async fn write(&self, groups: &[Group<K, R>]) -> Result<(), SinkError> {
+        let mut encoded = Vec::with_capacity(groups.len());
+        for group in groups {
+            let payload = serde_json::to_vec(group).map_err(|e| {
+                SinkError::fatal(format!("cannot encode group {} as JSON: {e}", group.id))
+            })?;
+            encoded.push((
+                group.key.to_string(),
+                payload,
+                group.id.to_string(),
+                group.records.len().to_string(),
+            ));
+        }
+        let deliveries = groups
+            .iter()
+            .zip(&encoded)
+            .map(|(group, (key, payload, id, count))| {
+                let headers = OwnedHeaders::new_with_capacity(3)
+                    .insert(Header {
+                        key: HEADER_GROUP_ID,
+                        value: Some(id.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: HEADER_REASON,
+                        value: Some(group.reason.as_str().as_bytes()),
+                    })
+                    .insert(Header {
+                        key: HEADER_COUNT,
+                        value: Some(count.as_bytes()),
+                    });
+                self.producer.send(
+                    FutureRecord::to(&self.topic)
+                        .key(key.as_bytes())
+                        .payload(payload.as_slice())
+                        .headers(headers),
+                    self.delivery_timeout,
+                )
+            });
+        await_deliveries(deliveries, "groups", &self.topic).await
+    }
+}

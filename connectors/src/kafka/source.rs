@@ -1,0 +1,616 @@
+//! The Kafka source: one topic, read by a consumer group, committed only by the pipeline.
+//!
+//! A dedicated thread polls librdkafka (so the group protocol is served even while the pipeline
+//! is busy) and queues records and rebalance events in order. [`Source::poll`] hands them out.
+//!
+//! Guarantees and their limits:
+//! - **Commit-after-ack only.** `enable.auto.commit` and `enable.auto.offset.store` are off; the
+//!   only commits are the pipeline's [`Source::commit`] calls, synchronous, for partitions this
+//!   consumer still owns (a late commit for a partition now owned by another consumer could move
+//!   that consumer's position back, so it is skipped).
+//! - **Revocation before giving up.** On a revocation the polling thread queues
+//!   [`Polled::Revoked`] behind the records already read and *waits* (up to `revoke_timeout_ms`)
+//!   until the pipeline has taken it, and with it committed what it acknowledged on those
+//!   partitions, before the partitions are released. The next owner then starts exactly at the
+//!   clean cut the pipeline committed, which never lies inside an open or acknowledged group, so
+//!   it rebuilds the same groups with the same ids. If the pipeline does not poll in time (it is
+//!   paused by backpressure), the revoked partitions' unread records are dropped from the queue
+//!   and the next owner reads them from the last commit: replayed, not lost.
+//! - **Idle means caught up.** [`Polled::Idle`] is returned only when every assigned partition has
+//!   been read to its end (librdkafka's partition-EOF events), so the pipeline lets the wall clock
+//!   close groups only when the log really is quiet, never merely because a fetch was slow.
+//! - **Backpressure without leaving the group.** Past `max_buffered_records` queued records the
+//!   assigned partitions are paused; the thread keeps polling, so heartbeats and rebalances go on.
+//! - **Transient commit failures do not stop the pipeline.** A commit refused for a retryable
+//!   reason (a rebalance in progress, the coordinator moving) is kept and retried with the next
+//!   commit or poll; the runtime treats any commit error as fatal, so it is not returned to it.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use confab_pipeline::{Polled, Position, Source, SourceError, SourceRecord};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tracing::{debug, error, info, warn};
+
+use super::config::{KafkaSourceConfig, StartPosition};
+use super::{client_config, is_retryable, log_client_error, log_librdkafka, unreachable_message};
+
+/// How long one librdkafka poll blocks; bounds how fast the thread notices a stop.
+const POLL_SLICE: Duration = Duration::from_millis(100);
+/// How often offsets whose commit failed transiently are tried again from `poll`.
+const COMMIT_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// Quick in-place attempts of one commit before it is deferred.
+const COMMIT_ATTEMPTS: u32 = 3;
+
+/// A Kafka consumer-group member reading one topic. See the module docs for its guarantees.
+pub struct KafkaSource {
+    consumer: Option<Arc<BaseConsumer<SourceContext>>>,
+    shared: Arc<Shared>,
+    topic: String,
+    group_id: String,
+    exit_at_end: bool,
+    /// Offsets the pipeline asked to commit that a transient error kept from the broker.
+    pending: BTreeMap<u32, u64>,
+    last_commit_attempt: Instant,
+    poller: Option<JoinHandle<()>>,
+    /// The ticket of the revocation the last poll returned, acknowledged by the next call.
+    revocation_to_ack: Option<u64>,
+}
+
+/// What the polling thread hands to the source, in log order.
+enum Event {
+    Record(SourceRecord),
+    Revoked { partitions: Vec<u32>, ticket: u64 },
+}
+
+/// State shared by the source, the polling thread and the rebalance callbacks.
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the source when an event arrives.
+    arrived: tokio::sync::Notify,
+    /// Wakes a waiting revocation when the source has taken it.
+    taken: Condvar,
+    stop: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    events: VecDeque<Event>,
+    /// Records in `events`.
+    buffered: usize,
+    assigned: BTreeSet<u32>,
+    /// Assigned partitions read to their end (EOF seen, no record since).
+    at_end: BTreeSet<u32>,
+    /// Bumped on every assignment change, so that a pause is applied to new partitions too.
+    generation: u64,
+    /// Revocations queued so far; each carries its number as a ticket.
+    revocations: u64,
+    /// The highest ticket the source has taken.
+    taken: u64,
+    /// A consumer error that retrying cannot fix, reported by the next poll.
+    fatal: Option<String>,
+}
+
+impl State {
+    fn caught_up(&self) -> bool {
+        !self.assigned.is_empty() && self.assigned.iter().all(|p| self.at_end.contains(p))
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl KafkaSource {
+    /// Joins the consumer group of `config` and subscribes to its topic. Fails, naming the fix,
+    /// when the brokers cannot be reached or a setting is refused.
+    pub async fn connect(config: &KafkaSourceConfig) -> Result<Self, SourceError> {
+        let session_timeout = config.session_timeout_ms.to_string();
+        let owned = [
+            ("group.id", config.group_id.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("enable.partition.eof", "true"),
+            ("auto.offset.reset", config.start.as_reset()),
+            ("session.timeout.ms", session_timeout.as_str()),
+            (
+                "partition.assignment.strategy",
+                config.assignment_strategy.as_str(),
+            ),
+        ];
+        let client = client_config(&config.brokers, &owned, &config.properties)
+            .map_err(SourceError::fatal)?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            arrived: tokio::sync::Notify::new(),
+            taken: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let context = SourceContext {
+            shared: Arc::clone(&shared),
+            topic: config.topic.clone(),
+            start: config.start,
+            reset_committed: config.reset_committed,
+            started: Mutex::new(HashSet::new()),
+            revoke_timeout: Duration::from_millis(config.revoke_timeout_ms),
+        };
+        let consumer: BaseConsumer<SourceContext> = client
+            .create_with_context(context)
+            .map_err(|e| SourceError::fatal(format!("invalid Kafka consumer settings: {e}")))?;
+        let consumer = Arc::new(consumer);
+
+        let probe = Arc::clone(&consumer);
+        let topic = config.topic.clone();
+        let metadata = tokio::task::spawn_blocking(move || {
+            probe.fetch_metadata(Some(&topic), Duration::from_secs(10))
+        })
+        .await
+        .map_err(|e| SourceError::fatal(format!("Kafka metadata probe panicked: {e}")))?
+        .map_err(|e| SourceError::fatal(unreachable_message(&config.brokers, &e)))?;
+        if let Some(err) = metadata.topics().first().and_then(|t| t.error()) {
+            warn!(topic = %config.topic, error = ?err, "Kafka topic is not available yet; the consumer waits for it");
+        }
+
+        consumer.subscribe(&[&config.topic]).map_err(|e| {
+            SourceError::fatal(format!("cannot subscribe to {}: {e}", config.topic))
+        })?;
+        let poller = {
+            let consumer = Arc::clone(&consumer);
+            let shared = Arc::clone(&shared);
+            let max_buffered = config.max_buffered_records.max(1);
+            std::thread::Builder::new()
+                .name("kafka-source".into())
+                .spawn(move || poll_loop(consumer, shared, max_buffered))
+                .map_err(|e| {
+                    SourceError::fatal(format!("cannot start the Kafka polling thread: {e}"))
+                })?
+        };
+        info!(topic = %config.topic, group = %config.group_id, brokers = %config.brokers, "Kafka source subscribed");
+        Ok(Self {
+            consumer: Some(consumer),
+            shared,
+            topic: config.topic.clone(),
+            group_id: config.group_id.clone(),
+            exit_at_end: config.exit_at_end,
+            pending: BTreeMap::new(),
+            last_commit_attempt: Instant::now(),
+            poller: Some(poller),
+            revocation_to_ack: None,
+        })
+    }
+
+    /// The partitions this consumer owns now.
+    pub fn assignment(&self) -> Vec<u32> {
+        self.shared.lock().assigned.iter().copied().collect()
+    }
+
+    /// Leaves the consumer group and waits until the consumer is closed, so that the remaining
+    /// members are rebalanced at once rather than after the session timeout. Dropping the source
+    /// also leaves the group, without waiting.
+    pub async fn close(mut self) {
+        self.stop();
+        if let Some(poller) = self.poller.take() {
+            let _ = tokio::task::spawn_blocking(move || poller.join()).await;
+        }
+    }
+
+    fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Taking the lock orders the notification after any waiter's check of `stop`.
+        drop(self.shared.lock());
+        self.shared.taken.notify_all();
+        // The polling thread holds the other handle and closes the consumer as it exits.
+        self.consumer = None;
+    }
+
+    /// Tells a waiting revocation that the pipeline has taken it (and committed what it may).
+    fn acknowledge_revocation(&mut self) {
+        if let Some(ticket) = self.revocation_to_ack.take() {
+            let mut state = self.shared.lock();
+            state.taken = state.taken.max(ticket);
+            drop(state);
+            self.shared.taken.notify_all();
+        }
+    }
+
+    /// The next events, if any: a revocation alone, or up to `max` records.
+    fn take(&mut self, max: usize) -> Result<Option<Polled>, SourceError> {
+        let mut state = self.shared.lock();
+        if let Some(message) = &state.fatal {
+            return Err(SourceError::fatal(message.clone()));
+        }
+        if let Some(Event::Revoked { .. }) = state.events.front() {
+            if let Some(Event::Revoked { partitions, ticket }) = state.events.pop_front() {
+                self.revocation_to_ack = Some(ticket);
+                return Ok(Some(Polled::Revoked(partitions)));
+            }
+        }
+        let mut records = Vec::new();
+        while records.len() < max && matches!(state.events.front(), Some(Event::Record(_))) {
+            if let Some(Event::Record(record)) = state.events.pop_front() {
+                records.push(record);
+            }
+        }
+        state.buffered -= records.len();
+        if !records.is_empty() {
+            return Ok(Some(Polled::Records(records)));
+        }
+        if self.exit_at_end && state.caught_up() {
+            return Ok(Some(Polled::End));
+        }
+        Ok(None)
+    }
+
+    /// Commits `self.pending`, retrying transient failures briefly and then deferring them.
+    async fn commit_pending(&mut self) -> Result<(), SourceError> {
+        {
+            let state = self.shared.lock();
+            self.pending.retain(|p, _| state.assigned.contains(p));
+        }
+        let Some(consumer) = self.consumer.as_ref().map(Arc::clone) else {
+            return Ok(());
+        };
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (&partition, &offset) in &self.pending {
+            tpl.add_partition_offset(&self.topic, partition as i32, Offset::Offset(offset as i64))
+                .map_err(|e| SourceError::fatal(format!("invalid offset {offset}: {e}")))?;
+        }
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            self.last_commit_attempt = Instant::now();
+            let (consumer, list) = (Arc::clone(&consumer), tpl.clone());
+            let result =
+                tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
+                    .await
+                    .map_err(|e| SourceError::fatal(format!("Kafka commit panicked: {e}")))?;
+            match result {
+                Ok(()) => {
+                    debug!(topic = %self.topic, offsets = ?self.pending, "Kafka offsets committed");
+                    self.pending.clear();
+                    return Ok(());
+                }
+                Err(e) if is_retryable(&e) && attempt < COMMIT_ATTEMPTS => {
+                    debug!(error = %e, attempt, "Kafka commit failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err(e) if is_retryable(&e) => {
+                    warn!(topic = %self.topic, group = %self.group_id, error = %e, offsets = ?self.pending, "Kafka commit failed; it is retried with the next commit");
+                    return Ok(());
+                }
+                Err(e) => {
+                    return Err(SourceError::fatal(format!(
+                        "cannot commit offsets of {} for group {}: {e}",
+                        self.topic, self.group_id
+                    )))
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Polled, SourceError> {
+        self.acknowledge_revocation();
+        if !self.pending.is_empty() && self.last_commit_attempt.elapsed() >= COMMIT_RETRY_INTERVAL {
+            self.commit_pending().await?;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let shared = Arc::clone(&self.shared);
+            let arrived = shared.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if let Some(polled) = self.take(max.max(1))? {
+                return Ok(polled);
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                // Lagging partitions yield an empty batch, so the runtime keeps event time.
+                return Ok(if self.shared.lock().caught_up() {
+                    Polled::Idle
+                } else {
+                    Polled::Records(Vec::new())
+                });
+            }
+        }
+    }
+
+    /// Caught up when the partition's end was seen and none of its records wait in the queue;
+    /// `None` for a partition not assigned here.
+    fn caught_up(&self, partition: u32) -> Option<bool> {
+        let state = self.shared.lock();
+        if !state.assigned.contains(&partition) {
+            return None;
+        }
+        let queued = state.events.iter().any(
+            |event| matches!(event, Event::Record(record) if record.position.partition == partition),
+        );
+        Some(state.at_end.contains(&partition) && !queued)
+    }
+
+    async fn commit(&mut self, next: &[Position]) -> Result<(), SourceError> {
+        {
+            let state = self.shared.lock();
+            for position in next {
+                if state.assigned.contains(&position.partition) {
+                    self.pending.insert(position.partition, position.offset);
+                } else {
+                    debug!(topic = %self.topic, %position, "skipping the commit of a partition this consumer no longer owns");
+                }
+            }
+        }
+        self.commit_pending().await
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The polling thread: reads records and events until told to stop, then closes the consumer
+/// (leaving the group) by dropping the last handle.
+fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>, max_buffered: usize) {
+    let mut paused: Option<u64> = None;
+    while !shared.stop.load(Ordering::SeqCst) {
+        let (buffered, generation) = {
+            let state = shared.lock();
+            (state.buffered, state.generation)
+        };
+        if buffered >= max_buffered && paused != Some(generation) {
+            set_paused(&consumer, true);
+            paused = Some(generation);
+        } else if paused.is_some() && buffered <= max_buffered / 2 {
+            set_paused(&consumer, false);
+            paused = None;
+        }
+        match consumer.poll(POLL_SLICE) {
+            None => {}
+            Some(Ok(message)) => {
+                let record = to_record(&message);
+                let mut state = shared.lock();
+                state.at_end.remove(&record.position.partition);
+                state.events.push_back(Event::Record(record));
+                state.buffered += 1;
+                drop(state);
+                shared.arrived.notify_one();
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                let mut state = shared.lock();
+                let partition = partition as u32;
+                if state.assigned.contains(&partition) {
+                    state.at_end.insert(partition);
+                }
+                drop(state);
+                shared.arrived.notify_one();
+            }
+            Some(Err(e)) if is_fatal_consumer_error(&e) => {
+                error!(error = %e, "Kafka consumer failed");
+                shared.lock().fatal = Some(format!("Kafka consumer failed: {e}"));
+                shared.arrived.notify_one();
+            }
+            Some(Err(e)) if is_retryable(&e) => {
+                debug!(error = %e, "Kafka consumer error; librdkafka retries")
+            }
+            Some(Err(e)) => warn!(error = %e, "Kafka consumer error"),
+        }
+    }
+    debug!("Kafka polling thread stopping; closing the consumer");
+}
+
+fn set_paused(consumer: &BaseConsumer<SourceContext>, pause: bool) {
+    let result = consumer.assignment().and_then(|assignment| {
+        if pause {
+            consumer.pause(&assignment)
+        } else {
+            consumer.resume(&assignment)
+        }
+    });
+    match result {
+        Ok(()) => debug!(pause, "Kafka partitions paused or resumed for backpressure"),
+        Err(e) => warn!(pause, error = %e, "cannot pause or resume Kafka partitions"),
+    }
+}
+
+fn to_record(message: &BorrowedMessage<'_>) -> SourceRecord {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    SourceRecord {
+        position: Position {
+            partition: message.partition() as u32,
+            offset: message.offset() as u64,
+        },
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().unwrap_or_default().to_vec(),
+        headers,
+    }
+}
+
+/// Consumer errors that will not go away by waiting: a fatal client state or a denied access.
+fn is_fatal_consumer_error(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(error, KafkaError::MessageConsumptionFatal(_))
+        || matches!(
+            error.rdkafka_error_code(),
+            Some(
+                C::TopicAuthorizationFailed
+                    | C::GroupAuthorizationFailed
+                    | C::ClusterAuthorizationFailed
+                    | C::SaslAuthenticationFailed
+                    | C::Authentication
+                    | C::Fatal
+            )
+        )
+}
+
+/// The consumer's callbacks: logs to `tracing`, and the rebalance handshake with the source.
+struct SourceContext {
+    shared: Arc<Shared>,
+    topic: String,
+    start: StartPosition,
+    reset_committed: bool,
+    /// Partitions already started once (for `reset_committed`).
+    started: Mutex<HashSet<i32>>,
+    revoke_timeout: Duration,
+}
+
+impl ClientContext for SourceContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_librdkafka(level, facility, message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_client_error(&error, reason);
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
+            other => {
+                // librdkafka asks for everything to be given up after a rebalance error.
+                error!(error = ?other, "Kafka rebalance failed; giving up every partition");
+                let all: Vec<u32> = self.shared.lock().assigned.iter().copied().collect();
+                self.release(&all, false);
+                if let Err(e) = consumer.unassign() {
+                    warn!(error = %e, "cannot unassign Kafka partitions");
+                }
+            }
+        }
+    }
+}
+
+impl SourceContext {
+    fn partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {
+        tpl.elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect()
+    }
+
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let partitions = self.partitions(tpl);
+        if self.reset_committed {
+            let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+            let offset = match self.start {
+                StartPosition::Earliest => Offset::Beginning,
+                StartPosition::Latest => Offset::End,
+            };
+            for &p in &partitions {
+                if started.insert(p) {
+                    if let Err(e) = tpl.set_partition_offset(&self.topic, p, offset) {
+                        warn!(partition = p, error = %e, "cannot reset the start offset");
+                    }
+                }
+            }
+        }
+        let result = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
+            _ => consumer.assign(tpl),
+        };
+        if let Err(e) = result {
+            error!(topic = %self.topic, error = %e, "cannot take the Kafka partitions assigned");
+            return;
+        }
+        let mut state = self.shared.lock();
+        for &p in &partitions {
+            state.assigned.insert(p as u32);
+            state.at_end.remove(&(p as u32));
+        }
+        state.generation += 1;
+        drop(state);
+        info!(topic = %self.topic, partitions = ?partitions, "Kafka partitions assigned");
+    }
+
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let partitions: Vec<u32> = self.partitions(tpl).into_iter().map(|p| p as u32).collect();
+        // A lost assignment is already someone else's: a commit would be refused, so don't wait.
+        let wait = !consumer.assignment_lost() && !self.shared.stop.load(Ordering::SeqCst);
+        self.release(&partitions, wait);
+        let result = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+            _ => consumer.unassign(),
+        };
+        if let Err(e) = result {
+            warn!(topic = %self.topic, error = %e, "cannot release revoked Kafka partitions");
+        }
+        info!(topic = %self.topic, partitions = ?partitions, "Kafka partitions revoked");
+    }
+
+    /// Queues the revocation of `partitions` and, if `wait`, blocks until the source has taken
+    /// it (or the timeout passes); then forgets them.
+    fn release(&self, partitions: &[u32], wait: bool) {
+        let mut state = self.shared.lock();
+        state.revocations += 1;
+        let ticket = state.revocations;
+        state.events.push_back(Event::Revoked {
+            partitions: partitions.to_vec(),
+            ticket,
+        });
+        self.shared.arrived.notify_one();
+        if wait {
+            let deadline = Instant::now() + self.revoke_timeout;
+            while state.taken < ticket && !self.shared.stop.load(Ordering::SeqCst) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                state = self
+                    .shared
+                    .taken
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        }
+        if state.taken < ticket {
+            // Not taken in time: the next owner reads these records from the last commit.
+            let before = state.events.len();
+            state.events.retain(|event| match event {
+                Event::Record(r) => !partitions.contains(&r.position.partition),
+                Event::Revoked { .. } => true,
+            });
+            let dropped = before - state.events.len();
+            state.buffered -= dropped;
+            if wait {
+                warn!(topic = %self.topic, ?partitions, dropped, timeout_ms = self.revoke_timeout.as_millis() as u64, "the pipeline did not take a revocation in time; the next owner replays from the last commit");
+            }
+        }
+        for p in partitions {
+            state.assigned.remove(p);
+            state.at_end.remove(p);
+        }
+        state.generation += 1;
+    }
+}
