@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import signal
 import statistics
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import kafka_io
 import procmon
+import report
 import workload
 
 REPO = Path(__file__).resolve().parents[2]
@@ -200,6 +200,8 @@ def consumption_curve(collector: kafka_io.Collector, placement: kafka_io.Placeme
     curve = []
     for ts, ids in sorted(collector.records):
         for message_id in ids:
+            if message_id not in placement.by_id:
+                continue  # not ours: counted as unknown_ids
             partition, offset, _ = placement.by_id[message_id]
             if offset + 1 > heads.get(partition, 0):
                 heads[partition] = offset + 1
@@ -248,6 +250,7 @@ def run_throughput(run: Run, messages: list, args, log_dir: Path) -> dict:
     finally:
         if not args.keep_topics:
             kafka_io.delete_topics(run.brokers, [run.input, run.output])
+            kafka_io.delete_group(run.brokers, run.group)
 
     m = len(messages)
     curve = consumption_curve(collector, placement)
@@ -291,6 +294,7 @@ def run_delay(run: Run, messages: list, args, log_dir: Path) -> dict:
         # Ids are known before producing, so the collector can tell when all are out.
         collector = kafka_io.Collector(run.brokers, run.output, run.partitions, {m.message_id for m in messages})
         collector.start()
+        load = os.getloadavg()[0]
         aggregator = Aggregator(run, log_dir)
         try:
             deadline = time.time() + args.timeout
@@ -314,6 +318,7 @@ def run_delay(run: Run, messages: list, args, log_dir: Path) -> dict:
     finally:
         if not args.keep_topics:
             kafka_io.delete_topics(run.brokers, [run.input, run.output])
+            kafka_io.delete_group(run.brokers, run.group)
 
     warm = int(args.rate * args.warmup_seconds)
     measured = {m.message_id for m in messages[warm:]}
@@ -325,6 +330,18 @@ def run_delay(run: Run, messages: list, args, log_dir: Path) -> dict:
     delays.sort()
     q = statistics.quantiles(delays, n=100, method="inclusive")
     groups = len(collector.records)
+    # Diagnostics for a slow run: a full group is written as soon as its newest message is read,
+    # so the time from that message's produce to the group shows how far behind the system was;
+    # the produce acknowledgement time shows whether the broker (or the machine) was slow instead.
+    full = max(len(ids) for _, ids in collector.records)
+    produced = placement.by_id
+    lags = sorted(
+        ts - max(produced[i][2] for i in ids if i in produced)
+        for ts, ids in collector.records
+        if len(ids) == full and any(i in produced for i in ids)
+    )
+    acks = sorted(placement.ack_ms)
+    pct = lambda xs, p: xs[min(len(xs) - 1, int(p * len(xs)))] if xs else None  # noqa: E731
     return {
         "offered_rate": args.rate,
         "achieved_rate": achieved,
@@ -336,93 +353,18 @@ def run_delay(run: Run, messages: list, args, log_dir: Path) -> dict:
         "delay_ms_max": delays[-1],
         "groups": groups,
         "writes_per_message": groups / len(messages),
+        "full_group_size": full,
+        "full_group_lag_ms_p50": pct(lags, 0.5),
+        "full_group_lag_ms_p99": pct(lags, 0.99),
+        "produce_ack_ms_p50": pct(acks, 0.5),
+        "produce_ack_ms_p99": pct(acks, 0.99),
+        "load_average_at_start": load,
         "ready_s": ready_s,
         "cpu_s_while_producing": cpu_after - cpu_before,
         "peak_rss_mib": peak_kib / 1024,
         "duplicates": collector.duplicates,
         "log": rel(aggregator.log_path),
     }
-
-
-def machine() -> dict:
-    def first(path: str, prefix: str) -> str | None:
-        try:
-            return next((line.split(":", 1)[1].strip() for line in open(path) if line.startswith(prefix)), None)
-        except OSError:
-            return None
-
-    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()
-    return {
-        "cpu": first("/proc/cpuinfo", "model name"),
-        "cores": os.cpu_count(),
-        "memory": f"{int((first('/proc/meminfo', 'MemTotal') or '0 kB').split()[0]) / 2**20:.0f} GiB",
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "java": java[1] if len(java) > 1 else None,
-        "kafka": os.environ.get("KAFKA_VERSION", "4.1.2 (scripts/infra default)"),
-        "note": "one Kafka broker on loopback on the same machine; other work may share the cores",
-    }
-
-
-def medians(runs: list[dict]) -> dict:
-    """The median of every numeric figure over repeated runs (the figures of the run for one)."""
-    out = {}
-    for key, value in runs[0].items():
-        values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
-        if isinstance(value, (int, float)) and len(values) == len(runs):
-            out[key] = statistics.median(values)
-    if len(runs) > 1 and "messages_per_s" in out:
-        rates = [r["messages_per_s"] for r in runs]
-        out["messages_per_s_range"] = [min(rates), max(rates)]
-    return out
-
-
-def fmt(value, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
-def markdown(results: dict) -> str:
-    rows, w, mach = results["systems"], results["workload"], results["machine"]
-    runs = results["repeat"]
-    rate_cell = lambda t: fmt(t.get("messages_per_s"), ",.0f") + (  # noqa: E731
-        " ({:,.0f}-{:,.0f})".format(*t["messages_per_s_range"]) if "messages_per_s_range" in t else ""
-    )
-    out = [
-        f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory']}; Kafka {mach['kafka']} on loopback; "
-        f"{mach['java']}. Other work shared the cores (load average at the start of each run is in the JSON).",
-        f"Workload: {w['messages']:,} messages of {w['mean_bytes']:.0f} bytes, {w['keys']:,} (from_user, chat_id) keys, "
-        f"{results['partitions']} partitions, seed {w['spec']['seed']}; fewest groups the seed's policy can write: "
-        f"{w['ideal_groups_seed_policy']:,}. Delay run: {w['delay_run_messages']:,} messages at "
-        f"{results['delay_rate']:,.0f} msg/s. " + (f"Medians of {runs} runs (range of messages/s in brackets)." if runs > 1 else "One run."),
-        "",
-        "| system | messages/s (steady) | messages/s (wall) | CPU s | CPU µs/msg | peak RSS MiB | groups | writes/msg "
-        "| delay p50 ms | delay p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        t, d = r.get("throughput") or {}, r.get("delay") or {}
-        out.append(
-            f"| {r['name']} | {rate_cell(t)} | {fmt(t.get('messages_per_s_wall'), ',.0f')} "
-            f"| {fmt(t.get('cpu_s'), '.1f')} | {fmt(t.get('cpu_us_per_message_steady'), '.1f')} "
-            f"| {fmt(t.get('peak_rss_mib'), '.0f')} | {fmt(t.get('groups'), ',.0f')} | {fmt(t.get('writes_per_message'), '.3f')} "
-            f"| {fmt(d.get('delay_ms_p50'), ',.0f')} | {fmt(d.get('delay_ms_p99'), ',.0f')} |"
-        )
-    if len(rows) > 1:
-        base = rows[0]
-        out += ["", f"Ratios to {base['name']}:", "",
-                "| system | messages/s | CPU µs/msg | peak RSS | groups | delay p99 |", "|---|---|---|---|---|---|"]
-        for r in rows[1:]:
-            def ratio(mode: str, key: str) -> str:
-                x, y = (r.get(mode) or {}).get(key), (base.get(mode) or {}).get(key)
-                return f"{x / y:.2f}x" if x is not None and y else "n/a"
-
-            out.append(
-                f"| {r['name']} | {ratio('throughput', 'messages_per_s')} | {ratio('throughput', 'cpu_us_per_message_steady')} "
-                f"| {ratio('throughput', 'peak_rss_mib')} | {ratio('throughput', 'groups')} | {ratio('delay', 'delay_ms_p99')} |"
-            )
-    out += ["", "Commands:", ""] + [f"- {r['name']}: `{r['command']}`" for r in rows]
-    out += ["", f"Produced by `{results['command']}`."]
-    return "\n".join(out)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -451,7 +393,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for a run's groups (300)")
     p.add_argument("--brokers", default=os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092"))
     p.add_argument("--out", type=Path, default=REPO / "benches/compare/out", help="logs, results.json, results.md")
-    p.add_argument("--keep-topics", action="store_true", help="leave each run's topics on the broker")
+    p.add_argument("--keep-topics", action="store_true", help="leave each run's topics and consumer group on the broker")
     args = p.parse_args(argv)
     args.system = args.system or [System.parse(DEFAULT_SYSTEM)]
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -477,7 +419,7 @@ def main(argv: list[str]) -> int:
     print(f"workload: {len(backlog):,} messages generated in {time.time() - started:.1f} s", flush=True)
 
     results = {
-        "machine": machine(),
+        "machine": report.machine(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": shlex.join(["benches/compare/run", *argv]),
         "partitions": args.partitions,
@@ -504,17 +446,22 @@ def main(argv: list[str]) -> int:
             for mode in args.modes:
                 run = Run(system, mode, args.brokers, args.partitions, f"{run_id}-{system.name}-{mode}-{rep + 1}")
                 print(f"{system.name} / {mode} ({rep + 1}/{args.repeat}): {run.input} -> {run.output}", flush=True)
-                if mode == "throughput":
-                    figures = run_throughput(run, backlog, args, log_dir)
-                else:
-                    figures = run_delay(run, all_messages[:delay_count], args, log_dir)
+                try:
+                    if mode == "throughput":
+                        figures = run_throughput(run, backlog, args, log_dir)
+                    else:
+                        figures = run_delay(run, all_messages[:delay_count], args, log_dir)
+                except RuntimeError as e:
+                    # One system failing (a timeout, a crash) must not cost the others' results.
+                    print(f"  FAILED: {e}", flush=True)
+                    figures = {"error": str(e)}
                 entry["runs"][mode].append(figures)
                 print("  " + json.dumps({k: v for k, v in figures.items() if k != "progress_read"}), flush=True)
     for entry in entries:
         for mode, runs in entry["runs"].items():
-            entry[mode] = medians(runs)
+            entry[mode] = report.medians(runs)
 
-    table = markdown(results)
+    table = report.markdown(results)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "results.md").write_text(table + "\n")

@@ -59,6 +59,13 @@ def delete_topics(brokers: str, names: list[str]) -> None:
             pass  # already gone: nothing to clean up
 
 
+def delete_group(brokers: str, group: str) -> None:
+    try:
+        admin(brokers).delete_consumer_groups([group], request_timeout=10)[group].result()
+    except KafkaException:
+        pass  # never created (the system failed early) or still shutting down: nothing to keep
+
+
 def group_is_consuming(brokers: str, group: str) -> bool:
     """Whether `group` is stable with at least one member holding partitions."""
     client = admin(brokers)
@@ -72,10 +79,12 @@ def group_is_consuming(brokers: str, group: str) -> bool:
 
 
 class Placement:
-    """Where each produced message landed: message_id -> (partition, offset, produce time ms)."""
+    """Where each produced message landed: message_id -> (partition, offset, produce time ms),
+    and how long the broker took to acknowledge each (ms, as seen by the driver)."""
 
     def __init__(self) -> None:
         self.by_id: dict[str, tuple[int, int, int]] = {}
+        self.ack_ms: list[float] = []
         self.errors: list[str] = []
 
 
@@ -115,7 +124,9 @@ def _deliver(placement: Placement, err, msg, message_id: str) -> None:
     if err is not None:
         placement.errors.append(str(err))
     else:
-        placement.by_id[message_id] = (msg.partition(), msg.offset(), msg.timestamp()[1])
+        produced_ms = msg.timestamp()[1]
+        placement.by_id[message_id] = (msg.partition(), msg.offset(), produced_ms)
+        placement.ack_ms.append(time.time() * 1000 - produced_ms)
 
 
 def prefill(brokers: str, topic: str, messages: list[workload.Message], gap_us: int) -> tuple[Placement, float]:

@@ -39,6 +39,7 @@ class ChatGroupingRoute extends RouteBuilder {
                 .aggregate(simple("${body.from_user}-${body.chat_id}"), new MessagesByUserStrategy())
                     .completionSize(settings.completionSize())
                     .completionTimeout(settings.completionTimeoutMs())
+                    .parallelProcessing(settings.parallelProcessing())
                 .setHeader(KafkaConstants.KEY, simple("${body.chat_id}"))
                 .marshal().json(JsonLibrary.Jackson)
                 .to(to);

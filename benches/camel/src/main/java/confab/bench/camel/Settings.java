@@ -12,6 +12,7 @@ record Settings(
         String groupId,
         int completionSize,
         long completionTimeoutMs,
+        boolean parallelProcessing,
         String consumerOptions,
         String producerOptions) {
 
@@ -23,6 +24,9 @@ record Settings(
                 get("GROUP_ID", "camel-aggregator"),
                 Integer.parseInt(get("COMPLETION_SIZE", "10")),
                 Long.parseLong(get("COMPLETION_TIMEOUT_MS", "3000")),
+                // false as in the seed: completed groups are then sent on the thread that
+                // completed them (the consumer's, or the timeout checker's), one at a time.
+                Boolean.parseBoolean(get("AGGREGATE_PARALLEL", "false")),
                 // Extra camel-kafka endpoint options ("consumersCount=3&maxPollRecords=1000"),
                 // empty by default: the seed ran the component's defaults, and so do we.
                 get("CAMEL_KAFKA_CONSUMER_OPTIONS", ""),
