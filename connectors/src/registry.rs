@@ -118,6 +118,14 @@ impl Source for AnySource {
             Self::File(s) => s.commit(next).await,
         }
     }
+
+    fn caught_up(&self, partition: u32) -> Option<bool> {
+        match self {
+            #[cfg(feature = "kafka")]
+            Self::Kafka(s) => s.caught_up(partition),
+            Self::File(s) => s.caught_up(partition),
+        }
+    }
 }
 
 impl SourceConfig {

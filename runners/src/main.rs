@@ -1,22 +1,44 @@
 //! `confab`: one binary, thin subcommands that parse configuration and compose the crates.
 
+mod aggregate;
+mod auth;
+mod http;
 mod tune;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// confab: a realtime chat pipeline that groups each chat's messages before writing them.
 #[derive(Debug, Parser)]
 #[command(name = "confab", version, about, long_about = None)]
 struct Cli {
+    /// Log format: human-readable lines, or one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        env = "CONFAB_LOG_FORMAT",
+        default_value = "human"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the aggregator: group each chat's messages from a log and write each group once to
+    /// the sinks (Firestore, Cassandra, Kafka, files, stdout), committing after they acknowledge.
+    Aggregate(aggregate::AggregateArgs),
+    /// Run the auth service (users, login, JWT).
+    Auth(auth::AuthArgs),
     /// Find the window policy for your traffic: replays or synthesizes chat messages through the
     /// real operator in virtual time and reports Firestore cost against delivery delay.
-    Tune(tune::TuneArgs),
+    Tune(Box<tune::TuneArgs>),
 }
 
 fn main() {
@@ -27,7 +49,33 @@ fn main() {
 }
 
 fn run() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Tune(args) => tune::run(args),
+    // Two JWT crypto backends end up linked (the Firestore client brings one): choose ours
+    // before anything signs or verifies.
+    confab_token::install_crypto_provider();
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    match cli.command {
+        Command::Tune(args) => tune::run(*args),
+        Command::Auth(args) => runtime()?.block_on(auth::run(args)),
+        Command::Aggregate(args) => runtime()?.block_on(aggregate::run(args)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Logs go to stderr; RUST_LOG filters them (default: info).
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
     }
 }

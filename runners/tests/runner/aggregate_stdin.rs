@@ -1,0 +1,67 @@
+//! The aggregator's embedded shape: JSON lines on stdin, groups on stdout, dead letters in a file.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use crate::{confab, message_json};
+
+#[test]
+fn stdin_messages_come_out_grouped_and_bad_lines_are_dead_lettered() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = confab()
+        .args([
+            "aggregate",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-messages",
+            "4",
+        ])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start confab aggregate");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        for i in 0..20u64 {
+            writeln!(
+                stdin,
+                "{}",
+                message_json(i, &format!("chat-{}", i % 3), 1_700_000_000_000 + i * 50)
+            )
+            .expect("write");
+        }
+        writeln!(stdin, "{{\"chat_id\": 42}}").expect("write");
+    }
+    let out = child
+        .wait_with_output()
+        .expect("confab ends at the end of stdin");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut ids = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let group: serde_json::Value = serde_json::from_str(line).expect("a group per line");
+        let records = group["records"].as_array().expect("records");
+        assert!(records.len() <= 4, "max_messages 4: {line}");
+        for r in records {
+            assert_eq!(r["chat_id"], group["key"]);
+            ids.push(r["message_id"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    ids.sort();
+    let mut expected: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+    expected.sort();
+    assert_eq!(ids, expected, "every message in exactly one group");
+    let dead =
+        std::fs::read_to_string(dir.path().join("dead-letters.jsonl")).expect("dead letters");
+    assert_eq!(dead.lines().count(), 1);
+    assert!(
+        dead.contains("invalid type") || dead.contains("missing field"),
+        "{dead}"
+    );
+}
