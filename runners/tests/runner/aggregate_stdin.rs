@@ -65,3 +65,56 @@ fn stdin_messages_come_out_grouped_and_bad_lines_are_dead_lettered() {
         "{dead}"
     );
 }
+
+#[test]
+fn the_metrics_and_health_endpoints_answer_while_it_runs() {
+    // A free port: bind port 0, note it, release it for confab.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = confab()
+        .args(["aggregate", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start confab aggregate");
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{}", message_json(1, "chat-1", 1_700_000_000_000)).expect("write");
+    stdin.flush().expect("flush");
+
+    let get = |path: &str| -> Option<String> {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        Some(response)
+    };
+    let mut metrics = None;
+    for _ in 0..200 {
+        match get("/metrics") {
+            Some(text) if text.contains("confab_messages_in_total 1") => {
+                metrics = Some(text);
+                break;
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+    let metrics = metrics.expect("/metrics reports the message read");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(metrics.contains("confab_open_groups 1"), "{metrics}");
+    assert!(get("/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200")));
+    assert!(get("/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")));
+
+    drop(stdin);
+    let status = child.wait().expect("confab ends at the end of stdin");
+    assert!(status.success());
+}
