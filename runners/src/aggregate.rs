@@ -126,18 +126,9 @@ fn parse_key(s: &str) -> Result<ChatKey, String> {
     }
 }
 
-/// Reads and checks the configuration: the file, then the flags.
-pub(crate) fn load(path: Option<&std::path::Path>) -> anyhow::Result<AggregateConfig> {
-    let Some(path) = path else {
-        return Ok(AggregateConfig::default());
-    };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))
-}
-
+/// The configuration: the file (or the defaults), then the flags, checked.
 fn effective(args: &AggregateArgs) -> anyhow::Result<AggregateConfig> {
-    let mut config = load(args.config.as_deref())?;
+    let mut config: AggregateConfig = crate::service::load(args.config.as_deref())?;
     if let Some(workers) = args.workers {
         config.runtime.workers = workers;
     }

@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
-use confab_auth::Config;
+use clap::Args;
 use confab_token::Secret;
+
+use crate::service::{load, Action};
 
 /// Run the auth service: sign-up, login (JWT), the user list, and the public keys other
 /// services verify tokens with (/.well-known/jwks.json).
@@ -25,7 +26,7 @@ use confab_token::Secret;
 #[command(verbatim_doc_comment)]
 pub(crate) struct AuthArgs {
     #[command(subcommand)]
-    action: Option<AuthAction>,
+    action: Option<Action>,
     /// A TOML file with the service's configuration.
     #[arg(long, env = "CONFAB_AUTH_CONFIG")]
     config: Option<PathBuf>,
@@ -37,40 +38,19 @@ pub(crate) struct AuthArgs {
     database_url: Option<String>,
 }
 
-#[derive(Debug, Subcommand)]
-enum AuthAction {
-    /// Serve the API (the default).
-    Serve,
-    /// Apply the database migrations and exit.
-    Migrate,
-}
-
-/// Reads the configuration: the file (if any), then the flags.
-fn config(args: &AuthArgs) -> anyhow::Result<Config> {
-    let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str::<Config>(&text).with_context(|| format!("in {}", path.display()))?
-        }
-        None => Config::default(),
-    };
+/// Runs `confab auth`.
+pub(crate) async fn run(args: AuthArgs) -> anyhow::Result<()> {
+    let mut config: confab_auth::Config = load(args.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    if let Some(url) = &args.database_url {
-        config.database_url = Secret::new(url.clone());
+    if let Some(url) = args.database_url {
+        config.database_url = Secret::new(url);
     }
     config.validate()?;
-    Ok(config)
-}
-
-/// Runs `confab auth`.
-pub(crate) async fn run(args: AuthArgs) -> anyhow::Result<()> {
-    let config = config(&args)?;
-    match args.action.unwrap_or(AuthAction::Serve) {
-        AuthAction::Migrate => confab_auth::migrate(&config).await.context("migrating")?,
-        AuthAction::Serve => confab_auth::serve(config).await.context("serving")?,
+    match args.action.unwrap_or(Action::Serve) {
+        Action::Migrate => confab_auth::migrate(&config).await.context("migrating")?,
+        Action::Serve => confab_auth::serve(config).await.context("serving")?,
     }
     Ok(())
 }

@@ -2,7 +2,9 @@
 
 mod aggregate;
 mod auth;
+mod chat;
 mod http;
+mod service;
 mod tune;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -36,6 +38,8 @@ enum Command {
     Aggregate(aggregate::AggregateArgs),
     /// Run the auth service (users, login, JWT).
     Auth(auth::AuthArgs),
+    /// Run the chat service (chats, messages into the stream, history, realtime events).
+    Chat(chat::ChatArgs),
     /// Find the window policy for your traffic: replays or synthesizes chat messages through the
     /// real operator in virtual time and reports Firestore cost against delivery delay.
     Tune(Box<tune::TuneArgs>),
@@ -57,6 +61,7 @@ fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Tune(args) => tune::run(*args),
         Command::Auth(args) => runtime()?.block_on(auth::run(args)),
+        Command::Chat(args) => runtime()?.block_on(chat::run(args)),
         Command::Aggregate(args) => runtime()?.block_on(aggregate::run(args)),
     }
 }

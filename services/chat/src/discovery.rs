@@ -1,0 +1,76 @@
+//! `/openapi.json`: every endpoint, generated from the handlers' annotations so it cannot drift
+//! from the code.
+
+use crate::chats::{ChatPage, ChatView, Member, NewChat};
+use crate::events::GroupEvent;
+use crate::health::Status;
+use crate::messages::{MessagePage, MessageView, SendMessage};
+use crate::AppState;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use confab_token::ErrorBody;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(openapi_json))
+}
+
+/// The OpenAPI document of the chat service.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "confab chat",
+        description = "1:1 chats, sending messages into the stream, history pagination and \
+                       realtime events."
+    ),
+    paths(
+        crate::chats::create_chat,
+        crate::chats::list_chats,
+        crate::messages::send_message,
+        crate::messages::history_page,
+        crate::messages::seed_history_page,
+        crate::events::events,
+        crate::health::healthz,
+        crate::health::readyz,
+        openapi_json,
+    ),
+    components(schemas(
+        NewChat, Member, ChatView, ChatPage, SendMessage, MessageView, MessagePage, GroupEvent,
+        Status, ErrorBody
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "chats", description = "Starting and listing chats"),
+        (name = "messages", description = "Sending messages and reading history"),
+        (name = "events", description = "Realtime message groups"),
+        (name = "health", description = "Liveness and readiness"),
+        (name = "meta", description = "This document"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// This OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
+pub(crate) async fn openapi_json() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}

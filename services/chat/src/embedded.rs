@@ -1,0 +1,141 @@
+//! The embedded mode's aggregator: the service's in-process log, read by a
+//! [`Pipeline`] that groups each chat's messages and writes every group to the SQL history
+//! ([`SqlHistorySink`]) and to an in-process broadcast (the events streams' feed).
+//!
+//! This is the whole DESIGN flow in one process, with the same operator and commit-after-ack
+//! runtime as the standalone aggregator. Its limits are the in-process log's: nothing is
+//! durable until a group reaches the SQL history, so messages acknowledged to senders but still
+//! buffered in an open group are lost if the process dies, and the log keeps every record in
+//! memory for the life of the process. Use Kafka for anything that must survive a crash.
+//!
+//! History delay (read-your-writes): a sent message reaches history when its group completes,
+//! that is after `policy.inactivity_timeout_ms` without a new message in the chat (3 s by
+//! default), plus the runtime's `lateness_ms` (0.5 s) and a poll; typically about 3.5 s, and at
+//! most `policy.max_age_ms` (10 s) plus that in a busy chat.
+
+use crate::config::EmbeddedConfig;
+use crate::history::SqlHistorySink;
+use crate::store::Store;
+use async_trait::async_trait;
+use confab_connectors::embedded::{BroadcastConfig, BroadcastSink};
+use confab_pipeline::memory::MemoryLog;
+use confab_pipeline::{
+    ChatKey, ChatMessage, DeadLetter, DeadLetterSink, Pipeline, PipelineError, RunReport, SinkError,
+};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The consumer group name of the embedded aggregator in the in-process log.
+const CONSUMER_GROUP: &str = "confab-chat-embedded";
+
+/// Dead letters of the embedded aggregator go to the service's log: the service only produces
+/// records it built itself, so a dead letter here is a bug worth seeing.
+struct LoggedDeadLetters;
+
+#[async_trait]
+impl DeadLetterSink for LoggedDeadLetters {
+    async fn write(&self, letters: &[DeadLetter]) -> Result<(), SinkError> {
+        for letter in letters {
+            tracing::error!(position = %letter.position, reason = %letter.reason, "The embedded aggregator rejected a record.");
+        }
+        Ok(())
+    }
+}
+
+/// The running embedded aggregator.
+pub struct EmbeddedPipeline {
+    log: MemoryLog,
+    broadcast: BroadcastSink<String, ChatMessage>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<RunReport, PipelineError>>>,
+}
+
+impl std::fmt::Debug for EmbeddedPipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedPipeline")
+            .field("records", &self.log.len())
+            .field("running", &self.is_running())
+            .finish()
+    }
+}
+
+impl EmbeddedPipeline {
+    /// Starts the aggregator on a new in-process log, writing history to `store`.
+    pub fn start(store: Store, config: &EmbeddedConfig) -> Self {
+        let log = MemoryLog::new(config.partitions);
+        let broadcast = BroadcastSink::new(&BroadcastConfig {
+            capacity: config.broadcast_capacity,
+        });
+        let key = ChatKey::Chat;
+        let pipeline = Pipeline::new(
+            move |message: &ChatMessage| key.key(message),
+            confab_connectors::decode_chat_message,
+            Arc::new(LoggedDeadLetters),
+        )
+        .sink(Arc::new(SqlHistorySink::new(store)))
+        .sink(Arc::new(broadcast.clone()))
+        .policy(config.policy)
+        .config(config.runtime.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let source = log.source(CONSUMER_GROUP);
+        let task = tokio::spawn(async move {
+            let result = pipeline
+                .run(source, async {
+                    let _ = stopped.await;
+                })
+                .await;
+            match &result {
+                Ok(report) => tracing::info!(
+                    messages = report.messages_in,
+                    groups = report.groups_out,
+                    "The embedded aggregator stopped."
+                ),
+                Err(err) => tracing::error!(error = %err, "The embedded aggregator failed."),
+            }
+            result
+        });
+        tracing::info!(
+            partitions = config.partitions,
+            inactivity_timeout_ms = config.policy.inactivity_timeout_ms,
+            "Started the embedded aggregator (in-process log -> SQL history and events)."
+        );
+        Self {
+            log,
+            broadcast,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// The in-process log the aggregator reads (the service's message log appends to it).
+    pub fn log(&self) -> MemoryLog {
+        self.log.clone()
+    }
+
+    /// The broadcast sink the aggregator writes (the events streams subscribe to it).
+    pub fn broadcast(&self) -> BroadcastSink<String, ChatMessage> {
+        self.broadcast.clone()
+    }
+
+    /// Whether the aggregator is still running.
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|task| !task.is_finished())
+    }
+
+    /// Stops reading, writes every open group, waits for the sinks, and returns the report
+    /// (`None` if it was stopped already or panicked).
+    pub async fn stop(&mut self) -> Option<Result<RunReport, PipelineError>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let task = self.task.take()?;
+        match task.await {
+            Ok(result) => Some(result),
+            Err(err) => {
+                tracing::error!(error = %err, "The embedded aggregator panicked.");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! The chat service: 1:1 chats, sending messages into the stream, history pagination, the
+//! realtime events stream, and spam controls.
+//!
+//! - `POST /api/v1/chats` starts (or returns) the caller's chat with a peer; `GET /api/v1/chats`
+//!   lists the caller's chats, most recently active first.
+//! - `POST /api/v1/chats/{chat_id}/messages` stamps a message (`message_id`, TimeUUID `time`)
+//!   and answers 201 only once the message log has acknowledged it (503 with `Retry-After` when
+//!   it cannot); a `client_message_id` makes retries return the same message.
+//! - `GET /api/v1/chats/{chat_id}/messages?time=&quantity=` and the seed's
+//!   `GET /chat/{chat_id}?time=&quantity=` page through history, newest first.
+//! - `GET /api/v1/chats/{chat_id}/events` streams completed message groups (server-sent events).
+//! - `GET /healthz`, `GET /readyz` (database, log, history, feed), `GET /openapi.json`.
+//!
+//! Only a chat's two members can read or post to it (403 otherwise); the sender is always the
+//! token's user. Every error is JSON `{ "error", "message" }` with a fitting status; malformed
+//! input is always a 4xx, never a 5xx or a panic.
+//!
+//! Backends sit behind small traits so that one code path serves the embedded default and the
+//! real servers: [`MessageLog`] (in-process log or Kafka), [`History`] (SQL or Cassandra),
+//! [`GroupFeed`] (in-process broadcast or Kafka). Chats live in SQL (PostgreSQL or SQLite), in
+//! the auth service's database, whose `users` table the service reads ([`store`]). With the
+//! in-process log the service also runs the aggregator itself ([`embedded`]), so one process
+//! serves the whole flow.
+//!
+//! The runner calls [`serve`]; tests and embedding programs build an [`AppState`] (optionally
+//! with their own backends, [`Backends`]) and drive [`app`] directly.
+#![warn(missing_docs)]
+
+mod chats;
+pub mod config;
+mod discovery;
+pub mod embedded;
+pub mod error;
+mod events;
+pub mod extract;
+pub mod feed;
+mod health;
+pub mod history;
+pub mod limits;
+pub mod message_log;
+mod messages;
+pub mod store;
+pub mod timeuuid;
+
+pub use chats::{
+    ChatPage, ChatView, ListChatsQuery, Member, NewChat, DEFAULT_CHATS_PER_PAGE, MAX_CHATS_PER_PAGE,
+};
+pub use config::{
+    Config, ConfigError, EmbeddedConfig, EventsConfig, HistoryConfig, KafkaEventsConfig,
+    KafkaLogConfig, LimitsConfig, LogConfig,
+};
+pub use discovery::ApiDoc;
+pub use error::ApiError;
+pub use events::GroupEvent;
+pub use feed::{ChatGroup, GroupFeed};
+pub use health::Status;
+pub use history::History;
+pub use message_log::{LogError, MessageLog};
+pub use messages::{HistoryQuery, MessagePage, MessageView, SendMessage, DEFAULT_QUANTITY};
+
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use confab_token::{ErrorBody, KeyError, TokenVerifier};
+use embedded::EmbeddedPipeline;
+use feed::{InProcessFeed, NoFeed};
+use history::{HistoryError, SqlHistory};
+use limits::TokenBuckets;
+use message_log::MemoryMessageLog;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Store, StoreError};
+use timeuuid::TimeUuidClock;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+/// How often forgotten `client_message_id`s are deleted while serving.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A configuration value is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be reached or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The token verification keys could not be loaded.
+    #[error("cannot load the token verification keys ([auth]): {0}")]
+    Keys(#[from] KeyError),
+    /// The message log could not be set up.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The history store could not be set up.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    /// The event feed could not be set up.
+    #[error("cannot set up the event feed: {0}")]
+    Feed(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Backends an embedding program (or a test) provides instead of the configured ones. Each
+/// field left `None` is built from the [`Config`].
+#[derive(Default)]
+pub struct Backends {
+    /// Verifies access tokens (instead of `[auth]`).
+    pub verifier: Option<Arc<TokenVerifier>>,
+    /// Where sends go (instead of `[log]`; no embedded aggregator is started then).
+    pub log: Option<Arc<dyn MessageLog>>,
+    /// Where history pages come from (instead of `[history]`).
+    pub history: Option<Arc<dyn History>>,
+    /// What feeds the events streams (instead of `[events]`).
+    pub feed: Option<Arc<dyn GroupFeed>>,
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backends")
+            .field("verifier", &self.verifier.is_some())
+            .field("log", &self.log.as_ref().map(|l| l.name()))
+            .field("history", &self.history.as_ref().map(|h| h.name()))
+            .field("feed", &self.feed.as_ref().map(|f| f.name()))
+            .finish()
+    }
+}
+
+/// The spam controls' counters.
+#[derive(Debug)]
+pub struct Limiters {
+    /// Sends per user (token bucket).
+    pub sends: TokenBuckets,
+    /// New chats per user per hour.
+    pub new_chats: TokenBuckets,
+}
+
+struct Inner {
+    store: Store,
+    verifier: Arc<TokenVerifier>,
+    log: Arc<dyn MessageLog>,
+    history: Arc<dyn History>,
+    feed: Arc<dyn GroupFeed>,
+    embedded: tokio::sync::Mutex<Option<EmbeddedPipeline>>,
+    clock: TimeUuidClock,
+    limiters: Limiters,
+    config: Config,
+}
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("database", &self.inner.store.backend())
+            .field("log", &self.inner.log.name())
+            .field("history", &self.inner.history.name())
+            .field("events", &self.inner.feed.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FromRef<AppState> for Arc<TokenVerifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.inner.verifier.clone()
+    }
+}
+
+impl AppState {
+    /// Validates the configuration, connects to the database and applies the migrations, and
+    /// sets up the configured log, history and feed (starting the embedded aggregator with the
+    /// in-process log).
+    pub async fn build(config: &Config) -> Result<Self, StartError> {
+        Self::build_with(config, Backends::default()).await
+    }
+
+    /// Like [`AppState::build`], with some backends given rather than configured.
+    pub async fn build_with(config: &Config, backends: Backends) -> Result<Self, StartError> {
+        config.validate()?;
+        let verifier = match backends.verifier {
+            Some(verifier) => verifier,
+            None => Arc::new(TokenVerifier::from_config(&config.auth)?),
+        };
+        let store = Store::connect(&config.database_url, config.max_db_connections).await?;
+        store.migrate().await?;
+        store.check_users_table().await?;
+
+        let embedded = match (&backends.log, &config.log) {
+            (None, LogConfig::Memory {}) => {
+                if backends.history.is_none() && !matches!(config.history, HistoryConfig::Sql {}) {
+                    return Err(ConfigError {
+                        field: "history.type",
+                        reason: "the embedded aggregator (log.type = \"memory\") writes the SQL \
+                                 history; set history.type = \"sql\""
+                            .into(),
+                    }
+                    .into());
+                }
+                Some(EmbeddedPipeline::start(store.clone(), &config.embedded))
+            }
+            _ => None,
+        };
+        let log: Arc<dyn MessageLog> = match (backends.log, &config.log, &embedded) {
+            (Some(log), _, _) => log,
+            (None, _, Some(embedded)) => Arc::new(MemoryMessageLog::new(embedded.log())),
+            (None, log_config, None) => configured_log(log_config).await?,
+        };
+        let history: Arc<dyn History> = match backends.history {
+            Some(history) => history,
+            None => configured_history(&config.history, &store).await?,
+        };
+        let feed: Arc<dyn GroupFeed> = match (backends.feed, &config.events) {
+            (Some(feed), _) => feed,
+            (None, EventsConfig::None {}) => Arc::new(NoFeed),
+            (None, EventsConfig::InProcess {}) => match &embedded {
+                Some(embedded) => Arc::new(InProcessFeed::from_sink(embedded.broadcast())),
+                None => {
+                    return Err(StartError::Feed(
+                        "events.type = \"in_process\" needs the embedded aggregator \
+                         (log.type = \"memory\"), or a feed given by the embedding program; \
+                         with Kafka use events.type = \"kafka\""
+                            .into(),
+                    ))
+                }
+            },
+            (None, EventsConfig::Kafka(kafka)) => configured_kafka_feed(kafka)?,
+        };
+        let limits = &config.limits;
+        let limiters = Limiters {
+            sends: TokenBuckets::new(
+                limits.messages_per_second,
+                limits.message_burst,
+                limits.max_tracked_users,
+            ),
+            new_chats: TokenBuckets::per_hour(limits.new_chats_per_hour, limits.max_tracked_users),
+        };
+        let state = AppState {
+            inner: Arc::new(Inner {
+                store,
+                verifier,
+                log,
+                history,
+                feed,
+                embedded: tokio::sync::Mutex::new(embedded),
+                clock: TimeUuidClock::new(),
+                limiters,
+                config: config.clone(),
+            }),
+        };
+        tracing::info!(
+            database = state.store().backend(),
+            log = state.log().name(),
+            history = state.history().name(),
+            events = state.feed().name(),
+            "The chat service is ready."
+        );
+        Ok(state)
+    }
+
+    /// The chat store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The token verifier.
+    pub fn verifier(&self) -> &TokenVerifier {
+        &self.inner.verifier
+    }
+
+    /// The message log.
+    pub fn log(&self) -> &dyn MessageLog {
+        self.inner.log.as_ref()
+    }
+
+    /// The history reader.
+    pub fn history(&self) -> &dyn History {
+        self.inner.history.as_ref()
+    }
+
+    /// The event feed.
+    pub fn feed(&self) -> &dyn GroupFeed {
+        self.inner.feed.as_ref()
+    }
+
+    /// The spam controls' counters.
+    pub fn limiters(&self) -> &Limiters {
+        &self.inner.limiters
+    }
+
+    /// The configuration the state was built from.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub(crate) fn clock(&self) -> &TimeUuidClock {
+        &self.inner.clock
+    }
+
+    /// Whether the embedded aggregator is running; `None` when this state runs none.
+    pub async fn embedded_running(&self) -> Option<bool> {
+        self.inner
+            .embedded
+            .lock()
+            .await
+            .as_ref()
+            .map(EmbeddedPipeline::is_running)
+    }
+
+    /// Deletes the `client_message_id` records older than the configured retention.
+    pub async fn prune_client_messages(&self) -> Result<u64, StoreError> {
+        let retention = chrono::Duration::seconds(
+            i64::try_from(self.config().client_message_retention_secs).unwrap_or(i64::MAX / 2),
+        );
+        self.store()
+            .prune_client_messages(store::now() - retention)
+            .await
+    }
+
+    /// Stops the embedded aggregator, if any, after it has written every open group (call it
+    /// once the server stopped taking requests; [`serve_on`] does).
+    pub async fn shutdown(&self) {
+        let embedded = self.inner.embedded.lock().await.take();
+        if let Some(mut embedded) = embedded {
+            embedded.stop().await;
+        }
+    }
+}
+
+async fn configured_log(config: &LogConfig) -> Result<Arc<dyn MessageLog>, StartError> {
+    match config {
+        #[cfg(feature = "kafka")]
+        LogConfig::Kafka(kafka) => Ok(Arc::new(
+            message_log::KafkaMessageLog::connect(kafka).await?,
+        )),
+        // Validation refuses the Kafka log without the feature, and the memory log is the
+        // embedded aggregator's.
+        _ => Err(StartError::Config(ConfigError {
+            field: "log.type",
+            reason: "this log is not available in this build".into(),
+        })),
+    }
+}
+
+async fn configured_history(
+    config: &HistoryConfig,
+    store: &Store,
+) -> Result<Arc<dyn History>, StartError> {
+    match config {
+        HistoryConfig::Sql {} => Ok(Arc::new(SqlHistory::new(store.clone()))),
+        #[cfg(feature = "cassandra")]
+        HistoryConfig::Cassandra(cassandra) => Ok(Arc::new(
+            history::CassandraHistory::connect(cassandra).await?,
+        )),
+        #[cfg(not(feature = "cassandra"))]
+        HistoryConfig::Cassandra(_) => Err(StartError::Config(ConfigError {
+            field: "history.type",
+            reason: "\"cassandra\" needs confab-chat built with the `cassandra` feature".into(),
+        })),
+    }
+}
+
+fn configured_kafka_feed(config: &KafkaEventsConfig) -> Result<Arc<dyn GroupFeed>, StartError> {
+    #[cfg(feature = "kafka")]
+    {
+        Ok(Arc::new(
+            feed::KafkaGroupFeed::start(config).map_err(StartError::Feed)?,
+        ))
+    }
+    #[cfg(not(feature = "kafka"))]
+    {
+        let _ = config;
+        Err(StartError::Feed(
+            "events.type = \"kafka\" needs confab-chat built with the `kafka` feature".into(),
+        ))
+    }
+}
+
+/// The HTTP API. Serve it with [`serve_on`], or drive it with `tower::ServiceExt::oneshot`.
+pub fn app(state: AppState) -> Router {
+    let max_body_bytes = state.config().max_body_bytes;
+    Router::new()
+        .merge(chats::router())
+        .merge(messages::router())
+        .merge(events::router())
+        .merge(health::router())
+        .merge(discovery::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint; see /openapi.json".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("A request handler panicked.");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(ErrorBody::new("internal", "internal error")),
+    )
+        .into_response()
+}
+
+/// Connects to the configured database and applies the chat migrations, nothing else
+/// (`confab chat migrate`).
+pub async fn migrate(config: &Config) -> Result<(), StartError> {
+    config.validate()?;
+    let store = Store::connect(&config.database_url, 1).await?;
+    store.migrate().await?;
+    tracing::info!(database = store.backend(), "Applied the chat migrations.");
+    store.close().await;
+    Ok(())
+}
+
+/// Starts the service as configured and serves until Ctrl-C or SIGTERM (`confab chat`).
+pub async fn serve(config: Config) -> Result<(), StartError> {
+    let state = AppState::build(&config).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    serve_on(listener, state, shutdown_signal()).await
+}
+
+/// Serves [`app`] on a bound listener until `shutdown` completes, then finishes the requests in
+/// flight (an events stream ends at once), stops the embedded aggregator after it wrote every
+/// open group, and closes the database.
+pub async fn serve_on(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "The chat service is listening.");
+    }
+    let pruner = tokio::spawn(prune_forever(state.clone()));
+    let (stop_streams, streams_stopped) = tokio::sync::watch::channel(false);
+    let router = app(state.clone()).layer(axum::Extension(events::Shutdown(streams_stopped)));
+    let result = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        // Long-lived event streams would hold the graceful shutdown open forever.
+        let _ = stop_streams.send(true);
+    })
+    .await
+    .map_err(StartError::Serve);
+    pruner.abort();
+    state.shutdown().await;
+    state.store().close().await;
+    result
+}
+
+async fn prune_forever(state: AppState) {
+    let mut interval = tokio::time::interval(PRUNE_INTERVAL);
+    loop {
+        interval.tick().await;
+        match state.prune_client_messages().await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "Forgot expired client message ids."),
+            Err(err) => tracing::warn!(error = %err, "Could not prune client message ids."),
+        }
+    }
+}
+
+/// Completes on Ctrl-C, or on SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("Shutting down the chat service.");
+}

@@ -1,0 +1,626 @@
+//! The test harness: a fresh database per test (SQLite file or PostgreSQL schema) holding the
+//! auth service's users, tokens signed with the auth service's own signer, the chat app built on
+//! it (by default in embedded mode with a fast window policy), and request helpers.
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use confab_auth::keys::Signer;
+use confab_auth::JwtConfig;
+use confab_chat::{app, AppState, Backends, Config};
+use confab_pipeline::WindowPolicy;
+use confab_token::jsonwebtoken::{self, EncodingKey, Header};
+use confab_token::{Claims, Secret};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+/// The Ed25519 seed the test auth service signs with.
+pub(crate) const SIGNING_SEED: [u8; 32] = [7; 32];
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each listed `async fn(Backend)` once on SQLite and once on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::common::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::common::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+pub(crate) use on_both_backends;
+
+/// A database made for one test; dropped with it.
+pub(crate) struct TestDb {
+    pub(crate) url: String,
+    dir: tempfile::TempDir,
+    pg_schema: Option<String>,
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://confab:confab@127.0.0.1:5432/confab".to_owned())
+}
+
+impl TestDb {
+    pub(crate) async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = match backend {
+            Backend::Sqlite => {
+                let url = format!("sqlite://{}", dir.path().join("confab.db").display());
+                TestDb {
+                    url,
+                    dir,
+                    pg_schema: None,
+                }
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let schema = format!("chat_test_{}", Uuid::new_v4().simple());
+                let pool = connect_admin(&admin).await;
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&pool)
+                    .await
+                    .expect("create the test schema");
+                pool.close().await;
+                let separator = if admin.contains('?') { '&' } else { '?' };
+                let url = format!("{admin}{separator}options[search_path]={schema}");
+                TestDb {
+                    url,
+                    dir,
+                    pg_schema: Some(schema),
+                }
+            }
+        };
+        // The auth service owns the users table; the chat service reads it.
+        let users = db.auth_store().await;
+        users.migrate().await.expect("auth migrations");
+        users.close().await;
+        db
+    }
+
+    /// The auth service's store on this database.
+    pub(crate) async fn auth_store(&self) -> confab_auth::store::Store {
+        confab_auth::store::Store::connect(&Secret::new(self.url.clone()), 2)
+            .await
+            .expect("connect the auth store")
+    }
+
+    /// A scratch directory that lives as long as the database.
+    pub(crate) fn dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+}
+
+async fn connect_admin(url: &str) -> sqlx::PgPool {
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(10),
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url),
+    )
+    .await;
+    match attempt {
+        Ok(Ok(pool)) => pool,
+        Ok(Err(err)) => panic!(
+            "cannot reach PostgreSQL at {url} ({err}): start it with `scripts/infra up postgres` \
+             and export DATABASE_URL as printed by `scripts/infra env`"
+        ),
+        Err(_) => panic!(
+            "PostgreSQL at {url} did not answer within 10 s: start it with \
+             `scripts/infra up postgres`"
+        ),
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(schema) = self.pg_schema.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime (or during a panic): clean up on a thread of
+        // our own so a failed test leaves no schema behind either.
+        let admin = postgres_admin_url();
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                    )))
+                    .execute(&pool)
+                    .await;
+                    pool.close().await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// The auth service's signer with [`SIGNING_SEED`], as the test "auth service".
+pub(crate) fn signer(dir: &std::path::Path) -> Signer {
+    use base64::Engine;
+    let path = dir.join("signing.pem");
+    if !path.exists() {
+        let der = confab_token::ed25519_pkcs8_from_seed(&SIGNING_SEED);
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(der)
+        );
+        std::fs::write(&path, pem).expect("write key");
+    }
+    Signer::from_config(&JwtConfig {
+        ed25519_private_key_file: Some(path),
+        ..JwtConfig::default()
+    })
+    .expect("signer")
+}
+
+/// A window policy that completes groups quickly, so tests see history and events fast.
+pub(crate) fn fast_policy() -> WindowPolicy {
+    WindowPolicy {
+        inactivity_timeout_ms: 150,
+        max_messages: 100,
+        max_bytes: 256 * 1024,
+        max_age_ms: 1_000,
+    }
+}
+
+/// The configuration tests start from: the test database, the embedded mode with a fast
+/// window, limits that do not interfere, a small pool.
+pub(crate) fn test_config(db: &TestDb) -> Config {
+    let mut config = Config {
+        database_url: Secret::new(db.url.clone()),
+        max_db_connections: 5,
+        ..Config::default()
+    };
+    config.embedded.policy = fast_policy();
+    config.embedded.runtime.lateness_ms = 0;
+    config.embedded.runtime.poll_wait_ms = 10;
+    config.embedded.runtime.commit_interval_ms = 50;
+    config.limits.messages_per_second = 10_000.0;
+    config.limits.message_burst = 10_000;
+    config.limits.new_chats_per_hour = 10_000;
+    config
+}
+
+/// A user of the test: its id and a valid token.
+#[derive(Debug, Clone)]
+pub(crate) struct TestUser {
+    pub(crate) id: Uuid,
+    pub(crate) token: String,
+}
+
+/// The app on a fresh database.
+pub(crate) struct TestApp {
+    pub(crate) state: AppState,
+    pub(crate) router: Router,
+    pub(crate) signer: Signer,
+    pub(crate) db: TestDb,
+}
+
+/// A response, body collected.
+#[derive(Debug)]
+pub(crate) struct TestResponse {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
+impl TestResponse {
+    pub(crate) fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
+            panic!(
+                "body is not JSON ({err}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// Asserts the status and the `{error, message}` shape with this code.
+    #[track_caller]
+    pub(crate) fn assert_error(&self, status: StatusCode, code: &str) -> String {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(
+            self.headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/json"),
+            "errors are JSON"
+        );
+        let body = self.json();
+        let object = body.as_object().expect("error body is an object");
+        assert_eq!(object.len(), 2, "exactly error and message: {body}");
+        assert_eq!(body["error"], code, "{body}");
+        let message = body["message"].as_str().expect("message is a string");
+        assert!(!message.is_empty());
+        message.to_owned()
+    }
+
+    #[track_caller]
+    pub(crate) fn assert_status(&self, status: StatusCode) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self.json()
+    }
+
+    pub(crate) fn retry_after(&self) -> u64 {
+        self.headers["retry-after"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds")
+    }
+}
+
+impl TestApp {
+    pub(crate) async fn new(backend: Backend) -> Self {
+        Self::with(backend, |_, _| {}).await
+    }
+
+    /// The app with a changed configuration and, optionally, backends of the test's own.
+    pub(crate) async fn with(
+        backend: Backend,
+        change: impl FnOnce(&mut Config, &mut Backends),
+    ) -> Self {
+        let db = TestDb::new(backend).await;
+        let mut config = test_config(&db);
+        let signer = signer(&db.dir());
+        let mut backends = Backends {
+            verifier: Some(Arc::new(signer.verifier().expect("verifier"))),
+            ..Backends::default()
+        };
+        change(&mut config, &mut backends);
+        let state = AppState::build_with(&config, backends)
+            .await
+            .expect("build the app");
+        TestApp {
+            router: app(state.clone()),
+            state,
+            signer,
+            db,
+        }
+    }
+
+    /// Sends a request through the router, as coming from a loopback client.
+    pub(crate) async fn send(&self, mut request: Request<Body>) -> TestResponse {
+        if request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .is_none()
+        {
+            let addr: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
+            request.extensions_mut().insert(ConnectInfo(addr));
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub(crate) async fn json(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Value,
+        token: Option<&str>,
+    ) -> TestResponse {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        self.send(request.body(Body::from(body.to_string())).expect("request"))
+            .await
+    }
+
+    pub(crate) async fn get(&self, uri: &str, token: Option<&str>) -> TestResponse {
+        let mut request = Request::builder().uri(uri);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        self.send(request.body(Body::empty()).expect("request"))
+            .await
+    }
+
+    /// Signs `name` up (directly in the auth service's store) and returns it with a token.
+    pub(crate) async fn user(&self, name: &str) -> TestUser {
+        let store = self.db.auth_store().await;
+        let user = store
+            .insert_user(name, "$argon2id$not-a-real-hash")
+            .await
+            .expect("insert user");
+        store.close().await;
+        let token = self
+            .signer
+            .issue(user.id, &user.username)
+            .expect("sign")
+            .token;
+        TestUser { id: user.id, token }
+    }
+
+    /// Starts the chat of `a` and `b` and returns its id.
+    pub(crate) async fn chat(&self, a: &TestUser, b: &TestUser) -> Uuid {
+        let response = self.start_chat(a, b.id).await;
+        assert!(
+            response.status == StatusCode::CREATED || response.status == StatusCode::OK,
+            "{:?}",
+            String::from_utf8_lossy(&response.body)
+        );
+        response.json()["chat_id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("chat_id")
+    }
+
+    pub(crate) async fn start_chat(&self, user: &TestUser, peer: Uuid) -> TestResponse {
+        self.json(
+            Method::POST,
+            "/api/v1/chats",
+            serde_json::json!({ "peer_id": peer }),
+            Some(&user.token),
+        )
+        .await
+    }
+
+    /// Sends `body` as `user` to `chat`.
+    pub(crate) async fn say(&self, user: &TestUser, chat: Uuid, body: Value) -> TestResponse {
+        self.json(
+            Method::POST,
+            &format!("/api/v1/chats/{chat}/messages"),
+            body,
+            Some(&user.token),
+        )
+        .await
+    }
+
+    /// Sends a text and asserts 201; returns the message.
+    pub(crate) async fn say_ok(&self, user: &TestUser, chat: Uuid, text: &str) -> Value {
+        self.say(user, chat, serde_json::json!({ "body": text }))
+            .await
+            .assert_status(StatusCode::CREATED)
+    }
+
+    /// Walks the chat's whole history with the given page route and quantity, newest first.
+    pub(crate) async fn walk_history(
+        &self,
+        user: &TestUser,
+        route: &str,
+        quantity: Option<u32>,
+    ) -> (Vec<Value>, usize) {
+        let mut all = Vec::new();
+        let mut pages = 0;
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut params = Vec::new();
+            if let Some(time) = &cursor {
+                params.push(format!("time={time}"));
+            }
+            if let Some(q) = quantity {
+                params.push(format!("quantity={q}"));
+            }
+            let uri = if params.is_empty() {
+                route.to_owned()
+            } else {
+                format!("{route}?{}", params.join("&"))
+            };
+            let page = self
+                .get(&uri, Some(&user.token))
+                .await
+                .assert_status(StatusCode::OK);
+            pages += 1;
+            let messages = page["messages"].as_array().expect("messages").clone();
+            let expected = quantity.unwrap_or(10) as usize;
+            assert!(messages.len() <= expected, "page over quantity");
+            all.extend(messages);
+            match page.get("next_cursor").and_then(Value::as_str) {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return (all, pages),
+            }
+            assert!(pages < 1_000, "the walk does not end");
+        }
+    }
+
+    /// Waits until the chat's latest page holds `count` messages (the pipeline wrote them).
+    pub(crate) async fn wait_for_history(&self, user: &TestUser, chat: Uuid, count: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let page = self
+                .get(
+                    &format!("/api/v1/chats/{chat}/messages?quantity=100"),
+                    Some(&user.token),
+                )
+                .await
+                .assert_status(StatusCode::OK);
+            let have = page["messages"].as_array().map_or(0, Vec::len);
+            if have >= count {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "history holds {have} of {count} messages after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Opens the chat's events stream as `token` (or with `?access_token=` when `in_query`).
+    pub(crate) async fn events(&self, chat: Uuid, token: &str, in_query: bool) -> EventStream {
+        let uri = if in_query {
+            format!("/api/v1/chats/{chat}/events?access_token={token}")
+        } else {
+            format!("/api/v1/chats/{chat}/events")
+        };
+        let mut request = Request::builder().uri(uri);
+        if !in_query {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        EventStream {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: response.into_body(),
+            buffer: String::new(),
+        }
+    }
+}
+
+/// An open server-sent-events response.
+pub(crate) struct EventStream {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    body: Body,
+    buffer: String,
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+pub(crate) struct SseEvent {
+    pub(crate) event: String,
+    pub(crate) id: Option<String>,
+    pub(crate) data: Value,
+}
+
+impl EventStream {
+    /// The next event (comments skipped), waiting at most `timeout`.
+    pub(crate) async fn next(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent {
+                    event: "message".into(),
+                    id: None,
+                    data: Value::Null,
+                };
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        event.event = value.trim().to_owned();
+                    } else if let Some(value) = line.strip_prefix("id:") {
+                        event.id = Some(value.trim().to_owned());
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push_str(value.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                event.data = serde_json::from_str(&data).expect("event data is JSON");
+                return Some(event);
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame()).await;
+            match frame {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(bytes) = frame.into_data() {
+                        self.buffer.push_str(&String::from_utf8_lossy(&bytes));
+                    }
+                }
+                Ok(Some(Err(err))) => panic!("event stream failed: {err}"),
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Waits for the next `group` event, skipping `ready` and anything else.
+    pub(crate) async fn next_group(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let event = self.next(left).await?;
+            if event.event == "group" {
+                return Some(event);
+            }
+        }
+    }
+}
+
+/// Claims like the auth service issues, valid from `nbf_in` to `exp_in` seconds from now.
+pub(crate) fn claims(user_id: Uuid, nbf_in: i64, exp_in: i64) -> Claims {
+    let now = jsonwebtoken::get_current_timestamp() as i64;
+    Claims {
+        sub: user_id.to_string(),
+        user_id,
+        username: "someone".into(),
+        iss: confab_token::DEFAULT_ISSUER.into(),
+        aud: confab_token::DEFAULT_AUDIENCE.into(),
+        iat: (now.min(now + nbf_in)) as u64,
+        nbf: (now + nbf_in) as u64,
+        exp: (now + exp_in) as u64,
+        jti: Uuid::new_v4(),
+    }
+}
+
+/// Signs claims with an Ed25519 seed, under that key's `kid`.
+pub(crate) fn sign(seed: &[u8; 32], claims: &Claims) -> String {
+    confab_token::install_crypto_provider();
+    let kid = confab_token::ed25519_public_jwk_from_seed(seed)
+        .expect("jwk")
+        .common
+        .key_id;
+    let mut header = Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = kid;
+    let key = EncodingKey::from_ed_der(&confab_token::ed25519_pkcs8_from_seed(seed));
+    jsonwebtoken::encode(&header, claims, &key).expect("sign")
+}
+
+/// A short name unique to this run, usable as a topic or keyspace name.
+#[allow(dead_code)]
+pub(crate) fn unique_name(prefix: &str) -> String {
+    format!("{prefix}_{}", Uuid::new_v4().simple())
+}

@@ -1,0 +1,73 @@
+//! `/healthz`, `/readyz` and `/openapi.json`.
+
+use crate::common::{on_both_backends, Backend, TestApp};
+use axum::http::StatusCode;
+
+on_both_backends!(
+    health_and_readiness_name_the_backends,
+    the_openapi_document_lists_every_endpoint
+);
+
+async fn health_and_readiness_name_the_backends(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let health = app
+        .get("/healthz", None)
+        .await
+        .assert_status(StatusCode::OK);
+    assert_eq!(health, serde_json::json!({ "status": "ok" }));
+    let ready = app.get("/readyz", None).await.assert_status(StatusCode::OK);
+    let database = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(
+        ready,
+        serde_json::json!({
+            "status": "ready",
+            "database": database,
+            "log": "memory",
+            "history": "sql",
+            "events": "in_process",
+        })
+    );
+    // The embedded aggregator is part of readiness: once it stops, the service is not ready.
+    app.state.shutdown().await;
+    assert_eq!(app.state.embedded_running().await, None);
+    app.state.store().close().await;
+    let down = app.get("/readyz", None).await;
+    let message = down.assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert!(message.contains("database"), "{message}");
+    assert_eq!(down.retry_after(), 1);
+}
+
+async fn the_openapi_document_lists_every_endpoint(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let doc = app
+        .get("/openapi.json", None)
+        .await
+        .assert_status(StatusCode::OK);
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, methods) in [
+        ("/api/v1/chats", &["get", "post"][..]),
+        ("/api/v1/chats/{chat_id}/messages", &["get", "post"]),
+        ("/chat/{chat_id}", &["get"]),
+        ("/api/v1/chats/{chat_id}/events", &["get"]),
+        ("/healthz", &["get"]),
+        ("/readyz", &["get"]),
+        ("/openapi.json", &["get"]),
+    ] {
+        for method in methods {
+            assert!(paths[path][method].is_object(), "{method} {path}");
+        }
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    for schema in [
+        "ChatView",
+        "MessageView",
+        "MessagePage",
+        "GroupEvent",
+        "ErrorBody",
+    ] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
+}

@@ -1,0 +1,363 @@
+//! Against a real Kafka (`KAFKA_BROKERS`, default 127.0.0.1:9092; `scripts/infra up kafka`),
+//! with PostgreSQL as the database (the production combination). Every test uses its own topics.
+//!
+//! - sends are produced keyed by chat id and answered only after the broker's acknowledgement;
+//!   retries with a `client_message_id` produce nothing new;
+//! - an unreachable broker makes sends 503 with `Retry-After`, and refuses to start;
+//! - the Kafka group feed streams groups from the grouped topic over SSE;
+//! - the whole flow on real servers: API -> Kafka -> pipeline -> SQL history and grouped topic
+//!   -> Kafka feed -> SSE.
+
+use crate::common::{fast_policy, unique_name, Backend, TestApp, TestUser};
+use axum::http::StatusCode;
+use confab_chat::history::SqlHistorySink;
+use confab_chat::message_log::KafkaMessageLog;
+use confab_chat::{
+    AppState, EventsConfig, KafkaEventsConfig, KafkaLogConfig, LogConfig, StartError,
+};
+use confab_connectors::env_or;
+use confab_connectors::kafka::{KafkaGroupSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig};
+use confab_pipeline::memory::MemoryDeadLetters;
+use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
+use confab_pipeline::{
+    ChatKey, ChatMessage, CompletionReason, Group, Pipeline, RuntimeConfig, Sink,
+};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+pub(crate) fn brokers() -> String {
+    env_or("KAFKA_BROKERS", "127.0.0.1:9092")
+}
+
+pub(crate) fn unreachable(e: impl std::fmt::Display) -> String {
+    format!(
+        "cannot reach Kafka at {} ({e}): start it with `scripts/infra up kafka` and export \
+         KAFKA_BROKERS as printed by `scripts/infra env`",
+        brokers()
+    )
+}
+
+/// Creates a fresh topic with `partitions` partitions.
+pub(crate) async fn create_topic(prefix: &str, partitions: i32) -> String {
+    let topic = unique_name(prefix);
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("admin client config");
+    let options = AdminOptions::new()
+        .operation_timeout(Some(WAIT))
+        .request_timeout(Some(Duration::from_secs(15)));
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(
+                &topic,
+                partitions,
+                TopicReplication::Fixed(1),
+            )],
+            &options,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}", unreachable(e)));
+    for result in created {
+        result.unwrap_or_else(|(name, e)| {
+            panic!("{}", unreachable(format!("creating topic {name}: {e}")))
+        });
+    }
+    topic
+}
+
+/// Every record of `topic` (with `partitions` partitions) as (partition, key, message), read from
+/// the beginning until `count` are there.
+async fn read_topic(topic: &str, partitions: i32, count: usize) -> Vec<(i32, String, ChatMessage)> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique_name("chat-test-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer config");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut records = Vec::new();
+    while records.len() < count {
+        let message = tokio::time::timeout(WAIT, consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {count} records in {topic}", records.len()))
+            .unwrap_or_else(|e| panic!("{}", unreachable(e)));
+        let key = String::from_utf8(message.key().expect("a key").to_vec()).expect("utf8 key");
+        let record = ChatMessage::decode(message.payload().expect("a payload"), usize::MAX)
+            .expect("a message");
+        records.push((message.partition(), key, record));
+    }
+    // Nothing more arrives.
+    let extra = tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await;
+    assert!(extra.is_err(), "more records than expected in {topic}");
+    records
+}
+
+pub(crate) fn kafka_log(topic: &str) -> KafkaLogConfig {
+    KafkaLogConfig {
+        brokers: brokers(),
+        topic: topic.to_owned(),
+        ..KafkaLogConfig::default()
+    }
+}
+
+fn kafka_events(topic: &str) -> KafkaEventsConfig {
+    KafkaEventsConfig {
+        brokers: brokers(),
+        topic: topic.to_owned(),
+        ..KafkaEventsConfig::default()
+    }
+}
+
+async fn pair(app: &TestApp) -> (TestUser, TestUser, Uuid) {
+    let (ann, bob) = (app.user("ann").await, app.user("bob").await);
+    let chat = app.chat(&ann, &bob).await;
+    (ann, bob, chat)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_reach_the_topic_keyed_by_chat_and_retries_produce_nothing_new() {
+    let topic = create_topic("chat_messages", 3).await;
+    let app = TestApp::with(Backend::Postgres, |config, _| {
+        config.log = LogConfig::Kafka(kafka_log(&topic));
+        config.events = EventsConfig::None {};
+    })
+    .await;
+    let (ann, bob, chat) = pair(&app).await;
+    let mut sent = vec![
+        app.say_ok(&ann, chat, "one").await,
+        app.say_ok(&bob, chat, "two").await,
+    ];
+    let keyed = json!({ "body": "three", "client_message_id": "k-1" });
+    sent.push(
+        app.say(&ann, chat, keyed.clone())
+            .await
+            .assert_status(StatusCode::CREATED),
+    );
+    for _ in 0..2 {
+        let again = app
+            .say(&ann, chat, keyed.clone())
+            .await
+            .assert_status(StatusCode::OK);
+        assert_eq!(&again, sent.last().expect("sent"));
+    }
+    let records = read_topic(&topic, 3, 3).await;
+    let partitions: HashSet<i32> = records.iter().map(|(p, _, _)| *p).collect();
+    assert_eq!(partitions.len(), 1, "one chat, one partition, in order");
+    for ((_, key, record), response) in records.iter().zip(&sent) {
+        assert_eq!(key, &chat.to_string());
+        assert_eq!(&serde_json::to_value(record).expect("json"), response);
+    }
+    let ready = app.get("/readyz", None).await.assert_status(StatusCode::OK);
+    assert_eq!(ready["log"], "kafka");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_answers_503_and_refuses_to_start() {
+    // Nothing listens on the discard port.
+    let nowhere = KafkaLogConfig {
+        brokers: "127.0.0.1:9".into(),
+        topic: "chat_messages".into(),
+        delivery_timeout_ms: 1_500,
+        ..KafkaLogConfig::default()
+    };
+    let log = Arc::new(KafkaMessageLog::new(&nowhere).expect("settings"));
+    let app = TestApp::with(Backend::Postgres, |config, backends| {
+        config.events = EventsConfig::None {};
+        backends.log = Some(log);
+    })
+    .await;
+    let (ann, _bob, chat) = pair(&app).await;
+    let started = std::time::Instant::now();
+    let refused = app.say(&ann, chat, json!({ "body": "anyone?" })).await;
+    refused.assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert_eq!(refused.retry_after(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded by the delivery timeout"
+    );
+    let message = app
+        .get("/readyz", None)
+        .await
+        .assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert!(message.contains("scripts/infra up kafka"), "{message}");
+
+    let mut config = crate::common::test_config(&app.db);
+    config.log = LogConfig::Kafka(nowhere);
+    config.events = EventsConfig::None {};
+    let backends = confab_chat::Backends {
+        verifier: Some(Arc::new(app.signer.verifier().expect("verifier"))),
+        ..Default::default()
+    };
+    let err = AppState::build_with(&config, backends)
+        .await
+        .expect_err("no broker, no service");
+    assert!(matches!(err, StartError::Log(_)), "{err}");
+    assert!(err.to_string().contains("scripts/infra up kafka"), "{err}");
+}
+
+fn group_of(chat: Uuid, body: &str) -> Group<String, ChatMessage> {
+    let ms = 1_700_000_000_000;
+    let record = ChatMessage {
+        message_id: Uuid::new_v4().to_string(),
+        chat_id: chat.to_string(),
+        from_user: "a".into(),
+        to_user: "b".into(),
+        body: body.into(),
+        time: timeuuid_from_ms(ms, 0, [4; 6]),
+        time_iso: iso_from_ms(ms),
+    };
+    Group {
+        id: Uuid::new_v4(),
+        key: chat.to_string(),
+        first_time_ms: ms,
+        last_time_ms: ms,
+        bytes: 0,
+        reason: CompletionReason::Inactivity,
+        records: vec![record],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kafka_feed_streams_groups_from_the_grouped_topic() {
+    let grouped = create_topic("chat_messages_grouped", 2).await;
+    let app = TestApp::with(Backend::Postgres, |config, _| {
+        config.events = EventsConfig::Kafka(kafka_events(&grouped));
+    })
+    .await;
+    let (_ann, bob, chat) = pair(&app).await;
+    let mut events = app.events(chat, &bob.token, false).await;
+    assert_eq!(events.status, StatusCode::OK);
+    let sink = KafkaGroupSink::connect(&KafkaSinkConfig {
+        brokers: brokers(),
+        topic: grouped.clone(),
+        ..KafkaSinkConfig::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{}", unreachable(e)));
+    let group = group_of(chat, "from the grouped topic");
+    // The feed reads from the end once it has its partitions: write until it sees one.
+    let received = loop {
+        Sink::<String, ChatMessage>::write(&sink, std::slice::from_ref(&group))
+            .await
+            .expect("write a group");
+        if let Some(event) = events.next_group(Duration::from_millis(700)).await {
+            break event;
+        }
+    };
+    assert_eq!(received.data["group_id"], group.id.to_string());
+    assert_eq!(
+        received.data["messages"][0]["body"],
+        "from the grouped topic"
+    );
+    let ready = app.get("/readyz", None).await.assert_status(StatusCode::OK);
+    assert_eq!(ready["events"], "kafka");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_to_kafka_to_the_pipeline_to_history_and_the_realtime_feed() {
+    let messages_topic = create_topic("chat_messages", 3).await;
+    let grouped = create_topic("chat_messages_grouped", 3).await;
+    let app = TestApp::with(Backend::Postgres, |config, _| {
+        config.log = LogConfig::Kafka(kafka_log(&messages_topic));
+        config.events = EventsConfig::Kafka(kafka_events(&grouped));
+    })
+    .await;
+
+    // The aggregator, as the standalone runner composes it.
+    let source = KafkaSource::connect(&KafkaSourceConfig {
+        brokers: brokers(),
+        topic: messages_topic.clone(),
+        group_id: unique_name("chat-test-aggregator"),
+        ..KafkaSourceConfig::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{}", unreachable(e)));
+    let grouped_sink = KafkaGroupSink::connect(&KafkaSinkConfig {
+        brokers: brokers(),
+        topic: grouped.clone(),
+        ..KafkaSinkConfig::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{}", unreachable(e)));
+    let key = ChatKey::Chat;
+    let pipeline = Pipeline::new(
+        move |m: &ChatMessage| key.key(m),
+        confab_connectors::decode_chat_message,
+        Arc::new(MemoryDeadLetters::default()),
+    )
+    .sink(Arc::new(SqlHistorySink::new(app.state.store().clone())))
+    .sink(Arc::new(grouped_sink))
+    .policy(fast_policy())
+    .config(RuntimeConfig {
+        lateness_ms: 0,
+        commit_interval_ms: 100,
+        ..RuntimeConfig::default()
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let aggregator = tokio::spawn(pipeline.run(source, async {
+        let _ = stopped.await;
+    }));
+
+    let (ann, bob, chat) = pair(&app).await;
+    let mut events = app.events(chat, &bob.token, false).await;
+    assert_eq!(events.status, StatusCode::OK);
+    // Let the feed take its partitions before the first group can be written.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.get("/readyz", None).await.status != StatusCode::OK {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the feed never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(app.say_ok(&ann, chat, &format!("through kafka {i}")).await);
+    }
+    app.wait_for_history(&bob, chat, 5).await;
+    let (history, _) = app
+        .walk_history(&bob, &format!("/api/v1/chats/{chat}/messages"), Some(2))
+        .await;
+    let newest_first: Vec<Value> = sent.iter().rev().cloned().collect();
+    assert_eq!(history, newest_first);
+
+    let wanted: HashSet<String> = sent
+        .iter()
+        .map(|m| m["message_id"].as_str().expect("id").to_owned())
+        .collect();
+    let mut streamed = HashSet::new();
+    while streamed.len() < wanted.len() {
+        let group = events
+            .next_group(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("streamed {streamed:?} of {wanted:?}"));
+        for message in group.data["messages"].as_array().expect("messages") {
+            streamed.insert(message["message_id"].as_str().expect("id").to_owned());
+        }
+    }
+    assert_eq!(streamed, wanted);
+
+    stop.send(()).expect("aggregator running");
+    let report = aggregator.await.expect("join").expect("aggregator run");
+    assert_eq!(report.messages_in, 5);
+    assert_eq!(report.dead_letters, 0);
+}
