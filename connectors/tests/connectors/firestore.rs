@@ -5,7 +5,9 @@ use std::time::Duration;
 use confab_connectors::env_or;
 use confab_connectors::firestore::{FirestoreConfig, FirestoreSink, GroupDocument};
 use confab_pipeline::{group_id, ChatMessage, CompletionReason, Group, Sink};
-use firestore::{FirestoreDb, FirestoreListenerTarget, FirestoreMemListenStateStorage};
+use firestore::{
+    FirestoreDb, FirestoreListenerParams, FirestoreListenerTarget, FirestoreMemListenStateStorage,
+};
 
 use crate::{chat_message, now_ms, unique_name};
 
@@ -59,7 +61,12 @@ async fn replaying_groups_keeps_the_document_count_and_a_listener_sees_each_new_
     let (sink, config) = sink().await;
     let db = sink.db().clone();
     let mut listener = db
-        .create_listener(FirestoreMemListenStateStorage::new())
+        .create_listener_with_params(
+            FirestoreMemListenStateStorage::new(),
+            // The emulator now and then closes a fresh listen stream; the crate reconnects after
+            // this delay (5 s by default, which a busy CI machine can multiply past the wait).
+            FirestoreListenerParams::new().with_retry_delay(Duration::from_millis(300)),
+        )
         .await
         .expect("create listener");
     db.fluent()
@@ -73,25 +80,46 @@ async fn replaying_groups_keeps_the_document_count_and_a_listener_sees_each_new_
         .start(move |event| {
             let seen_tx = seen_tx.clone();
             async move {
-                if let firestore::FirestoreListenEvent::DocumentChange(change) = event {
-                    if let Some(doc) = change.document {
-                        let _ = seen_tx.send(doc);
+                use firestore::gcloud_sdk::google::firestore::v1::target_change::TargetChangeType;
+                let seen = match event {
+                    firestore::FirestoreListenEvent::TargetChange(change)
+                        if change.target_change_type == TargetChangeType::Current as i32 =>
+                    {
+                        None
                     }
-                }
+                    firestore::FirestoreListenEvent::DocumentChange(change) => {
+                        match change.document {
+                            Some(doc) => Some(doc),
+                            None => return Ok(()),
+                        }
+                    }
+                    _ => return Ok(()),
+                };
+                let _ = seen_tx.send(seen);
                 Ok(())
             }
         })
         .await
         .expect("start listener");
+    // Write only once the target is in sync (`None` above), as a client would: the emulator can
+    // miss a document written while it is still registering a fresh listen target.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Some(_)) = seen_rx.recv().await {}
+    })
+    .await
+    .expect("the listen target is current within 30 s");
     // The listener may deliver a document more than once (each change event carries the whole
     // document); `count` distinct documents are collected, by group id.
     let mut receive = async |count: usize| {
         let mut docs = std::collections::BTreeMap::new();
         while docs.len() < count {
-            let doc = tokio::time::timeout(Duration::from_secs(30), seen_rx.recv())
+            let Some(doc) = tokio::time::timeout(Duration::from_secs(30), seen_rx.recv())
                 .await
                 .expect("the listener sees the document within 30 s")
-                .expect("listener channel open");
+                .expect("listener channel open")
+            else {
+                continue; // the target became current again
+            };
             let doc = FirestoreDb::deserialize_doc_to::<GroupDocument>(&doc).expect("a group");
             docs.insert(doc.group_id.clone(), doc);
         }
