@@ -126,6 +126,14 @@ impl Source for AnySource {
             Self::File(s) => s.caught_up(partition),
         }
     }
+
+    fn assigned(&self) -> Option<Vec<u32>> {
+        match self {
+            #[cfg(feature = "kafka")]
+            Self::Kafka(s) => s.assigned(),
+            Self::File(s) => s.assigned(),
+        }
+    }
 }
 
 impl SourceConfig {

@@ -231,6 +231,12 @@ impl Source for MemorySource {
         Some(self.next.get(&partition).is_none_or(|next| *next >= end))
     }
 
+    fn assigned(&self) -> Option<Vec<u32>> {
+        let mut assigned: Vec<u32> = self.next.keys().copied().collect();
+        assigned.sort_unstable();
+        Some(assigned)
+    }
+
     async fn commit(&mut self, next: &[Position]) -> Result<(), SourceError> {
         let mut state = self.log.lock();
         let committed = state.committed.entry(self.group.clone()).or_default();

@@ -17,6 +17,10 @@
 //!
 //! A record that arrives after the frontier passed its group's deadline (a late record) starts a
 //! new group; the runtime keeps that rare by holding the idle clock back by a lateness margin.
+//! A group that takes in a record behind the frontier (a backlog read after a restart or a
+//! rebalance) completes no earlier than once the frontier has moved *past* the time the record
+//! arrived at: the runtime holds time still while a partition catches up, so the rest of that
+//! backlog arrives at the same time and still joins by event time, whatever the batching.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -294,7 +298,7 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
                 open.first = open.first.min(at);
                 open.last = open.last.max(at);
                 open.bytes += size;
-                open.deadline = deadline(&policy, open.first, open.last).max(time);
+                open.deadline = deadline(&policy, open.first, open.last).max(time + 1);
                 if let Some(m) = &self.metrics {
                     m.add_open_bytes(size);
                 }
@@ -303,7 +307,7 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
             None => {
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                let group_deadline = deadline(&policy, at, at).max(time);
+                let group_deadline = deadline(&policy, at, at).max(time + 1);
                 self.deadlines
                     .push(Reverse((group_deadline, seq, Unordered(key.clone()))));
                 let open = OpenGroup {

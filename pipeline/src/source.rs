@@ -85,4 +85,14 @@ pub trait Source: Send {
         let _ = partition;
         None
     }
+
+    /// The partitions this source reads now, or `None` when it cannot tell (the default).
+    ///
+    /// An assigned partition that is behind but has delivered no record yet holds time where it
+    /// is: its backlog may be older than the other partitions' records, and letting time run
+    /// ahead of it would make its records late, so that arrival timing, not the log, decided
+    /// their groups (after a restart, or when a rebalance hands this consumer a partition).
+    fn assigned(&self) -> Option<Vec<u32>> {
+        None
+    }
 }

@@ -37,27 +37,42 @@ impl ChatRateGuard {
     /// Reserves one write for each chat in `chats` (repeats count) at `now`; returns how long the
     /// caller must wait before writing them all.
     pub fn reserve<'a>(&self, chats: impl IntoIterator<Item = &'a str>, now: Instant) -> Duration {
+        self.reserve_each(chats, now)
+            .into_iter()
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Reserves one write for each chat in `chats` (repeats count) at `now`; returns, for each,
+    /// how long that write must wait. Writes of other chats need not wait for a busy one.
+    pub fn reserve_each<'a>(
+        &self,
+        chats: impl IntoIterator<Item = &'a str>,
+        now: Instant,
+    ) -> Vec<Duration> {
+        let chats = chats.into_iter();
         if self.interval.is_zero() {
-            return Duration::ZERO;
+            return chats.map(|_| Duration::ZERO).collect();
         }
         let window = self.interval * self.burst;
         let mut map = self.chats.lock().unwrap_or_else(|p| p.into_inner());
-        let mut wait = Duration::ZERO;
-        for chat in chats {
-            let bucket = map
-                .entry(chat.to_string())
-                .or_insert(Bucket { full_at: now });
-            // GCRA: each write pushes `full_at` one interval later; a write may go once
-            // `full_at` is less than a burst window ahead.
-            let full_at = bucket.full_at.max(now) + self.interval;
-            let allowed_at = full_at.checked_sub(window).unwrap_or(now).max(now);
-            bucket.full_at = full_at;
-            wait = wait.max(allowed_at - now);
-        }
+        let waits = chats
+            .map(|chat| {
+                let bucket = map
+                    .entry(chat.to_string())
+                    .or_insert(Bucket { full_at: now });
+                // GCRA: each write pushes `full_at` one interval later; a write may go once
+                // `full_at` is less than a burst window ahead.
+                let full_at = bucket.full_at.max(now) + self.interval;
+                let allowed_at = full_at.checked_sub(window).unwrap_or(now).max(now);
+                bucket.full_at = full_at;
+                allowed_at - now
+            })
+            .collect();
         if map.len() > PRUNE_ABOVE {
             map.retain(|_, b| b.full_at > now);
         }
-        wait
+        waits
     }
 }
 

@@ -232,31 +232,40 @@ impl<K: Display + Send + Sync> Sink<K, ChatMessage> for FirestoreSink {
     }
 
     async fn write(&self, groups: &[Group<K, ChatMessage>]) -> Result<(), SinkError> {
-        let wait = self.guard.reserve(
+        // Each group waits only for its own chat's budget: a busy chat's spacing does not hold
+        // back the documents of the other chats in the batch (they are written at once).
+        let started = Instant::now();
+        let waits = self.guard.reserve_each(
             groups
                 .iter()
-                .filter_map(|g| g.records.first().map(|m| m.chat_id.as_str())),
-            Instant::now(),
+                .map(|g| g.records.first().map_or("", |m| m.chat_id.as_str())),
+            started,
         );
-        if !wait.is_zero() {
-            debug!(
-                wait_ms = wait.as_millis() as u64,
-                "Firestore per-chat rate guard delays a write"
-            );
-            tokio::time::sleep(wait).await;
+        let mut waves: std::collections::BTreeMap<Duration, Vec<_>> = Default::default();
+        for (group, wait) in groups.iter().zip(waits) {
+            waves
+                .entry(wait)
+                .or_default()
+                .push(self.group_write(group)?);
         }
-        let writes = groups
-            .iter()
-            .map(|g| self.group_write(g))
-            .collect::<Result<Vec<_>, _>>()?;
         let size = self.config.max_batch_documents.max(1);
-        let mut batches = Vec::new();
-        let mut writes = writes.into_iter().peekable();
-        while writes.peek().is_some() {
-            batches.push(self.send(writes.by_ref().take(size).collect()));
-        }
-        for result in futures::future::join_all(batches).await {
-            result?;
+        for (wait, writes) in waves {
+            if !wait.is_zero() {
+                debug!(
+                    wait_ms = wait.as_millis() as u64,
+                    documents = writes.len(),
+                    "Firestore per-chat rate guard delays writes of a busy chat"
+                );
+                tokio::time::sleep_until((started + wait).into()).await;
+            }
+            let mut batches = Vec::new();
+            let mut writes = writes.into_iter().peekable();
+            while writes.peek().is_some() {
+                batches.push(self.send(writes.by_ref().take(size).collect()));
+            }
+            for result in futures::future::join_all(batches).await {
+                result?;
+            }
         }
         Ok(())
     }

@@ -345,6 +345,10 @@ impl Source for KafkaSource {
         Some(state.at_end.contains(&partition) && !queued)
     }
 
+    fn assigned(&self) -> Option<Vec<u32>> {
+        Some(self.shared.lock().assigned.iter().copied().collect())
+    }
+
     async fn commit(&mut self, next: &[Position]) -> Result<(), SourceError> {
         {
             let state = self.shared.lock();

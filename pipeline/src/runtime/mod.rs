@@ -483,9 +483,20 @@ impl<R: Aggregatable> Reader<'_, R> {
     /// deliver earlier records, less the lateness margin. A partition the source reports caught
     /// up does not hold time back; one it reports behind always does; when the source cannot
     /// tell, a partition silent for longer than the margin counts as caught up.
+    ///
+    /// An assigned partition that is behind and has delivered nothing yet holds time still (see
+    /// [`Source::assigned`]).
     async fn advance_to_watermark<S: Source>(&mut self, source: &S) -> Result<(), PipelineError> {
         let now = self.clock.now_ms();
         let lateness = self.config.lateness_ms;
+        let unread_behind = source.assigned().is_some_and(|assigned| {
+            assigned
+                .iter()
+                .any(|p| !self.partitions.contains_key(p) && source.caught_up(*p) == Some(false))
+        });
+        if unread_behind {
+            return Ok(());
+        }
         let active_min = self
             .partitions
             .iter()

@@ -235,3 +235,65 @@ fn a_lone_record_completes_at_its_inactivity_deadline_with_no_later_input() {
         assert_eq!(group.records.len(), 1);
     });
 }
+
+/// A backlog read behind the frontier (after a restart, the runtime's time may already stand past
+/// the events of a partition it has not read yet): records fed one at a time, with the dataflow
+/// run to quiescence in between, still form the groups their event times say, not one group per
+/// delivery.
+#[test]
+fn late_records_delivered_one_by_one_still_join_by_event_time() {
+    let policy = WindowPolicy {
+        inactivity_timeout_ms: 1_000,
+        max_messages: 100,
+        max_age_ms: 3_600_000,
+        ..WindowPolicy::default()
+    };
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&out);
+    timely::execute(timely::Config::process(1), move |worker| {
+        let sink = Arc::clone(&sink);
+        let probe = ProbeHandle::new();
+        let mut input = InputHandle::new();
+        worker.dataflow::<u64, _, _>(|scope| {
+            scope
+                .input_from(&mut input)
+                .aggregate_by_key(|r: &Rec| r.key, policy)
+                .inspect(move |g: &Group<u8, Rec>| sink.lock().expect("sink").push(g.clone()))
+                .probe_with(&probe);
+        });
+        // Time already stands at 10 s; the backlog's events are from 0 to 0.9 s.
+        input.advance_to(10_000);
+        for i in 0..10u64 {
+            input.send(Rec {
+                key: 1,
+                id: format!("r{i}"),
+                time: i * 100,
+                size: 1,
+            });
+            input.flush();
+            for _ in 0..50 {
+                worker.step();
+            }
+        }
+        // The partition has caught up: time moves on and the group completes.
+        input.advance_to(20_000);
+        while probe.less_than(input.time()) {
+            worker.step();
+        }
+        drop(input);
+        while worker.step() {}
+    })
+    .expect("timely runs");
+    let groups = out.lock().expect("groups").clone();
+    let ids: Vec<Vec<String>> = groups
+        .iter()
+        .map(|g| g.records.iter().map(|r| r.id.clone()).collect())
+        .collect();
+    assert_eq!(
+        groups.len(),
+        1,
+        "one group, as the event times say: {ids:?}"
+    );
+    assert_eq!(groups[0].records.len(), 10);
+    assert_eq!(groups[0].reason, CompletionReason::Inactivity);
+}

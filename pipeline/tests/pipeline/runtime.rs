@@ -532,3 +532,64 @@ fn partition_of(log: &MemoryLog, key: &str) -> u32 {
     let probe = MemoryLog::new(log.end_offsets().len() as u32);
     probe.append(key.as_bytes(), Vec::new()).partition
 }
+
+/// A restart with a backlog: the source hands out one partition's records before the other's,
+/// and the partition read first holds later messages. Time must wait for the unread partition,
+/// or its older messages arrive late and their groups depend on the batching instead of the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_read_one_partition_after_another_forms_the_groups_of_the_log() {
+    let log = MemoryLog::new(2);
+    let start = 1_700_000_000_000;
+    let chat_in = |partition: u32| {
+        (0..)
+            .find(|c| partition_of(&log, &format!("chat-{c}")) == partition)
+            .unwrap_or(0)
+    };
+    let (late_chat, early_chat) = (chat_in(0), chat_in(1));
+    for i in 0..40 {
+        // Partition 0, read first: a chat a hundred seconds later than partition 1's.
+        let m = chat_message(i, late_chat, start + 100_000 + i * 100);
+        log.append(m.chat_id.as_bytes(), m.encode());
+        let m = chat_message(100 + i, early_chat, start + i * 100);
+        log.append(m.chat_id.as_bytes(), m.encode());
+    }
+    let sink = MemorySink::default();
+    let policy = WindowPolicy {
+        inactivity_timeout_ms: 1_000,
+        max_messages: 1_000,
+        max_age_ms: 3_600_000,
+        ..WindowPolicy::default()
+    };
+    let config = RuntimeConfig {
+        lateness_ms: 200,
+        poll_wait_ms: 5,
+        poll_max_records: 3,
+        ..RuntimeConfig::default()
+    };
+    let clock = ManualClock::new(start + 200_000);
+    let p = pipeline(
+        vec![Arc::new(sink.clone())],
+        MemoryDeadLetters::default(),
+        policy,
+        config,
+    )
+    .clock(Arc::new(clock));
+    let stop = Arc::new(Notify::new());
+    let stopped = Arc::clone(&stop);
+    let run = tokio::spawn(p.run(log.source("g"), async move { stopped.notified().await }));
+    // Once both partitions are read, the idle clock completes both chats by inactivity.
+    wait_until(|| sink.groups().iter().map(|g| g.len()).sum::<usize>() == 80).await;
+    stop.notify_one();
+    run.await.expect("join").expect("run");
+
+    let groups = sink.groups();
+    let sizes: Vec<(String, usize)> = groups.iter().map(|g| (g.key.clone(), g.len())).collect();
+    assert_eq!(
+        groups.len(),
+        2,
+        "one group per chat, as the log says: {sizes:?}"
+    );
+    assert!(groups
+        .iter()
+        .all(|g| g.len() == 40 && g.reason == CompletionReason::Inactivity));
+}

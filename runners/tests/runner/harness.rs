@@ -1,0 +1,549 @@
+//! What the process-level reliability tests share: a fresh topic with live producers, the
+//! aggregator as a child process (killed, terminated, watched), and the check of what reached
+//! Firestore, Cassandra and the consumer group.
+
+// Shared by two test binaries (`runner` and `faults`), each of which uses only a part.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use confab_connectors::cassandra::{CassandraConfig, History};
+use confab_connectors::env_or;
+use confab_connectors::firestore::GroupDocument;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// The built `confab` binary.
+pub(crate) fn confab() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+}
+
+/// The repository's root folder.
+pub(crate) fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A chat message as JSON, with a version-1 TimeUUID at `ms`.
+pub(crate) fn message_json(i: u64, chat: &str, ms: u64) -> String {
+    use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
+    let m = confab_pipeline::ChatMessage {
+        message_id: format!("m{i}"),
+        chat_id: chat.to_string(),
+        from_user: format!("u{}", i % 2),
+        to_user: format!("u{}", (i + 1) % 2),
+        body: format!("message {i}"),
+        time: timeuuid_from_ms(ms, (i % 10_000) as u16, [0, 0, 0, 0, 0, 7]),
+        time_iso: iso_from_ms(ms),
+    };
+    String::from_utf8(m.encode()).unwrap_or_default()
+}
+
+/// Message ids per chat, in the order they were produced (the log order of the chat's partition).
+pub(crate) type Expected = BTreeMap<String, Vec<String>>;
+
+/// A small seeded generator (xorshift64*): the same seed gives the same kill schedule.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `low..high`.
+    pub(crate) fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low).max(1)
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A fresh topic and consumer group on the local broker.
+pub(crate) struct Backlog {
+    pub(crate) brokers: String,
+    pub(crate) topic: String,
+    pub(crate) group: String,
+    pub(crate) run: String,
+    partitions: i32,
+    admin: AdminClient<DefaultClientContext>,
+}
+
+impl Backlog {
+    pub(crate) async fn create(prefix: &str, partitions: i32) -> Self {
+        let brokers = env_or("KAFKA_BROKERS", "127.0.0.1:9092");
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .expect("admin client");
+        let topic = format!("{prefix}_{run}");
+        for created in admin
+            .create_topics(
+                &[NewTopic::new(
+                    &topic,
+                    partitions,
+                    TopicReplication::Fixed(1),
+                )],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            )
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot reach Kafka at {brokers} ({e}): start it with scripts/infra up kafka"
+                )
+            })
+        {
+            created.expect("topic created");
+        }
+        Self {
+            brokers,
+            group: topic.clone(),
+            topic,
+            run,
+            partitions,
+            admin,
+        }
+    }
+
+    /// Produces `messages` (numbered from `first`) over `chats` chats (named `{chat_prefix}-{n}`) at about `rate` per second, each stamped with the
+    /// time it is produced, in a background task that returns what it produced. Chat 0 gets a
+    /// twentieth of the traffic, at most 40 messages/s (a busy chat that fills groups); the rest
+    /// are spread evenly. The
+    /// producer retries through broker outages (idempotent, `acks=all`): every message it
+    /// returns was acknowledged.
+    pub(crate) fn produce_live(
+        &self,
+        chat_prefix: &str,
+        first: u64,
+        messages: u64,
+        chats: u64,
+        rate: u64,
+    ) -> tokio::task::JoinHandle<Expected> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", "300000")
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        let topic = self.topic.clone();
+        let prefix = chat_prefix.to_string();
+        tokio::spawn(async move {
+            let mut expected = Expected::new();
+            let tick = Duration::from_millis(50);
+            let per_tick = (rate / 20).max(1);
+            let started = Instant::now();
+            let mut i = first;
+            let end = first + messages;
+            while i < end {
+                let batch: Vec<_> = (i..(i + per_tick).min(end))
+                    .map(|n| {
+                        // The busy chat stays within the Firestore sink's default per-chat
+                        // budget (5 documents/s, ~50 messages/s) at any rate.
+                        let chat = if n % (rate / 40).max(20) == 0 {
+                            format!("{prefix}-0")
+                        } else {
+                            format!("{prefix}-{}", 1 + n % (chats - 1).max(1))
+                        };
+                        let payload = message_json(n, &chat, now_ms());
+                        expected
+                            .entry(chat.clone())
+                            .or_default()
+                            .push(format!("m{n}"));
+                        (chat, payload)
+                    })
+                    .collect();
+                let sends = batch.iter().map(|(chat, payload)| {
+                    producer.send(
+                        FutureRecord::to(&topic).key(chat).payload(payload),
+                        Duration::from_secs(300),
+                    )
+                });
+                for sent in futures::future::join_all(sends).await {
+                    sent.unwrap_or_else(|(e, _)| panic!("producing to {topic}: {e}"));
+                }
+                i += per_tick;
+                let due = started + tick * ((i - first) / per_tick) as u32;
+                tokio::time::sleep_until(due.into()).await;
+            }
+            expected
+        })
+    }
+
+    /// Waits until the consumer group has committed every partition to its end, while
+    /// `aggregator` keeps running.
+    pub(crate) async fn wait_committed_to_end(
+        &self,
+        aggregator: &mut Aggregator,
+        timeout: Duration,
+    ) {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group)
+            .create()
+            .expect("consumer");
+        let started = Instant::now();
+        loop {
+            let lag = self.lag(&consumer);
+            if lag == Some(0) {
+                return;
+            }
+            aggregator.assert_running("while draining the topic");
+            assert!(
+                started.elapsed() < timeout,
+                "the group did not commit to the end within {timeout:?} (lag {lag:?}); aggregator log: {}",
+                aggregator.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Records not yet committed by the group, over all partitions (`None` if unknown).
+    pub(crate) fn lag(&self, consumer: &BaseConsumer) -> Option<i64> {
+        let mut partitions = TopicPartitionList::new();
+        for p in 0..self.partitions {
+            partitions.add_partition(&self.topic, p);
+        }
+        let committed = consumer
+            .committed_offsets(partitions, Duration::from_secs(10))
+            .ok()?;
+        let mut lag = 0;
+        for element in committed.elements() {
+            let (_, high) = consumer
+                .fetch_watermarks(&self.topic, element.partition(), Duration::from_secs(10))
+                .ok()?;
+            lag += match element.offset() {
+                Offset::Offset(committed) => high - committed,
+                _ => high,
+            };
+        }
+        Some(lag)
+    }
+
+    pub(crate) async fn delete(&self) {
+        let _ = self
+            .admin
+            .delete_topics(&[&self.topic], &AdminOptions::new())
+            .await;
+    }
+}
+
+/// The sinks a test run writes to: a fresh Firestore collection and Cassandra keyspace.
+pub(crate) struct Outputs {
+    pub(crate) project: String,
+    pub(crate) firestore_host: String,
+    pub(crate) nodes: String,
+    pub(crate) keyspace: String,
+    pub(crate) collection: String,
+}
+
+impl Outputs {
+    pub(crate) fn new(run: &str) -> Self {
+        Self {
+            project: env_or("FIRESTORE_PROJECT_ID", "confab-local"),
+            firestore_host: env_or("FIRESTORE_EMULATOR_HOST", "127.0.0.1:8080"),
+            nodes: env_or("CASSANDRA_NODES", "127.0.0.1:9042"),
+            keyspace: format!("reliability_{}", &run[..16]),
+            collection: format!("reliability_{run}"),
+        }
+    }
+
+    /// Writes the aggregator's config for `backlog` into `dir`. `instance` is the consumer's
+    /// static group membership id, so that a restarted process takes its partitions back at once
+    /// instead of waiting for the killed one's session to expire. `source` and `runtime` are extra
+    /// lines for those tables.
+    pub(crate) fn config(
+        &self,
+        backlog: &Backlog,
+        dir: &Path,
+        instance: &str,
+        source: &str,
+        runtime: &str,
+    ) -> PathBuf {
+        let config = format!(
+            r#"
+key = "chat"
+[source]
+type = "kafka"
+brokers = "{brokers}"
+topic = "{topic}"
+group_id = "{group}"
+session_timeout_ms = 6000
+properties = {{ "group.instance.id" = "{instance}" }}
+{source}
+[[sinks]]
+type = "firestore"
+project_id = "{project}"
+collection = "{collection}"
+[[sinks]]
+type = "cassandra"
+nodes = "{nodes}"
+keyspace = "{keyspace}"
+[dead_letters]
+type = "file"
+path = "{dead}"
+[window]
+inactivity_timeout_ms = 500
+max_messages = 10
+[runtime]
+lateness_ms = 200
+commit_interval_ms = 200
+{runtime}
+[http]
+listen = "127.0.0.1:0"
+"#,
+            brokers = backlog.brokers,
+            topic = backlog.topic,
+            group = backlog.group,
+            project = self.project,
+            collection = self.collection,
+            nodes = self.nodes,
+            keyspace = self.keyspace,
+            dead = dir.join("dead.jsonl").display(),
+        );
+        let path = dir.join(format!("{instance}.toml"));
+        std::fs::write(&path, config).expect("write config");
+        path
+    }
+
+    /// Checks Firestore and Cassandra against what was produced, panicking with the first
+    /// difference, and returns what was counted.
+    pub(crate) async fn verify(&self, expected: &Expected) -> Report {
+        let produced: usize = expected.values().map(Vec::len).sum();
+        // Where each message is in the log of its chat.
+        let position: BTreeMap<&str, (&str, usize)> = expected
+            .iter()
+            .flat_map(|(chat, ids)| {
+                ids.iter()
+                    .enumerate()
+                    .map(move |(n, id)| (id.as_str(), (chat.as_str(), n)))
+            })
+            .collect();
+
+        // Firestore: each message in exactly one group document, each document in log order.
+        std::env::set_var("FIRESTORE_EMULATOR_HOST", &self.firestore_host);
+        let db = firestore::FirestoreDb::new(&self.project)
+            .await
+            .expect("firestore client");
+        let docs: Vec<GroupDocument> = db
+            .fluent()
+            .select()
+            .from(self.collection.as_str())
+            .obj::<GroupDocument>()
+            .query()
+            .await
+            .expect("list the collection");
+        let mut holder: BTreeMap<String, String> = BTreeMap::new();
+        for doc in &docs {
+            let mut previous: Option<usize> = None;
+            for m in &doc.list_of_messages {
+                let Some(&(chat, n)) = position.get(m.message_id.as_str()) else {
+                    panic!(
+                        "document {} holds {} which was never produced",
+                        doc.group_id, m.message_id
+                    );
+                };
+                assert_eq!(chat, doc.chat_id, "document {} mixes chats", doc.group_id);
+                assert!(
+                    previous.is_none_or(|p| p < n),
+                    "document {} is not in log order at {}",
+                    doc.group_id,
+                    m.message_id
+                );
+                previous = Some(n);
+                if let Some(other) = holder.insert(m.message_id.clone(), doc.group_id.clone()) {
+                    let describe = |d: &GroupDocument| {
+                        let ids: Vec<&str> = d
+                            .list_of_messages
+                            .iter()
+                            .map(|m| m.message_id.as_str())
+                            .collect();
+                        format!(
+                            "{} ({}, {}..{} ms): {ids:?}",
+                            d.group_id, d.reason, d.first_time_ms, d.last_time_ms
+                        )
+                    };
+                    let other = docs.iter().find(|d| d.group_id == other).expect("holder");
+                    panic!(
+                        "{} is in two group documents:\n  {}\n  {}",
+                        m.message_id,
+                        describe(other),
+                        describe(doc)
+                    );
+                }
+            }
+            assert_eq!(doc.message_count as usize, doc.list_of_messages.len());
+        }
+        let missing: Vec<&&str> = position
+            .keys()
+            .filter(|id| !holder.contains_key(**id))
+            .take(10)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{} of {produced} messages are in no Firestore document, e.g. {missing:?}",
+            produced - holder.len()
+        );
+
+        // Cassandra: each chat's history is exactly its messages.
+        let cassandra = CassandraConfig {
+            nodes: self.nodes.clone(),
+            keyspace: self.keyspace.clone(),
+            ..CassandraConfig::default()
+        };
+        let session = confab_connectors::cassandra::connect(&cassandra)
+            .await
+            .expect("cassandra");
+        let history = History::new(session, &cassandra).await.expect("history");
+        let mut rows = 0;
+        for (chat, ids) in expected {
+            let page = history
+                .page(chat, None, ids.len() + 100)
+                .await
+                .expect("page");
+            let mut got: Vec<String> = page.into_iter().map(|m| m.message_id).collect();
+            got.reverse();
+            rows += got.len();
+            assert_eq!(&got, ids, "Cassandra history of {chat}");
+        }
+        Report {
+            messages: holder.len(),
+            documents: docs.len(),
+            rows,
+        }
+    }
+}
+
+/// What [`Outputs::verify`] counted.
+pub(crate) struct Report {
+    /// Messages found in exactly one Firestore document.
+    pub(crate) messages: usize,
+    /// Group documents.
+    pub(crate) documents: usize,
+    /// Cassandra history rows.
+    pub(crate) rows: usize,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} messages each in exactly one of {} group documents ({:.1} messages per write), {} Cassandra rows",
+            self.messages,
+            self.documents,
+            self.messages as f64 / self.documents.max(1) as f64,
+            self.rows
+        )
+    }
+}
+
+/// `confab aggregate` as a child process, its log in a file.
+pub(crate) struct Aggregator {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Aggregator {
+    pub(crate) fn start(config: &Path) -> Self {
+        let log = config.with_extension(format!("{}.log", now_ms()));
+        let file = std::fs::File::create(&log).expect("aggregator log file");
+        let child = confab()
+            .args(["aggregate", "--config"])
+            .arg(config)
+            .env(
+                "FIRESTORE_EMULATOR_HOST",
+                env_or("FIRESTORE_EMULATOR_HOST", "127.0.0.1:8080"),
+            )
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start confab aggregate");
+        Self { child, log }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last lines the process logged.
+    pub(crate) fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Panics with the log if the process has exited.
+    pub(crate) fn assert_running(&mut self, context: &str) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "confab aggregate exited {context} ({status}):\n{}",
+                self.log_tail()
+            );
+        }
+    }
+
+    /// SIGKILL: no flush, no commit, no goodbye.
+    pub(crate) fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM, then the process must flush, commit and exit 0 within a minute.
+    pub(crate) fn terminate(&mut self) {
+        let signalled = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(signalled.success());
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no exit within 60 s of SIGTERM:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(status.success(), "exit {status}:\n{}", self.log_tail());
+    }
+
+    /// Resident memory in KiB, from /proc.
+    pub(crate) fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+impl Drop for Aggregator {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
