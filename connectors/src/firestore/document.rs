@@ -72,17 +72,26 @@ impl GroupDocument {
     /// The whole document a group produces (what a reader sees after the write).
     pub fn of<K: std::fmt::Display>(group: &Group<K, ChatMessage>) -> Option<Self> {
         let head = DocumentHead::of(group)?;
+        let messages: Vec<ChatMessage> = distinct(&group.records).cloned().collect();
         Some(Self {
             chat_id: head.chat_id.to_string(),
             from_user: head.from_user.to_string(),
-            list_of_messages: group.records.clone(),
+            message_count: messages.len() as i64,
+            list_of_messages: messages,
             latest_message_time_iso: head.latest_message_time_iso.to_string(),
             group_id: head.group_id,
             group_key: head.group_key,
             first_time_ms: group.first_time_ms as i64,
             last_time_ms: group.last_time_ms as i64,
-            message_count: group.records.len() as i64,
             reason: head.reason.to_string(),
         })
     }
+}
+
+/// The group's messages without repeats, in log order. A record the log holds twice (a producer
+/// retry without idempotence) is one element of `list_of_messages`, as Firestore's array union
+/// keeps it, and counts once.
+pub(crate) fn distinct(messages: &[ChatMessage]) -> impl Iterator<Item = &ChatMessage> {
+    let mut seen = std::collections::HashSet::new();
+    messages.iter().filter(move |m| seen.insert(m.encode()))
 }

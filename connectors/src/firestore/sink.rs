@@ -15,7 +15,7 @@ use firestore::{
 use tracing::{debug, warn};
 
 use super::config::FirestoreConfig;
-use super::document::{DocumentHead, GroupDocument};
+use super::document::{distinct, DocumentHead, GroupDocument};
 use super::is_retryable_code;
 use super::rate::ChatRateGuard;
 use crate::env_or;
@@ -91,7 +91,8 @@ impl FirestoreSink {
     fn group_write<K: Display>(&self, group: &Group<K, ChatMessage>) -> Result<Write, SinkError> {
         let head = DocumentHead::of(group)
             .ok_or_else(|| SinkError::fatal(format!("group {} holds no message", group.id)))?;
-        let messages: Vec<FirestoreValue> = group.records.iter().map(Into::into).collect();
+        let messages: Vec<FirestoreValue> = distinct(&group.records).map(Into::into).collect();
+        let count = messages.len() as i64;
         let transform = |field: &str, transform_type| FirestoreFieldTransform {
             field: field.to_string(),
             transform_type,
@@ -103,7 +104,7 @@ impl FirestoreSink {
             ),
             transform(
                 "message_count",
-                FirestoreFieldTransformType::Maximum((group.records.len() as i64).into()),
+                FirestoreFieldTransformType::Maximum(count.into()),
             ),
             transform(
                 "first_time_ms",

@@ -464,11 +464,17 @@ pub(crate) struct Aggregator {
 
 impl Aggregator {
     pub(crate) fn start(config: &Path) -> Self {
+        Self::start_with(config, &[])
+    }
+
+    /// Starts it with extra command-line arguments.
+    pub(crate) fn start_with(config: &Path, args: &[&str]) -> Self {
         let log = config.with_extension(format!("{}.log", now_ms()));
         let file = std::fs::File::create(&log).expect("aggregator log file");
         let child = confab()
             .args(["aggregate", "--config"])
             .arg(config)
+            .args(args)
             .env(
                 "FIRESTORE_EMULATOR_HOST",
                 env_or("FIRESTORE_EMULATOR_HOST", "127.0.0.1:8080"),

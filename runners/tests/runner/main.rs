@@ -6,6 +6,7 @@ mod aggregate_stdin;
 mod configs;
 mod crash;
 mod harness;
+mod poison;
 mod tune;
 
 pub(crate) use harness::{confab, message_json, repo_root};

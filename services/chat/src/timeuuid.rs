@@ -138,4 +138,29 @@ mod tests {
         let later = timeuuid_from_ms(1_001, 0, [0; 6]);
         assert!(ticks(&earlier) < ticks(&later));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2_000, ..Default::default() })]
+
+        /// Any text as a cursor: a version-1 TimeUUID or a reason quoting the input, never a panic.
+        #[test]
+        fn any_cursor_text_parses_or_gets_a_reason(text in proptest::prelude::any::<String>()) {
+            match parse_cursor(&text) {
+                Ok(id) => proptest::prop_assert!(timeuuid_ms(&id).is_some()),
+                Err(reason) => {
+                    let quoted = format!("{text:?}");
+                    proptest::prop_assert!(reason.contains(&quoted), "{}", reason);
+                }
+            }
+        }
+
+        /// Every TimeUUID, in any of the forms `Uuid` parses, round-trips.
+        #[test]
+        fn every_timeuuid_is_accepted(ms in 0u64..10_000_000_000_000, seq in 0u16..16_384) {
+            let time = timeuuid_from_ms(ms, seq, [9; 6]);
+            proptest::prop_assert_eq!(parse_cursor(&time.to_string()), Ok(time));
+            proptest::prop_assert_eq!(parse_cursor(&time.simple().to_string()), Ok(time));
+            proptest::prop_assert_eq!(parse_cursor(&time.to_string().to_uppercase()), Ok(time));
+        }
+    }
 }
