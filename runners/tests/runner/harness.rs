@@ -469,7 +469,9 @@ impl Aggregator {
 
     /// Starts it with extra command-line arguments.
     pub(crate) fn start_with(config: &Path, args: &[&str]) -> Self {
-        let log = config.with_extension(format!("{}.log", now_ms()));
+        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let log = config.with_extension(format!("{n}.log"));
         let file = std::fs::File::create(&log).expect("aggregator log file");
         let child = confab()
             .args(["aggregate", "--config"])
@@ -488,6 +490,11 @@ impl Aggregator {
 
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Everything the process logged.
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The last lines the process logged.

@@ -7,6 +7,7 @@ mod configs;
 mod crash;
 mod harness;
 mod poison;
+mod scale_out;
 mod tune;
 
 pub(crate) use harness::{confab, message_json, repo_root};
