@@ -4,7 +4,7 @@
 //! and the consumer group's committed offsets reach the end of every partition.
 //!
 //! Sized for CI by default; `CONFAB_CRASH_MESSAGES`, `CONFAB_CRASH_KILLS`, `CONFAB_CRASH_RATE` and
-//! `CONFAB_CRASH_SEED` scale it up for the soak run reported in docs/RELIABILITY.md.
+//! `CONFAB_CRASH_SEED` (and `CONFAB_CRASH_DRAIN_SECONDS`, the wait for the last run) scale it up for the soak run reported in docs/RELIABILITY.md.
 
 use std::time::{Duration, Instant};
 
@@ -63,7 +63,10 @@ async fn sigkill_at_random_points_loses_and_doubles_nothing() {
     // The last run drains the topic, then stops gracefully.
     let mut aggregator = Aggregator::start(&config);
     backlog
-        .wait_committed_to_end(&mut aggregator, Duration::from_secs(240))
+        .wait_committed_to_end(
+            &mut aggregator,
+            Duration::from_secs(env_number("CONFAB_CRASH_DRAIN_SECONDS", 240)),
+        )
         .await;
     aggregator.terminate();
     eprintln!(
