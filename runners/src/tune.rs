@@ -13,8 +13,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Which window policy should you run? `confab tune` answers with your traffic.
 ///
-/// It takes a workload (a seeded synthetic day of chat traffic by default, or your messages as
-/// JSON lines with --input), runs the real aggregation operator over it in virtual time for every
+/// It takes a workload (a seeded synthetic day of chat traffic by default, your messages as JSON
+/// lines with --input, or everything on a Kafka topic with --kafka-topic), runs the real aggregation operator over it in virtual time for every
 /// policy in a grid (a day of traffic takes seconds), and prints, per policy: Firestore writes,
 /// writes per message, cost per month at list price, the delivery delay it adds (p50/p95/p99/max),
 /// the busiest chat's documents per second, and peak open groups. It recommends the cheapest
@@ -25,13 +25,22 @@ use indicatif::{ProgressBar, ProgressStyle};
 ///   confab tune                                     # a synthetic day, default grid, 3 s budget
 ///   confab tune --p99-budget 1s --plot cost.svg     # tighter budget, with a plot
 ///   confab tune --input messages.jsonl --csv out.csv
+///   confab tune --kafka-topic chat_messages          # replay what the topic holds now
 ///   confab tune --timeouts 1s,2s,4s --sizes 20,100 --ages 30s --keys chat
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct TuneArgs {
     /// Replay these messages (JSON lines, one chat message per line) instead of synthesizing.
-    #[arg(long, env = "CONFAB_TUNE_INPUT")]
+    #[arg(long, env = "CONFAB_TUNE_INPUT", conflicts_with = "kafka_topic")]
     input: Option<PathBuf>,
+    /// Replay a Kafka topic instead: every partition from its start to its end at launch, read
+    /// without joining a consumer group or committing anything (the topic is left as it was).
+    /// Records that are not chat messages are counted and skipped.
+    #[arg(long, env = "CONFAB_TUNE_KAFKA_TOPIC")]
+    kafka_topic: Option<String>,
+    /// Bootstrap brokers for --kafka-topic.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    kafka_brokers: String,
     /// Synthetic workload: about this many messages.
     #[arg(long, env = "CONFAB_TUNE_MESSAGES", default_value_t = 200_000)]
     messages: usize,
@@ -114,14 +123,15 @@ fn ms(d: Duration) -> u64 {
 /// Runs `confab tune`.
 pub(crate) fn run(args: TuneArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let messages = match &args.input {
-        Some(path) => {
+    let messages = match (&args.input, &args.kafka_topic) {
+        (_, Some(topic)) => read_topic(&args.kafka_brokers, topic)?,
+        (Some(path), None) => {
             let file =
                 std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
             read_jsonl(std::io::BufReader::new(file))
                 .with_context(|| format!("reading {}", path.display()))?
         }
-        None => generate(&WorkloadSpec {
+        (None, None) => generate(&WorkloadSpec {
             seed: args.seed,
             messages: args.messages,
             users: args.users,
@@ -139,10 +149,11 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<()> {
         "workload: {} messages over {} ({})",
         messages.len(),
         humantime::format_duration(Duration::from_millis(span)),
-        args.input.as_ref().map_or_else(
-            || format!("synthetic, seed {}", args.seed),
-            |p| p.display().to_string()
-        )
+        match (&args.input, &args.kafka_topic) {
+            (_, Some(topic)) => format!("Kafka topic {topic}"),
+            (Some(path), None) => path.display().to_string(),
+            (None, None) => format!("synthetic, seed {}", args.seed),
+        }
     );
 
     let grid = Grid {
@@ -240,4 +251,95 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Every chat message on `topic` now: each partition from its low to its high watermark at
+/// launch, by assignment (no consumer group joins, nothing is committed). Messages come back in
+/// event-time order (stable, so each chat keeps its partition's order); undecodable records are
+/// counted and skipped.
+fn read_topic(brokers: &str, topic: &str) -> anyhow::Result<Vec<confab_pipeline::ChatMessage>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+    let timeout = Duration::from_secs(10);
+    let unreachable = |e: rdkafka::error::KafkaError| {
+        anyhow::anyhow!(
+            "cannot read Kafka topic {topic} at {brokers} ({e}); start a local broker with \
+             `scripts/infra up kafka` or pass --kafka-brokers"
+        )
+    };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "confab-tune-replay")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .map_err(unreachable)?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(unreachable)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        bail!("Kafka topic {topic} at {brokers} does not exist or has no partitions");
+    }
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = 0u64;
+    let mut ends = std::collections::HashMap::new();
+    for p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, *p, timeout)
+            .map_err(unreachable)?;
+        if high > low {
+            assignment
+                .add_partition_offset(topic, *p, Offset::Offset(low))
+                .context("assigning a partition")?;
+            remaining += (high - low) as u64;
+            ends.insert(*p, high);
+        }
+    }
+    consumer.assign(&assignment).map_err(unreachable)?;
+    let bar = ProgressBar::new(remaining).with_style(
+        ProgressStyle::with_template("reading {msg} [{bar:30}] {pos}/{len} records ({per_sec})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(topic.to_string());
+    let (mut messages, mut skipped) = (Vec::new(), 0u64);
+    let mut last_progress = Instant::now();
+    while !ends.is_empty() {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(record)) => {
+                last_progress = Instant::now();
+                let partition = record.partition();
+                match confab_pipeline::ChatMessage::decode(
+                    record.payload().unwrap_or(&[]),
+                    usize::MAX,
+                ) {
+                    Ok(m) => messages.push(m),
+                    Err(_) => skipped += 1,
+                }
+                bar.inc(1);
+                if ends
+                    .get(&partition)
+                    .is_some_and(|end| record.offset() + 1 >= *end)
+                {
+                    ends.remove(&partition);
+                }
+            }
+            Some(Err(e)) => return Err(unreachable(e)),
+            None if last_progress.elapsed() > Duration::from_secs(30) => {
+                bail!("Kafka topic {topic}: no record for 30 s before reaching the end of {} partition(s)", ends.len())
+            }
+            None => {}
+        }
+    }
+    bar.finish_and_clear();
+    if skipped > 0 {
+        eprintln!("{topic}: skipped {skipped} records that are not chat messages");
+    }
+    messages.sort_by_key(|m| m.event_time_ms());
+    Ok(messages)
 }
