@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::process::Stdio;
 
+use crate::harness::http_get;
 use crate::{confab, message_json};
 
 #[test]
@@ -86,18 +87,7 @@ fn the_metrics_and_health_endpoints_answer_while_it_runs() {
     writeln!(stdin, "{}", message_json(1, "chat-1", 1_700_000_000_000)).expect("write");
     stdin.flush().expect("flush");
 
-    let get = |path: &str| -> Option<String> {
-        use std::io::Read;
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        Some(response)
-    };
+    let get = |path: &str| http_get(port, path);
     let mut metrics = None;
     for _ in 0..200 {
         match get("/metrics") {

@@ -45,6 +45,20 @@ pub(crate) fn message_json(i: u64, chat: &str, ms: u64) -> String {
     String::from_utf8(m.encode()).unwrap_or_default()
 }
 
+/// A plain HTTP GET on loopback (one request needs no client library).
+pub(crate) fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
 /// Message ids per chat, in the order they were produced (the log order of the chat's partition).
 pub(crate) type Expected = BTreeMap<String, Vec<String>>;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
-use crate::harness::{message_json, Aggregator, Backlog, Expected, Outputs};
+use crate::harness::{http_get, message_json, Aggregator, Backlog, Expected, Outputs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_records_are_dead_lettered_counted_and_never_stop_the_pipeline() {
@@ -121,18 +121,4 @@ async fn poison_records_are_dead_lettered_counted_and_never_stop_the_pipeline() 
     assert_eq!(report.messages, good.len());
     assert_eq!(report.rows, good.len());
     backlog.delete().await;
-}
-
-/// A plain HTTP GET on loopback (no client library needed for one request).
-fn http_get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
 }
