@@ -145,6 +145,15 @@ impl FirestoreSink {
         loop {
             let failed = match self.batch_write(writes.clone()).await {
                 Ok(failed) => failed,
+                // No answer in time: the server is overloaded (an emulator on a busy machine). The
+                // same big batch again would time out again and add to its load; send the halves
+                // one after the other instead, each with its own attempts.
+                Err((Code::DeadlineExceeded, message)) if writes.len() > 1 => {
+                    warn!(documents = writes.len(), %message, "Firestore batch timed out; retrying it in halves");
+                    let tail = writes.split_off(writes.len() / 2);
+                    Box::pin(self.send(writes)).await?;
+                    return Box::pin(self.send(tail)).await;
+                }
                 Err((code, message)) if is_retryable_code(code) => (0..writes.len())
                     .map(|i| (i, code, message.clone()))
                     .collect(),
