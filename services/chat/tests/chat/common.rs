@@ -66,6 +66,7 @@ pub(crate) struct TestDb {
     dir: tempfile::TempDir,
     pg_schema: Option<String>,
     /// The keyspace of the Cassandra chat store, created when the app starts.
+    #[cfg_attr(not(feature = "cassandra"), allow(dead_code))]
     pub(crate) keyspace: Option<String>,
 }
 
