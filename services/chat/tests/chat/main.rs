@@ -18,6 +18,7 @@ mod health;
 mod history;
 mod malformed;
 mod messages;
+mod security;
 
 #[cfg(feature = "cassandra")]
 mod cassandra;
