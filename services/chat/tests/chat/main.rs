@@ -14,6 +14,7 @@ mod chats;
 mod common;
 mod e2e;
 mod events;
+mod generated;
 mod health;
 mod history;
 mod malformed;
