@@ -1,7 +1,8 @@
 //! Generated bad input (issue 9): requests built by proptest from malformed JSON, wrong types,
 //! missing and extra fields, huge bodies, bad UUIDs in paths and bodies, and negative, huge or
-//! non-numeric quantities and cursors, sent to every endpoint that reads input. Every answer is
-//! a 2xx (the input happened to be valid) or a 4xx JSON `{error, message}`; never a 5xx.
+//! non-numeric quantities and cursors, sent to every endpoint that reads input, of the chat
+//! service and of the auth service (built on the same database). Every answer is a 2xx (the
+//! input happened to be valid) or a 4xx JSON `{error, message}`; never a 5xx.
 //!
 //! A fixed number of cases per backend ([`CASES`]) keeps it fit for CI; proptest shrinks a
 //! failure to a minimal request and prints it.
@@ -9,13 +10,17 @@
 use crate::common::{on_every_backend, Backend, TestApp, TestUser};
 use axum::body::Body;
 use axum::http::{Method, Request};
+use axum::Router;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Value};
-use std::sync::Arc;
+use tower::ServiceExt;
 use uuid::Uuid;
 
-on_every_backend!(generated_bad_requests_never_get_a_5xx);
+on_every_backend!(
+    generated_bad_requests_never_get_a_5xx,
+    generated_bad_requests_to_the_auth_service_never_get_a_5xx,
+);
 
 /// Generated requests per backend.
 const CASES: u32 = 512;
@@ -182,9 +187,75 @@ fn request(call: &Call, user: &TestUser) -> Option<Request<Body>> {
 }
 
 async fn generated_bad_requests_never_get_a_5xx(backend: Backend) {
-    let app = Arc::new(TestApp::new(backend).await);
+    let app = TestApp::new(backend).await;
     let (ann, bob) = (app.user("ann").await, app.user("bob").await);
     let chat = app.chat(&ann, &bob).await;
+    let statuses = run(&app.router, &ann, any_call(chat, bob.id));
+    println!("{backend:?}: chat service, statuses of {CASES} generated requests: {statuses:?}");
+}
+
+/// Sign-up, login (JSON and form) and the user endpoints' bodies, ids and queries.
+fn any_auth_call(user: Uuid) -> impl Strategy<Value = Call> {
+    let content_type = prop_oneof![
+        Just(Some("application/json")),
+        Just(Some("application/x-www-form-urlencoded")),
+        Just(Some("text/plain")),
+        Just(None),
+    ];
+    let credentials = prop_oneof![
+        (any_json(), any_json(), any::<bool>()).prop_map(|(username, password, extra)| {
+            let mut object = json!({ "username": username, "password": password });
+            if extra {
+                object["admin"] = json!(true);
+            }
+            object.to_string().into_bytes()
+        }),
+        ("[a-z0-9_.-]{0,40}", ".{0,80}").prop_map(|(username, password)| {
+            json!({ "username": username, "password": password })
+                .to_string()
+                .into_bytes()
+        }),
+        "[a-z=&%+.]{0,80}".prop_map(String::into_bytes),
+        any_json().prop_map(|value| value.to_string().into_bytes()),
+        prop::collection::vec(any::<u8>(), 0..200),
+        (0usize..100_000).prop_map(|n| json!({ "username": "x", "password": "p".repeat(n) })
+            .to_string()
+            .into_bytes()),
+    ];
+    prop_oneof![
+        (
+            prop_oneof![Just("/api/v1/users"), Just("/api/v1/login")],
+            content_type,
+            credentials
+        )
+            .prop_map(|(uri, content_type, body)| Call::Post {
+                uri: uri.into(),
+                content_type,
+                body,
+            }),
+        any_query().prop_map(|query| Call::Get {
+            uri: format!("/api/v1/users?{query}"),
+        }),
+        any_id(user).prop_map(|id| Call::Get {
+            uri: format!("/api/v1/users/{id}"),
+        }),
+    ]
+}
+
+async fn generated_bad_requests_to_the_auth_service_never_get_a_5xx(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let auth = crate::security::auth_router(&app).await;
+    let ann = app.user("ann").await;
+    let statuses = run(&auth, &ann, any_auth_call(ann.id));
+    println!("{backend:?}: auth service, statuses of {CASES} generated requests: {statuses:?}");
+}
+
+/// Sends [`CASES`] generated calls as `user` and checks every answer; returns the statuses seen.
+fn run(
+    router: &Router,
+    user: &TestUser,
+    calls: impl Strategy<Value = Call>,
+) -> std::collections::BTreeMap<u16, u32> {
     let handle = tokio::runtime::Handle::current();
     let mut runner = TestRunner::new(Config {
         cases: CASES,
@@ -192,25 +263,38 @@ async fn generated_bad_requests_never_get_a_5xx(backend: Backend) {
         ..Config::default()
     });
     let statuses = std::sync::Mutex::new(std::collections::BTreeMap::<u16, u32>::new());
-    let result = runner.run(&any_call(chat, bob.id), |call| {
-        let Some(request) = request(&call, &ann) else {
+    let result = runner.run(&calls, |call| {
+        let Some(mut request) = request(&call, user) else {
             return Ok(());
         };
+        let addr: std::net::SocketAddr = "127.0.0.1:50000".parse().expect("addr");
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
         // proptest is synchronous; the app runs on this test's multi-threaded runtime.
-        let response = tokio::task::block_in_place(|| handle.block_on(app.send(request)));
+        let (status, body) = tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                let response = router.clone().oneshot(request).await.expect("infallible");
+                let status = response.status();
+                let body = http_body_util::BodyExt::collect(response.into_body())
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                (status, body)
+            })
+        });
         *statuses
             .lock()
             .expect("lock")
-            .entry(response.status.as_u16())
+            .entry(status.as_u16())
             .or_default() += 1;
         prop_assert!(
-            !response.status.is_server_error(),
-            "{call:?}: {} {}",
-            response.status,
-            String::from_utf8_lossy(&response.body)
+            !status.is_server_error(),
+            "{call:?}: {status} {}",
+            String::from_utf8_lossy(&body)
         );
-        if response.status.is_client_error() {
-            let body: Value = serde_json::from_slice(&response.body)
+        if status.is_client_error() {
+            let body: Value = serde_json::from_slice(&body)
                 .map_err(|err| TestCaseError::fail(format!("{call:?}: not JSON: {err}")))?;
             prop_assert!(
                 body["error"].is_string() && body["message"].is_string(),
@@ -225,11 +309,11 @@ async fn generated_bad_requests_never_get_a_5xx(backend: Backend) {
     // The generator reaches past the first checks: some requests are valid, and the refusals
     // come from several rules (413, 400, 404, 415, 422, ...).
     let statuses = statuses.into_inner().expect("lock");
-    println!("{backend:?}: statuses of {CASES} generated requests: {statuses:?}");
     assert!(
         statuses.keys().any(|s| (200..300).contains(s)),
         "{statuses:?}"
     );
     let refusals = statuses.keys().filter(|s| (400..500).contains(*s)).count();
     assert!(refusals >= 4, "{statuses:?}");
+    statuses
 }

@@ -28,7 +28,7 @@ on_every_backend!(
 
 /// The auth service on the chat test's database and signing key (the chat test harness writes
 /// the key, so tokens of either service verify at the other).
-async fn auth_router(app: &TestApp) -> Router {
+pub(crate) async fn auth_router(app: &TestApp) -> Router {
     let mut config = confab_auth::Config {
         database_url: Secret::new(app.db.url.clone()),
         max_db_connections: 2,
