@@ -146,7 +146,7 @@ pub async fn connect(config: &CassandraConfig) -> Result<Arc<Session>, Cassandra
 }
 
 /// Checks that `keyspace` is a plain CQL identifier, since it is spliced into statements.
-pub(crate) fn check_keyspace(keyspace: &str) -> Result<(), CassandraError> {
+pub fn check_keyspace(keyspace: &str) -> Result<(), CassandraError> {
     let ok = !keyspace.is_empty()
         && keyspace.len() <= 48
         && keyspace.starts_with(|c: char| c.is_ascii_alphabetic())

@@ -6,8 +6,19 @@
 //!   `WHERE chat_id = ? AND bucket = ? AND time < ? LIMIT ?`.
 //! - `chat_buckets ((chat_id), bucket DESC)`: the buckets that hold messages of a chat, so that
 //!   paging skips empty buckets and stops at the oldest one instead of scanning back to 1970.
-//! - `chats ((chat_id))`: a chat and its members.
-//! - `chats_by_user ((user_id), chat_id)`: the chats of a user.
+//! - `chats ((chat_id))` and `chats_by_user ((user_id), chat_id)` (migration 2): never written;
+//!   superseded by migration 3, whose tables the chat service's store uses. They stay because
+//!   migrations only add.
+//! - `chat_pairs ((user_low, user_high))`: the chat of an ordered pair of users, inserted with
+//!   `IF NOT EXISTS` (a lightweight transaction), so concurrent requests make one chat per pair.
+//! - `chats_by_id ((chat_id))`: a chat, its members and times. `last_activity` is written
+//!   `USING TIMESTAMP` of the activity itself, so the newest activity wins whatever the order
+//!   writes arrive in (it never moves back, without a read or a transaction).
+//! - `chats_by_member ((user_id), chat_id)`: a user's chats with their activity (same
+//!   timestamp rule); "my chats, most recent first" reads the user's partition and sorts it
+//!   (a partition holds one row per chat of the user, so it stays small).
+//! - `client_messages ((sender, client_message_id))`: the record produced for an idempotent
+//!   send, inserted with `IF NOT EXISTS`, kept for a TTL.
 //! - `schema_migrations ((version))`: which migrations ran.
 //!
 //! Migrations only add (`CREATE ... IF NOT EXISTS`, `ALTER ... ADD`), so running them from two
@@ -73,6 +84,46 @@ pub const MIGRATIONS: &[Migration] = &[
                 other_user_ids set<text>,
                 created_at timestamp,
                 PRIMARY KEY ((user_id), chat_id)
+            )",
+        ],
+    },
+    Migration {
+        version: 3,
+        name: "the chat service's store: pairs, chats, members' chats, client message ids",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS {ks}.chat_pairs (
+                user_low uuid,
+                user_high uuid,
+                chat_id uuid,
+                created_by uuid,
+                created_at timestamp,
+                PRIMARY KEY ((user_low, user_high))
+            )",
+            "CREATE TABLE IF NOT EXISTS {ks}.chats_by_id (
+                chat_id uuid PRIMARY KEY,
+                user_low uuid,
+                user_high uuid,
+                created_by uuid,
+                created_at timestamp,
+                last_activity timestamp
+            )",
+            "CREATE TABLE IF NOT EXISTS {ks}.chats_by_member (
+                user_id uuid,
+                chat_id uuid,
+                peer uuid,
+                created_by uuid,
+                created_at timestamp,
+                last_activity timestamp,
+                PRIMARY KEY ((user_id), chat_id)
+            )",
+            "CREATE TABLE IF NOT EXISTS {ks}.client_messages (
+                sender uuid,
+                client_message_id text,
+                chat_id uuid,
+                record text,
+                acked boolean,
+                created_at timestamp,
+                PRIMARY KEY ((sender, client_message_id))
             )",
         ],
     },

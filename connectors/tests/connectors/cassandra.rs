@@ -188,7 +188,16 @@ async fn migrations_are_recorded_and_running_them_again_applies_nothing() {
         versions,
         MIGRATIONS.iter().map(|m| m.version).collect::<Vec<_>>()
     );
-    for table in ["messages", "chat_buckets", "chats", "chats_by_user"] {
+    for table in [
+        "messages",
+        "chat_buckets",
+        "chats",
+        "chats_by_user",
+        "chat_pairs",
+        "chats_by_id",
+        "chats_by_member",
+        "client_messages",
+    ] {
         session
             .query_unpaged(
                 format!("SELECT * FROM {}.{table} LIMIT 1", config.keyspace),

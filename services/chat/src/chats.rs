@@ -2,7 +2,8 @@
 //! chats, most recently active first.
 //!
 //! One chat per pair holds under concurrent requests: the store inserts the ordered pair under a
-//! unique constraint and returns the existing chat to whoever lost the race. Starting a new chat
+//! unique constraint (SQL) or with a lightweight transaction (Cassandra) and returns the existing
+//! chat to whoever lost the race. Starting a new chat
 //! takes a token from the caller's hourly bucket; finding the pair's existing chat does not.
 
 use crate::error::ApiError;
@@ -166,6 +167,7 @@ pub(crate) async fn create_chat(
         ));
     }
     let store = state.store();
+    let chats = state.chats();
     let Some(peer) = store.find_user(body.peer_id).await? else {
         return Err(ApiError::NotFound(format!(
             "no user with id {}",
@@ -197,7 +199,7 @@ pub(crate) async fn create_chat(
         )
     };
     // The common repeat needs no token and no write.
-    if let Some(existing) = store.find_chat_of_pair(user.id, peer.id).await? {
+    if let Some(existing) = chats.find_chat_of_pair(user.id, peer.id).await? {
         return Ok(respond(StatusCode::OK, existing));
     }
     let key = user.id.to_string();
@@ -212,7 +214,7 @@ pub(crate) async fn create_chat(
                 state.config().limits.new_chats_per_hour
             ),
         })?;
-    match store.create_chat(user.id, peer.id).await {
+    match chats.create_chat(user.id, peer.id).await {
         Ok(Created::New(chat)) => {
             tracing::info!(chat_id = %chat.id, created_by = %user.id, peer = %peer.id, "Started a chat.");
             Ok(respond(StatusCode::CREATED, chat))
@@ -264,7 +266,7 @@ pub(crate) async fn list_chats(
         })?),
     };
     // One more than asked tells whether another page exists.
-    let mut rows = state.store().list_chats(user.id, after, limit + 1).await?;
+    let mut rows = state.chats().list_chats(user.id, after, limit + 1).await?;
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last().map(|row| encode_cursor(&row.chat))

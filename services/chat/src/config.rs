@@ -3,7 +3,8 @@
 //!
 //! Every table refuses unknown fields, so a typo is an error rather than a silently ignored
 //! setting. Backends are chosen by a `type` field: `[log] type = "memory" | "kafka"`,
-//! `[history] type = "sql" | "cassandra"`, `[events] type = "in_process" | "kafka" | "none"`.
+//! `[store] type = "sql" | "cassandra"`, `[history] type = "sql" | "cassandra"`,
+//! `[events] type = "in_process" | "kafka" | "none"`.
 //! A backend compiled out (cargo features `kafka`, `cassandra`) is refused by `validate` with the
 //! feature to enable.
 
@@ -30,6 +31,8 @@ pub struct Config {
     /// How access tokens are verified (the keys of the auth service: `jwks_file`,
     /// `public_key_pem_file` or `hs256_secret`).
     pub auth: VerifierConfig,
+    /// Where chats and `client_message_id` records are kept.
+    pub store: StoreConfig,
     /// Where sent messages go.
     pub log: LogConfig,
     /// Where history pages are read from.
@@ -55,6 +58,7 @@ impl Default for Config {
             max_db_connections: 10,
             max_body_bytes: 32 * 1024,
             auth: default_verifier_config(),
+            store: StoreConfig::default(),
             log: LogConfig::default(),
             history: HistoryConfig::default(),
             events: EventsConfig::default(),
@@ -126,6 +130,25 @@ impl Default for KafkaLogConfig {
     }
 }
 
+/// Where chats (who is in which chat, and its activity) and `client_message_id` records live.
+/// Users are always read from `database_url`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// Tables in the SQL database of `database_url`, next to the auth service's `users`.
+    Sql {},
+    /// Tables in a Cassandra / ScyllaDB keyspace (needs the `cassandra` feature): the
+    /// connectors' schema, the same keyspace as the history. The fields are the connectors'
+    /// `CassandraConfig` (`nodes`, `keyspace`, `replication`, `migrate`, `consistency`, ...).
+    Cassandra(CassandraHistoryConfig),
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig::Sql {}
+    }
+}
+
 /// Where history pages come from.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -144,13 +167,13 @@ impl Default for HistoryConfig {
     }
 }
 
-/// Settings of the Cassandra history (the connectors' `CassandraConfig`, whose fields are
-/// `nodes`, `keyspace`, `replication`, `migrate`, `bucket_size_ms`, `consistency`, ...).
+/// Settings of the Cassandra history and store (the connectors' `CassandraConfig`, whose fields
+/// are `nodes`, `keyspace`, `replication`, `migrate`, `bucket_size_ms`, `consistency`, ...).
 #[cfg(feature = "cassandra")]
 pub type CassandraHistoryConfig = confab_connectors::cassandra::CassandraConfig;
 
-/// Settings of the Cassandra history; this build has no `cassandra` feature, so any value is
-/// refused by [`Config::validate`].
+/// Settings of the Cassandra history and store; this build has no `cassandra` feature, so any
+/// value is refused by [`Config::validate`].
 #[cfg(not(feature = "cassandra"))]
 pub type CassandraHistoryConfig = serde_json::Value;
 
@@ -339,6 +362,14 @@ impl Config {
                 }
             }
         }
+        if let StoreConfig::Cassandra(_) = &self.store {
+            if !cfg!(feature = "cassandra") {
+                return Err(invalid(
+                    "store.type",
+                    "\"cassandra\" needs confab-chat built with the `cassandra` feature",
+                ));
+            }
+        }
         if let HistoryConfig::Cassandra(_) = &self.history {
             if !cfg!(feature = "cassandra") {
                 return Err(invalid(
@@ -379,6 +410,7 @@ mod tests {
         config.validate().expect("defaults validate");
         assert_eq!(config.listen.to_string(), "127.0.0.1:9000");
         assert_eq!(config.log, LogConfig::Memory {});
+        assert_eq!(config.store, StoreConfig::Sql {});
         assert_eq!(config.history, HistoryConfig::Sql {});
         assert_eq!(config.events, EventsConfig::InProcess {});
         assert_eq!(config.max_page_quantity, 100);
@@ -411,6 +443,8 @@ mod tests {
             serde_json::json!({"log": {"type": "kafka", "topik": "x"}}),
             serde_json::json!({"log": {"type": "memory", "x": 1}}),
             serde_json::json!({"log": {"type": "fluvio"}}),
+            serde_json::json!({"store": {"type": "dynamo"}}),
+            serde_json::json!({"store": {"type": "cassandra", "keyspac": "k"}}),
             serde_json::json!({"events": {"type": "kafka", "group": "x"}}),
             serde_json::json!({"embedded": {"policy": {"inactivity": 1}}}),
             serde_json::json!({"auth": {"algoritm": "HS256"}}),
@@ -458,10 +492,26 @@ mod tests {
     }
 
     #[test]
+    fn the_cassandra_store_is_configured_with_the_connectors_fields() {
+        let config = parse(serde_json::json!({
+            "store": {"type": "cassandra", "keyspace": "k", "consistency": "one"}
+        }));
+        if cfg!(feature = "cassandra") {
+            let config = config.expect("parses");
+            config.validate().expect("valid");
+            assert!(matches!(config.store, StoreConfig::Cassandra(_)));
+        } else {
+            let refused = config.map(|c| c.validate().map_err(|e| e.field));
+            assert!(!matches!(refused, Ok(Ok(()))), "{refused:?}");
+        }
+    }
+
+    #[test]
     fn the_example_file_parses() {
         let text = include_str!("../chat.example.toml");
         let config: Config = toml::from_str(text).expect("chat.example.toml parses");
         assert!(matches!(config.log, LogConfig::Kafka(_)));
+        assert!(matches!(config.store, StoreConfig::Cassandra(_)));
         assert!(matches!(config.events, EventsConfig::Kafka(_)));
         assert_eq!(
             config.validate().is_ok(),

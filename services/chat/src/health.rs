@@ -1,5 +1,5 @@
-//! `/healthz` (the process answers) and `/readyz` (the database, the message log, the history
-//! store and the event feed answer too).
+//! `/healthz` (the process answers) and `/readyz` (the database, the chat store, the message log,
+//! the history store and the event feed answer too).
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -29,6 +29,9 @@ pub struct Status {
     /// The database backend (`postgres` or `sqlite`), on `/readyz`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
+    /// The chat store (`sql` or `cassandra`), on `/readyz`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
     /// The message log (`memory` or `kafka`), on `/readyz`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
@@ -47,6 +50,7 @@ pub(crate) async fn healthz() -> Json<Status> {
     Json(Status {
         status: "ok".into(),
         database: None,
+        store: None,
         log: None,
         history: None,
         events: None,
@@ -73,7 +77,8 @@ async fn within<E: std::fmt::Display>(
     }
 }
 
-/// Readiness: the database, the message log, the history store and the event feed answer.
+/// Readiness: the database, the chat store, the message log, the history store and the event
+/// feed answer.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
         (status = 200, description = "Ready", body = Status),
@@ -81,6 +86,7 @@ async fn within<E: std::fmt::Display>(
     ))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     within("the database", state.store().ping()).await?;
+    within("the chat store", state.chats().check()).await?;
     within("the message log", state.log().check()).await?;
     within("the history store", state.history().check()).await?;
     within("the event feed", async { state.feed().check() }).await?;
@@ -92,6 +98,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>
     Ok(Json(Status {
         status: "ready".into(),
         database: Some(state.store().backend().into()),
+        store: Some(state.chats().name().into()),
         log: Some(state.log().name().into()),
         history: Some(state.history().name().into()),
         events: Some(state.feed().name().into()),

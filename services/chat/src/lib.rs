@@ -17,8 +17,9 @@
 //!
 //! Backends sit behind small traits so that one code path serves the embedded default and the
 //! real servers: [`MessageLog`] (in-process log or Kafka), [`History`] (SQL or Cassandra),
-//! [`GroupFeed`] (in-process broadcast or Kafka). Chats live in SQL (PostgreSQL or SQLite), in
-//! the auth service's database, whose `users` table the service reads ([`store`]). With the
+//! [`GroupFeed`] (in-process broadcast or Kafka), [`ChatStore`] (chats and client message ids in
+//! SQL, PostgreSQL or SQLite, or in Cassandra). Users are always read from the auth service's
+//! SQL database ([`store`]). With the
 //! in-process log the service also runs the aggregator itself ([`embedded`]), so one process
 //! serves the whole flow.
 //!
@@ -47,7 +48,7 @@ pub use chats::{
 };
 pub use config::{
     Config, ConfigError, EmbeddedConfig, EventsConfig, HistoryConfig, KafkaEventsConfig,
-    KafkaLogConfig, LimitsConfig, LogConfig,
+    KafkaLogConfig, LimitsConfig, LogConfig, StoreConfig,
 };
 pub use discovery::ApiDoc;
 pub use error::ApiError;
@@ -57,6 +58,7 @@ pub use health::Status;
 pub use history::History;
 pub use message_log::{LogError, MessageLog};
 pub use messages::{HistoryQuery, MessagePage, MessageView, SendMessage, DEFAULT_QUANTITY};
+pub use store::ChatStore;
 
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::StatusCode;
@@ -152,6 +154,7 @@ pub struct Limiters {
 
 struct Inner {
     store: Store,
+    chats: Arc<dyn ChatStore>,
     verifier: Arc<TokenVerifier>,
     log: Arc<dyn MessageLog>,
     history: Arc<dyn History>,
@@ -172,6 +175,7 @@ impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("database", &self.inner.store.backend())
+            .field("store", &self.inner.chats.name())
             .field("log", &self.inner.log.name())
             .field("history", &self.inner.history.name())
             .field("events", &self.inner.feed.name())
@@ -203,6 +207,7 @@ impl AppState {
         let store = Store::connect(&config.database_url, config.max_db_connections).await?;
         store.migrate().await?;
         store.check_users_table().await?;
+        let chats = configured_store(config, &store).await?;
 
         let embedded = match (&backends.log, &config.log) {
             (None, LogConfig::Memory {}) => {
@@ -256,6 +261,7 @@ impl AppState {
         let state = AppState {
             inner: Arc::new(Inner {
                 store,
+                chats,
                 verifier,
                 log,
                 history,
@@ -268,6 +274,7 @@ impl AppState {
         };
         tracing::info!(
             database = state.store().backend(),
+            store = state.chats().name(),
             log = state.log().name(),
             history = state.history().name(),
             events = state.feed().name(),
@@ -276,9 +283,14 @@ impl AppState {
         Ok(state)
     }
 
-    /// The chat store.
+    /// The SQL database (the auth service's): its users, and the SQL history.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Where chats and client message ids are kept.
+    pub fn chats(&self) -> &dyn ChatStore {
+        self.inner.chats.as_ref()
     }
 
     /// The token verifier.
@@ -330,7 +342,7 @@ impl AppState {
         let retention = chrono::Duration::seconds(
             i64::try_from(self.config().client_message_retention_secs).unwrap_or(i64::MAX / 2),
         );
-        self.store()
+        self.chats()
             .prune_client_messages(store::now() - retention)
             .await
     }
@@ -356,6 +368,29 @@ async fn configured_log(config: &LogConfig) -> Result<Arc<dyn MessageLog>, Start
         _ => Err(StartError::Config(ConfigError {
             field: "log.type",
             reason: "this log is not available in this build".into(),
+        })),
+    }
+}
+
+async fn configured_store(
+    config: &Config,
+    store: &Store,
+) -> Result<Arc<dyn ChatStore>, StartError> {
+    match &config.store {
+        StoreConfig::Sql {} => Ok(Arc::new(store.clone())),
+        #[cfg(feature = "cassandra")]
+        StoreConfig::Cassandra(cassandra) => Ok(Arc::new(
+            store::CassandraChatStore::connect(
+                cassandra,
+                store.clone(),
+                config.client_message_retention_secs,
+            )
+            .await?,
+        )),
+        #[cfg(not(feature = "cassandra"))]
+        StoreConfig::Cassandra(_) => Err(StartError::Config(ConfigError {
+            field: "store.type",
+            reason: "\"cassandra\" needs confab-chat built with the `cassandra` feature".into(),
         })),
     }
 }
@@ -434,14 +469,29 @@ fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .into_response()
 }
 
-/// Connects to the configured database and applies the chat migrations, nothing else
-/// (`confab chat migrate`).
+/// Connects to the configured database and applies the chat migrations, and with a Cassandra
+/// store its keyspace's, nothing else (`confab chat migrate`).
 pub async fn migrate(config: &Config) -> Result<(), StartError> {
     config.validate()?;
     let store = Store::connect(&config.database_url, 1).await?;
     store.migrate().await?;
     tracing::info!(database = store.backend(), "Applied the chat migrations.");
     store.close().await;
+    #[cfg(feature = "cassandra")]
+    if let StoreConfig::Cassandra(cassandra) = &config.store {
+        use confab_connectors::cassandra as cql;
+        let cassandra_error = |err: cql::CassandraError| {
+            StartError::Store(StoreError::Backend {
+                message: err.to_string(),
+                retryable: false,
+            })
+        };
+        let session = cql::connect(cassandra).await.map_err(cassandra_error)?;
+        let applied = cql::migrate(&session, &cassandra.keyspace, &cassandra.replication)
+            .await
+            .map_err(cassandra_error)?;
+        tracing::info!(keyspace = %cassandra.keyspace, ?applied, "Applied the Cassandra migrations.");
+    }
     Ok(())
 }
 

@@ -177,7 +177,7 @@ pub(crate) async fn member_chat(
     user: Uuid,
 ) -> Result<ChatRecord, ApiError> {
     let chat = state
-        .store()
+        .chats()
         .find_chat(chat_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no chat with id {chat_id}")))?;
@@ -237,7 +237,7 @@ pub(crate) async fn send_message(
         check_client_message_id(id)
             .map_err(|reason| ApiError::invalid("invalid_client_message_id", reason))?;
     }
-    let store = state.store();
+    let store = state.chats();
     if let Some(id) = &request.client_message_id {
         if let Some(stored) = store.find_client_message(user.id, id).await? {
             same_send(&stored, chat_id, &request.body)?;
@@ -272,7 +272,7 @@ async fn produce(
     sender: Uuid,
     request: &SendMessage,
 ) -> Result<(StatusCode, Json<MessageView>), ApiError> {
-    let store = state.store();
+    let store = state.chats();
     let (time, time_iso) = state.clock().stamp();
     let message_id = match &request.client_message_id {
         Some(id) => {
@@ -314,7 +314,7 @@ async fn produce(
             tracing::warn!(error = %err, message_id = %message.message_id, "Could not mark a client message as sent.");
         }
     }
-    if let Err(err) = store.touch_chat(chat.id, store::now()).await {
+    if let Err(err) = store.touch_chat(chat, store::now()).await {
         tracing::warn!(error = %err, chat_id = %chat.id, "Could not record chat activity.");
     }
     tracing::debug!(chat_id = %chat.id, message_id = %message.message_id, "Sent a message.");

@@ -1,18 +1,29 @@
-//! The chat store: PostgreSQL in production, SQLite as the embedded default, one code path (the
-//! auth service's approach: an enum of two typed pools, each query written once with `$n`
-//! placeholders and compiled against each driver by `on_pool!`; only the migrations differ).
+//! The chat store: where chats, who is in which chat, and `client_message_id` records live.
 //!
-//! **Shared database.** The chat service lives in the auth service's database: it reads the
-//! `users` table (does a peer exist, what are the members' usernames) and never writes it. Its own
-//! tables (`chats`, `client_messages`, `message_history`) are migrated through a separate
-//! migrations table, `_confab_chat_migrations`, so that neither service's migrator sees the
-//! other's versions. Start (or migrate) the auth service first: [`Store::check_users_table`]
-//! refuses to start without a `users` table and says so.
+//! [`ChatStore`] is the trait the handlers use. Two implementations:
+//! - [`Store`], the SQL database: PostgreSQL in production, SQLite as the embedded default, one
+//!   code path (the auth service's approach: an enum of two typed pools, each query written once
+//!   with `$n` placeholders and compiled against each driver by `on_pool!`; only the migrations
+//!   differ).
+//! - [`CassandraChatStore`] (feature `cassandra`), tables in the connectors' keyspace schema.
 //!
-//! Guarantees: one chat per pair of users, also under concurrent requests (a unique constraint on
-//! the ordered pair, [`Store::create_chat`]); a `client_message_id` maps to exactly one record
-//! per sender (a primary key, [`Store::reserve_client_message`]).
+//! Whichever holds the chats, the SQL database is always there: it is the auth service's, and
+//! the service reads its `users` table (does a peer exist, what are the members' usernames) and
+//! never writes it. Its own SQL tables (`chats`, `client_messages`, `message_history`) are
+//! migrated through a separate migrations table, `_confab_chat_migrations`, so that neither
+//! service's migrator sees the other's versions. Start (or migrate) the auth service first:
+//! [`Store::check_users_table`] refuses to start without a `users` table and says so.
+//!
+//! Guarantees of every implementation: one chat per pair of users, also under concurrent
+//! requests ([`ChatStore::create_chat`]); a `client_message_id` maps to exactly one record per
+//! sender ([`ChatStore::reserve_client_message`]); a chat's activity only moves forward.
 
+#[cfg(feature = "cassandra")]
+mod cassandra;
+#[cfg(feature = "cassandra")]
+pub use cassandra::{CassandraChatStore, MAX_LISTED_CHATS};
+
+use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use confab_pipeline::ChatMessage;
 use confab_token::Secret;
@@ -64,6 +75,14 @@ pub enum StoreError {
     /// A stored record could not be read back.
     #[error("a stored record is corrupt: {0}")]
     Corrupt(String),
+    /// A chat store other than SQL failed; `retryable` says whether trying again can help.
+    #[error("the chat store failed: {message}")]
+    Backend {
+        /// What happened.
+        message: String,
+        /// Whether trying again later can help (a node down or timing out).
+        retryable: bool,
+    },
     /// Any other database error; retrying will not help.
     #[error("chat database query failed: {0}")]
     Query(sqlx::Error),
@@ -74,7 +93,12 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            StoreError::Unavailable(_) | StoreError::Connect { .. }
+            StoreError::Unavailable(_)
+                | StoreError::Connect { .. }
+                | StoreError::Backend {
+                    retryable: true,
+                    ..
+                }
         )
     }
 }
@@ -176,7 +200,69 @@ impl TryFrom<ClientMessageRow> for ClientMessage {
     }
 }
 
-/// The chat store. Cheap to clone (pools are shared).
+/// Chats and idempotent sends: what the handlers need from a store.
+#[async_trait]
+pub trait ChatStore: Send + Sync + 'static {
+    /// `"sql"` or `"cassandra"`.
+    fn name(&self) -> &'static str;
+
+    /// Checks that the store answers.
+    async fn check(&self) -> Result<(), StoreError>;
+
+    /// The chat with this id.
+    async fn find_chat(&self, id: Uuid) -> Result<Option<ChatRecord>, StoreError>;
+
+    /// The chat of the pair `a`, `b` (in either order).
+    async fn find_chat_of_pair(&self, a: Uuid, b: Uuid) -> Result<Option<ChatRecord>, StoreError>;
+
+    /// Creates the chat of `creator` and `peer`, or returns the one the pair has. Concurrent
+    /// calls for one pair make exactly one chat.
+    async fn create_chat(&self, creator: Uuid, peer: Uuid) -> Result<Created, StoreError>;
+
+    /// Up to `limit` chats of `user`, most recently active first, after the cursor
+    /// `(last_activity, id)` of the previous page's last chat (from the start when `None`).
+    async fn list_chats(
+        &self,
+        user: Uuid,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<ChatWithNames>, StoreError>;
+
+    /// Moves the chat's `last_activity` forward to `at` (never back).
+    async fn touch_chat(&self, chat: &ChatRecord, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// The record stored for `sender`'s `client_message_id`.
+    async fn find_client_message(
+        &self,
+        sender: Uuid,
+        client_message_id: &str,
+    ) -> Result<Option<ClientMessage>, StoreError>;
+
+    /// Stores `message` as the record of `sender`'s `client_message_id`, not yet acknowledged,
+    /// unless one is stored already: then that one is returned and `message` is dropped, so
+    /// concurrent retries all produce the same record.
+    async fn reserve_client_message(
+        &self,
+        sender: Uuid,
+        client_message_id: &str,
+        chat_id: Uuid,
+        message: &ChatMessage,
+    ) -> Result<ClientMessage, StoreError>;
+
+    /// Records that the log acknowledged `sender`'s `client_message_id`.
+    async fn ack_client_message(
+        &self,
+        sender: Uuid,
+        client_message_id: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Forgets client message ids stored before `before`; returns how many (a store that
+    /// expires them by itself returns 0).
+    async fn prune_client_messages(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+/// The SQL database: the auth service's `users`, and (with `[store] type = "sql"`) the chat
+/// store. Cheap to clone (pools are shared).
 #[derive(Debug, Clone)]
 pub enum Store {
     /// PostgreSQL.
@@ -324,8 +410,41 @@ impl Store {
         .map_err(classify)
     }
 
+    /// The users with these ids that exist (in no particular order).
+    pub async fn find_users(&self, ids: &[Uuid]) -> Result<Vec<UserRef>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_pool!(self, pool => {
+            let mut query = sqlx::QueryBuilder::new("SELECT id, username FROM users WHERE id IN (");
+            let mut list = query.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            query.push(")");
+            query.build_query_as::<UserRef>().fetch_all(pool).await
+        })
+        .map_err(classify)
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await);
+    }
+}
+
+#[async_trait]
+impl ChatStore for Store {
+    fn name(&self) -> &'static str {
+        "sql"
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        self.ping().await
+    }
+
     /// The chat with this id.
-    pub async fn find_chat(&self, id: Uuid) -> Result<Option<ChatRecord>, StoreError> {
+    async fn find_chat(&self, id: Uuid) -> Result<Option<ChatRecord>, StoreError> {
         on_pool!(self, pool => {
             sqlx::query_as::<_, ChatRecord>(
                 "SELECT id, user_low, user_high, created_by, created_at, last_activity \
@@ -339,11 +458,7 @@ impl Store {
     }
 
     /// The chat of the pair `a`, `b` (in either order).
-    pub async fn find_chat_of_pair(
-        &self,
-        a: Uuid,
-        b: Uuid,
-    ) -> Result<Option<ChatRecord>, StoreError> {
+    async fn find_chat_of_pair(&self, a: Uuid, b: Uuid) -> Result<Option<ChatRecord>, StoreError> {
         let (low, high) = if a < b { (a, b) } else { (b, a) };
         on_pool!(self, pool => {
             sqlx::query_as::<_, ChatRecord>(
@@ -361,7 +476,7 @@ impl Store {
     /// Creates the chat of `creator` and `peer`, or returns the one the pair has. Concurrent
     /// calls for one pair make exactly one chat: the insert is `ON CONFLICT DO NOTHING` on the
     /// ordered pair's unique constraint, and the loser reads the winner's row.
-    pub async fn create_chat(&self, creator: Uuid, peer: Uuid) -> Result<Created, StoreError> {
+    async fn create_chat(&self, creator: Uuid, peer: Uuid) -> Result<Created, StoreError> {
         let (low, high) = if creator < peer {
             (creator, peer)
         } else {
@@ -405,7 +520,7 @@ impl Store {
 
     /// Up to `limit` chats of `user`, most recently active first, after the cursor
     /// `(last_activity, id)` of the previous page's last chat (from the start when `None`).
-    pub async fn list_chats(
+    async fn list_chats(
         &self,
         user: Uuid,
         after: Option<(DateTime<Utc>, Uuid)>,
@@ -435,7 +550,8 @@ impl Store {
     }
 
     /// Moves the chat's `last_activity` forward to `at` (never back).
-    pub async fn touch_chat(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn touch_chat(&self, chat: &ChatRecord, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let id = chat.id;
         on_pool!(self, pool => {
             sqlx::query("UPDATE chats SET last_activity = $1 WHERE id = $2 AND last_activity < $1")
                 .bind(at)
@@ -448,7 +564,7 @@ impl Store {
     }
 
     /// The record stored for `sender`'s `client_message_id`.
-    pub async fn find_client_message(
+    async fn find_client_message(
         &self,
         sender: Uuid,
         client_message_id: &str,
@@ -470,7 +586,7 @@ impl Store {
     /// Stores `message` as the record of `sender`'s `client_message_id`, not yet acknowledged,
     /// unless one is stored already: then that one is returned and `message` is dropped, so
     /// concurrent retries all produce the same record.
-    pub async fn reserve_client_message(
+    async fn reserve_client_message(
         &self,
         sender: Uuid,
         client_message_id: &str,
@@ -512,7 +628,7 @@ impl Store {
     }
 
     /// Records that the log acknowledged `sender`'s `client_message_id`.
-    pub async fn ack_client_message(
+    async fn ack_client_message(
         &self,
         sender: Uuid,
         client_message_id: &str,
@@ -533,7 +649,7 @@ impl Store {
     }
 
     /// Forgets client message ids stored before `before`; returns how many.
-    pub async fn prune_client_messages(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn prune_client_messages(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         on_pool!(self, pool => {
             sqlx::query("DELETE FROM client_messages WHERE created_at < $1")
                 .bind(before)
@@ -542,11 +658,6 @@ impl Store {
                 .map(|done| done.rows_affected())
         })
         .map_err(classify)
-    }
-
-    /// Closes the pool.
-    pub async fn close(&self) {
-        on_pool!(self, pool => pool.close().await);
     }
 }
 

@@ -4,17 +4,23 @@
 //!
 //! - 95 messages written by the connectors' Cassandra sink across several buckets, walked through
 //!   both history routes page by page: all 95 exactly once, newest first;
-//! - (with `kafka`) the whole flow: API -> Kafka -> pipeline -> Cassandra -> history routes.
+//! - (with `kafka`) the whole flow: API -> Kafka -> pipeline -> Cassandra -> history routes;
+//! - the Cassandra chat store itself, where the API cannot reach: 16 concurrent creations of one
+//!   pair straight at the transaction, a creation that stopped halfway, activity written out of
+//!   order. (Every API test also runs on this store: `<test>::cassandra`.)
 
-use crate::common::{unique_name, Backend, TestApp};
+use crate::common::{cassandra_store_config, unique_name, Backend, TestApp, TestDb};
 use axum::http::StatusCode;
 use confab_chat::message_log::MemoryMessageLog;
+use confab_chat::store::{CassandraChatStore, Created};
+use confab_chat::ChatStore;
 use confab_chat::{EventsConfig, HistoryConfig};
 use confab_connectors::cassandra::{bucket_of, CassandraConfig, CassandraSink, ConsistencyLevel};
 use confab_connectors::env_or;
 use confab_pipeline::memory::MemoryLog;
 use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms, timeuuid_ms};
 use confab_pipeline::{group_id, ChatMessage, CompletionReason, Group, Sink};
+use confab_token::Secret;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -217,4 +223,199 @@ async fn api_to_kafka_to_the_pipeline_to_cassandra_history() {
     let report = aggregator.await.expect("join").expect("run");
     assert_eq!(report.messages_in, 30);
     drop_keyspace(&cassandra_sink, &cassandra.keyspace).await;
+}
+
+/// The Cassandra chat store on a fresh keyspace, with a PostgreSQL database for the users.
+struct StoreUnderTest {
+    store: Arc<CassandraChatStore>,
+    users: confab_chat::store::Store,
+    db: TestDb,
+}
+
+impl StoreUnderTest {
+    async fn new() -> Self {
+        let mut db = TestDb::new(Backend::Postgres).await;
+        let keyspace = unique_name("chat_store_test");
+        db.keyspace = Some(keyspace.clone());
+        let users = confab_chat::store::Store::connect(&Secret::new(db.url.clone()), 2)
+            .await
+            .expect("connect PostgreSQL");
+        // The error names the address and `scripts/infra up cassandra`.
+        let store =
+            CassandraChatStore::connect(&cassandra_store_config(&keyspace), users.clone(), 3600)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            store: Arc::new(store),
+            users,
+            db,
+        }
+    }
+
+    async fn user(&self, name: &str) -> Uuid {
+        let auth = self.db.auth_store().await;
+        let user = auth
+            .insert_user(name, "$argon2id$not-a-real-hash")
+            .await
+            .expect("insert user");
+        auth.close().await;
+        user.id
+    }
+
+    fn keyspace(&self) -> &str {
+        self.db.keyspace.as_deref().expect("keyspace")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_store_creations_for_one_pair_make_one_chat_through_the_transaction() {
+    let test = StoreUnderTest::new().await;
+    let (ann, bob) = (test.user("ann").await, test.user("bob").await);
+    // Straight at the store, so every call reaches the INSERT ... IF NOT EXISTS (the handler
+    // looks the pair up first, which hides most of the race).
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = Arc::clone(&test.store);
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    store.create_chat(ann, bob).await
+                } else {
+                    store.create_chat(bob, ann).await
+                }
+            })
+        })
+        .collect();
+    let mut new = Vec::new();
+    let mut existing = Vec::new();
+    for task in tasks {
+        match task.await.expect("join").expect("create") {
+            Created::New(chat) => new.push(chat),
+            Created::Existing(chat) => existing.push(chat),
+        }
+    }
+    assert_eq!(new.len(), 1, "exactly one creation applies");
+    let chat = &new[0];
+    assert_eq!(existing.len(), 15);
+    for other in &existing {
+        assert_eq!(other, chat, "every loser gets the winner's chat");
+    }
+    for user in [ann, bob] {
+        let listed = test.store.list_chats(user, None, 50).await.expect("list");
+        assert_eq!(listed.len(), 1, "one chat in each member's list");
+        assert_eq!(&listed[0].chat, chat);
+        assert_eq!(listed[0].low_name.is_some(), listed[0].high_name.is_some());
+    }
+    test.users.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_whose_creation_stopped_after_the_transaction_is_completed_by_the_next_reader() {
+    let test = StoreUnderTest::new().await;
+    let (ann, bob) = (test.user("ann").await, test.user("bob").await);
+    let (low, high) = if ann < bob { (ann, bob) } else { (bob, ann) };
+    // A creator that won the transaction and died before writing anything else.
+    let chat_id = Uuid::now_v7();
+    let session = test.store.session();
+    session
+        .query_unpaged(
+            format!(
+                "INSERT INTO {}.chat_pairs (user_low, user_high, chat_id, created_by, created_at) \
+                 VALUES (?, ?, ?, ?, toTimestamp(now()))",
+                test.keyspace()
+            ),
+            (low, high, chat_id, ann),
+        )
+        .await
+        .expect("insert the pair alone");
+    assert_eq!(test.store.find_chat(chat_id).await.expect("find"), None);
+    assert!(test
+        .store
+        .list_chats(bob, None, 50)
+        .await
+        .expect("list")
+        .is_empty());
+
+    let found = test
+        .store
+        .find_chat_of_pair(bob, ann)
+        .await
+        .expect("find the pair")
+        .expect("the pair has a chat");
+    assert_eq!(
+        (found.id, found.user_low, found.user_high),
+        (chat_id, low, high)
+    );
+    assert_eq!(found.created_by, ann);
+    assert_eq!(
+        test.store.find_chat(chat_id).await.expect("find"),
+        Some(found.clone()),
+        "the chat's rows were written"
+    );
+    match test.store.create_chat(bob, ann).await.expect("create") {
+        Created::Existing(chat) => assert_eq!(chat, found),
+        Created::New(chat) => panic!("a second chat for the pair: {chat:?}"),
+    }
+    for user in [ann, bob] {
+        let listed = test.store.list_chats(user, None, 50).await.expect("list");
+        let ids: Vec<Uuid> = listed.iter().map(|c| c.chat.id).collect();
+        assert_eq!(ids, [chat_id]);
+    }
+    test.users.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_written_out_of_order_never_moves_back() {
+    let test = StoreUnderTest::new().await;
+    let (ann, bob, cat) = (
+        test.user("ann").await,
+        test.user("bob").await,
+        test.user("cat").await,
+    );
+    let Created::New(with_bob) = test.store.create_chat(ann, bob).await.expect("create") else {
+        panic!("a fresh pair");
+    };
+    let Created::New(with_cat) = test.store.create_chat(ann, cat).await.expect("create") else {
+        panic!("a fresh pair");
+    };
+    let t0 = with_cat.created_at;
+    let newer = t0 + chrono::Duration::seconds(2);
+    let older = t0 + chrono::Duration::seconds(1);
+    test.store
+        .touch_chat(&with_bob, newer)
+        .await
+        .expect("touch");
+    // A send that finished later but happened earlier (another replica, a slow request).
+    test.store
+        .touch_chat(&with_bob, older)
+        .await
+        .expect("touch");
+    let stored = test
+        .store
+        .find_chat(with_bob.id)
+        .await
+        .expect("find")
+        .expect("chat");
+    assert_eq!(stored.last_activity, newer, "the newest activity wins");
+    for user in [ann, bob] {
+        let listed = test.store.list_chats(user, None, 50).await.expect("list");
+        assert_eq!(listed[0].chat.id, with_bob.id);
+        assert_eq!(listed[0].chat.last_activity, newer, "{user}'s row too");
+    }
+    // Ann's list, most recent first, and paged by the (activity, id) cursor.
+    let listed = test.store.list_chats(ann, None, 1).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    let cursor = (listed[0].chat.last_activity, listed[0].chat.id);
+    let rest = test
+        .store
+        .list_chats(ann, Some(cursor), 10)
+        .await
+        .expect("list");
+    let ids: Vec<Uuid> = rest.iter().map(|c| c.chat.id).collect();
+    assert_eq!(ids, [with_cat.id]);
+    let names: Vec<Option<&str>> =
+        [rest[0].low_name.as_deref(), rest[0].high_name.as_deref()].into();
+    let mut names: Vec<&str> = names.into_iter().map(|n| n.expect("a username")).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["ann", "cat"], "usernames come from the users table");
+    test.users.close().await;
 }

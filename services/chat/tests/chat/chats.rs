@@ -1,14 +1,14 @@
 //! `POST /api/v1/chats` and `GET /api/v1/chats`: creation, idempotency (also concurrent), the
 //! peer rules, the hourly limit, listing by activity, and who may call them.
 
-use crate::common::{claims, on_both_backends, sign, Backend, TestApp, SIGNING_SEED};
+use crate::common::{claims, on_every_backend, sign, Backend, TestApp, SIGNING_SEED};
 use axum::http::{Method, StatusCode};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::time::Duration;
 use uuid::Uuid;
 
-on_both_backends!(
+on_every_backend!(
     a_new_chat_is_201_and_the_same_pair_gets_200_with_that_chat,
     concurrent_creations_for_one_pair_yield_one_chat,
     the_peer_must_exist_and_differ_from_the_caller,

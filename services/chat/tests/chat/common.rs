@@ -1,6 +1,7 @@
 //! The test harness: a fresh database per test (SQLite file or PostgreSQL schema) holding the
-//! auth service's users, tokens signed with the auth service's own signer, the chat app built on
-//! it (by default in embedded mode with a fast window policy), and request helpers.
+//! auth service's users, with the chats in that database or (the Cassandra backend) in a fresh
+//! keyspace, tokens signed with the auth service's own signer, the chat app built on it (by
+//! default in embedded mode with a fast window policy), and request helpers.
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -24,15 +25,21 @@ use uuid::Uuid;
 /// The Ed25519 seed the test auth service signs with.
 pub(crate) const SIGNING_SEED: [u8; 32] = [7; 32];
 
-/// Which database a test runs against.
+/// Which stores a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Backend {
+    /// Everything in SQLite.
     Sqlite,
+    /// Everything in PostgreSQL.
     Postgres,
+    /// Users (and the SQL history) in PostgreSQL, chats and client message ids in Cassandra.
+    #[cfg(feature = "cassandra")]
+    Cassandra,
 }
 
-/// Runs each listed `async fn(Backend)` once on SQLite and once on PostgreSQL.
-macro_rules! on_both_backends {
+/// Runs each listed `async fn(Backend)` once per backend: SQLite, PostgreSQL and (with the
+/// `cassandra` feature) the Cassandra chat store.
+macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,16 +50,24 @@ macro_rules! on_both_backends {
             async fn postgres() {
                 super::$name($crate::common::Backend::Postgres).await
             }
+            #[cfg(feature = "cassandra")]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cassandra() {
+                super::$name($crate::common::Backend::Cassandra).await
+            }
         }
     )*};
 }
-pub(crate) use on_both_backends;
+pub(crate) use on_every_backend;
 
 /// A database made for one test; dropped with it.
 pub(crate) struct TestDb {
     pub(crate) url: String,
     dir: tempfile::TempDir,
     pg_schema: Option<String>,
+    /// The keyspace of the Cassandra chat store, created when the app starts.
+    #[cfg_attr(not(feature = "cassandra"), allow(dead_code))]
+    pub(crate) keyspace: Option<String>,
 }
 
 fn postgres_admin_url() -> String {
@@ -70,7 +85,14 @@ impl TestDb {
                     url,
                     dir,
                     pg_schema: None,
+                    keyspace: None,
                 }
+            }
+            #[cfg(feature = "cassandra")]
+            Backend::Cassandra => {
+                let mut db = Box::pin(TestDb::new(Backend::Postgres)).await;
+                db.keyspace = Some(unique_name("chat_store_test"));
+                return db;
             }
             Backend::Postgres => {
                 let admin = postgres_admin_url();
@@ -87,6 +109,7 @@ impl TestDb {
                     url,
                     dir,
                     pg_schema: Some(schema),
+                    keyspace: None,
                 }
             }
         };
@@ -132,8 +155,46 @@ async fn connect_admin(url: &str) -> sqlx::PgPool {
     }
 }
 
+/// The Cassandra chat store's settings for `keyspace`, on `CASSANDRA_NODES`.
+#[cfg(feature = "cassandra")]
+pub(crate) fn cassandra_store_config(
+    keyspace: &str,
+) -> confab_connectors::cassandra::CassandraConfig {
+    use confab_connectors::cassandra::{CassandraConfig, ConsistencyLevel};
+    CassandraConfig {
+        nodes: confab_connectors::env_or("CASSANDRA_NODES", "127.0.0.1:9042"),
+        keyspace: keyspace.to_owned(),
+        consistency: ConsistencyLevel::One,
+        ..CassandraConfig::default()
+    }
+}
+
+/// Drops a test keyspace (on a thread of its own: this runs in `Drop`, maybe during a panic).
+#[cfg(feature = "cassandra")]
+fn drop_keyspace(keyspace: String) {
+    let cleanup = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let config = cassandra_store_config(&keyspace);
+            if let Ok(session) = confab_connectors::cassandra::connect(&config).await {
+                let _ = session
+                    .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), &[])
+                    .await;
+            }
+        });
+    });
+    let _ = cleanup.join();
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
+        #[cfg(feature = "cassandra")]
+        if let Some(keyspace) = self.keyspace.take() {
+            drop_keyspace(keyspace);
+        }
         let Some(schema) = self.pg_schema.take() else {
             return;
         };
@@ -204,6 +265,10 @@ pub(crate) fn test_config(db: &TestDb) -> Config {
     config.limits.messages_per_second = 10_000.0;
     config.limits.message_burst = 10_000;
     config.limits.new_chats_per_hour = 10_000;
+    #[cfg(feature = "cassandra")]
+    if let Some(keyspace) = &db.keyspace {
+        config.store = confab_chat::StoreConfig::Cassandra(cassandra_store_config(keyspace));
+    }
     config
 }
 

@@ -2,7 +2,7 @@
 //! events, send, read history, and shut down gracefully while a stream is open, with the open
 //! groups written to history on the way out.
 
-use crate::common::{on_both_backends, signer, test_config, Backend, TestDb};
+use crate::common::{on_every_backend, signer, test_config, Backend, TestDb};
 use confab_chat::{serve_on, AppState, Backends};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-on_both_backends!(a_real_server_chats_streams_and_flushes_on_shutdown);
+on_every_backend!(a_real_server_chats_streams_and_flushes_on_shutdown);
 
 /// Reads lines until one contains `needle` (within 20 s); returns whether it came, and the text.
 async fn read_until(needle: &str, events: &mut BufReader<TcpStream>) -> (bool, String) {

@@ -1,7 +1,7 @@
 //! `GET /api/v1/chats/{chat_id}/events`: server-sent events of completed groups, fed by the
 //! embedded aggregator's broadcast sink (and by a sender an embedding program hands over).
 
-use crate::common::{claims, on_both_backends, sign, Backend, TestApp, SIGNING_SEED};
+use crate::common::{claims, on_every_backend, sign, Backend, TestApp, SIGNING_SEED};
 use axum::http::StatusCode;
 use confab_chat::feed::{ChatGroup, InProcessFeed};
 use confab_chat::EventsConfig;
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-on_both_backends!(
+on_every_backend!(
     a_member_receives_the_chats_groups_over_sse,
     the_token_may_come_in_the_query_for_event_source,
     only_members_may_listen,

@@ -1,9 +1,9 @@
 //! `/healthz`, `/readyz` and `/openapi.json`.
 
-use crate::common::{on_both_backends, Backend, TestApp};
+use crate::common::{on_every_backend, Backend, TestApp};
 use axum::http::StatusCode;
 
-on_both_backends!(
+on_every_backend!(
     health_and_readiness_name_the_backends,
     the_openapi_document_lists_every_endpoint
 );
@@ -16,15 +16,18 @@ async fn health_and_readiness_name_the_backends(backend: Backend) {
         .assert_status(StatusCode::OK);
     assert_eq!(health, serde_json::json!({ "status": "ok" }));
     let ready = app.get("/readyz", None).await.assert_status(StatusCode::OK);
-    let database = match backend {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
+    let (database, store) = match backend {
+        Backend::Sqlite => ("sqlite", "sql"),
+        Backend::Postgres => ("postgres", "sql"),
+        #[cfg(feature = "cassandra")]
+        Backend::Cassandra => ("postgres", "cassandra"),
     };
     assert_eq!(
         ready,
         serde_json::json!({
             "status": "ready",
             "database": database,
+            "store": store,
             "log": "memory",
             "history": "sql",
             "events": "in_process",

@@ -1,7 +1,7 @@
 //! History pages (`GET /api/v1/chats/{chat_id}/messages` and the seed's `GET /chat/{chat_id}`)
 //! over the SQL history the embedded aggregator writes, and the SQL history sink itself.
 
-use crate::common::{claims, on_both_backends, sign, Backend, TestApp, SIGNING_SEED};
+use crate::common::{claims, on_every_backend, sign, Backend, TestApp, SIGNING_SEED};
 use axum::http::StatusCode;
 use confab_chat::history::{History, SqlHistory, SqlHistorySink};
 use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::collections::HashSet;
 use uuid::Uuid;
 
-on_both_backends!(
+on_every_backend!(
     ninety_five_messages_walk_page_by_page_newest_first_on_both_routes,
     malformed_time_or_quantity_is_422_and_the_maximum_is_configurable,
     only_members_may_read,

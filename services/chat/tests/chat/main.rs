@@ -14,10 +14,12 @@ mod chats;
 mod common;
 mod e2e;
 mod events;
+mod generated;
 mod health;
 mod history;
 mod malformed;
 mod messages;
+mod security;
 
 #[cfg(feature = "cassandra")]
 mod cassandra;

@@ -1,10 +1,10 @@
 //! Malformed requests always get a 4xx JSON `{error, message}`, never a 5xx or a panic.
 
-use crate::common::{on_both_backends, Backend, TestApp, TestResponse};
+use crate::common::{on_every_backend, Backend, TestApp, TestResponse};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 
-on_both_backends!(
+on_every_backend!(
     bad_bodies_get_json_4xx_with_the_right_status,
     huge_bodies_are_413,
     unknown_routes_and_methods_are_json_404_and_405,

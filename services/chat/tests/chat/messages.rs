@@ -1,7 +1,7 @@
 //! `POST /api/v1/chats/{chat_id}/messages`: the stamped message, membership and spoofing, the
 //! content rules, idempotent retries (also concurrent), the log being down, and the rate limit.
 
-use crate::common::{claims, on_both_backends, sign, Backend, TestApp, TestUser, SIGNING_SEED};
+use crate::common::{claims, on_every_backend, sign, Backend, TestApp, TestUser, SIGNING_SEED};
 use async_trait::async_trait;
 use axum::http::{Method, StatusCode};
 use confab_chat::message_log::{LogError, MemoryMessageLog, MessageLog};
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-on_both_backends!(
+on_every_backend!(
     a_sent_message_is_201_stamped_by_the_service_and_reaches_history,
     a_body_claiming_another_sender_is_ignored,
     only_members_may_post,
@@ -257,14 +257,21 @@ async fn after_the_retention_a_retry_is_sent_again_under_the_same_message_id(bac
         0,
         "within the retention"
     );
-    let later = chrono::Utc::now() + chrono::Duration::seconds(1);
-    let pruned = app
-        .state
-        .store()
-        .prune_client_messages(later)
-        .await
-        .expect("prune");
-    assert_eq!(pruned, 1);
+    match backend {
+        Backend::Sqlite | Backend::Postgres => {
+            let later = chrono::Utc::now() + chrono::Duration::seconds(1);
+            let pruned = app
+                .state
+                .chats()
+                .prune_client_messages(later)
+                .await
+                .expect("prune");
+            assert_eq!(pruned, 1);
+        }
+        // Cassandra expires the record by its TTL: check the TTL, then expire it by hand.
+        #[cfg(feature = "cassandra")]
+        Backend::Cassandra => expire_client_message(&app, ann.id, "old-1").await,
+    }
     let second = app
         .say(&ann, chat, send)
         .await
@@ -456,4 +463,45 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Checks that the Cassandra record of `client_message_id` expires after the configured
+/// retention, then deletes it as its TTL would.
+#[cfg(feature = "cassandra")]
+async fn expire_client_message(app: &TestApp, sender: Uuid, client_message_id: &str) {
+    let keyspace = app.db.keyspace.as_deref().expect("a Cassandra test");
+    let config = crate::common::cassandra_store_config(keyspace);
+    let session = confab_connectors::cassandra::connect(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (ttl,): (Option<i32>,) = session
+        .query_unpaged(
+            format!(
+                "SELECT TTL(record) FROM {keyspace}.client_messages \
+                 WHERE sender = ? AND client_message_id = ?"
+            ),
+            (sender, client_message_id),
+        )
+        .await
+        .expect("select the TTL")
+        .into_rows_result()
+        .expect("rows")
+        .single_row()
+        .expect("one record");
+    let retention = app.state.config().client_message_retention_secs as i32;
+    let ttl = ttl.expect("the record has a TTL");
+    assert!(
+        (retention - 60..=retention).contains(&ttl),
+        "TTL {ttl} s, retention {retention} s"
+    );
+    session
+        .query_unpaged(
+            format!(
+                "DELETE FROM {keyspace}.client_messages \
+                 WHERE sender = ? AND client_message_id = ?"
+            ),
+            (sender, client_message_id),
+        )
+        .await
+        .expect("expire the record");
 }
