@@ -55,6 +55,9 @@ pub enum SourceConfig {
     /// A Kafka topic read by a consumer group.
     #[cfg(feature = "kafka")]
     Kafka(crate::kafka::KafkaSourceConfig),
+    /// A Fluvio topic, positions kept as Fluvio consumer offsets.
+    #[cfg(feature = "fluvio")]
+    Fluvio(crate::fluvio::FluvioSourceConfig),
     /// JSON lines from a file or stdin.
     File(JsonLinesSourceConfig),
 }
@@ -97,6 +100,9 @@ pub enum AnySource {
     /// A Kafka consumer-group member.
     #[cfg(feature = "kafka")]
     Kafka(crate::kafka::KafkaSource),
+    /// A Fluvio topic reader.
+    #[cfg(feature = "fluvio")]
+    Fluvio(crate::fluvio::FluvioSource),
     /// A JSON-lines reader.
     File(JsonLinesSource),
 }
@@ -107,6 +113,8 @@ impl Source for AnySource {
         match self {
             #[cfg(feature = "kafka")]
             Self::Kafka(s) => s.poll(max, wait).await,
+            #[cfg(feature = "fluvio")]
+            Self::Fluvio(s) => s.poll(max, wait).await,
             Self::File(s) => s.poll(max, wait).await,
         }
     }
@@ -115,6 +123,8 @@ impl Source for AnySource {
         match self {
             #[cfg(feature = "kafka")]
             Self::Kafka(s) => s.commit(next).await,
+            #[cfg(feature = "fluvio")]
+            Self::Fluvio(s) => s.commit(next).await,
             Self::File(s) => s.commit(next).await,
         }
     }
@@ -123,6 +133,8 @@ impl Source for AnySource {
         match self {
             #[cfg(feature = "kafka")]
             Self::Kafka(s) => s.caught_up(partition),
+            #[cfg(feature = "fluvio")]
+            Self::Fluvio(s) => s.caught_up(partition),
             Self::File(s) => s.caught_up(partition),
         }
     }
@@ -134,6 +146,8 @@ impl SourceConfig {
         match self {
             #[cfg(feature = "kafka")]
             Self::Kafka(_) => "kafka",
+            #[cfg(feature = "fluvio")]
+            Self::Fluvio(_) => "fluvio",
             Self::File(_) => "file",
         }
     }
@@ -146,6 +160,11 @@ impl SourceConfig {
             Self::Kafka(c) => crate::kafka::KafkaSource::connect(c)
                 .await
                 .map(AnySource::Kafka)
+                .map_err(|e| fail(e.message)),
+            #[cfg(feature = "fluvio")]
+            Self::Fluvio(c) => crate::fluvio::FluvioSource::connect(c)
+                .await
+                .map(AnySource::Fluvio)
                 .map_err(|e| fail(e.message)),
             Self::File(c) => JsonLinesSource::open(c)
                 .await
@@ -253,6 +272,19 @@ mod tests {
         let letters: DeadLetterConfig =
             serde_json::from_str(r#"{"type":"file"}"#).expect("defaults");
         assert_eq!(letters.name(), "file");
+    }
+
+    #[cfg(feature = "fluvio")]
+    #[test]
+    fn the_fluvio_source_is_registered() {
+        let source: SourceConfig =
+            serde_json::from_str(r#"{"type":"fluvio","topic":"t","consumer":"c"}"#)
+                .expect("fluvio source");
+        assert_eq!(source.name(), "fluvio");
+        assert!(
+            serde_json::from_str::<SourceConfig>(r#"{"type":"fluvio","group_id":"g"}"#).is_err(),
+            "unknown fields are refused"
+        );
     }
 
     #[cfg(all(feature = "kafka", feature = "firestore", feature = "cassandra"))]
