@@ -8,7 +8,7 @@
 //! | [`kafka`]      | `kafka`     | consumer-group source, grouped-topic sink, dead-letter topic  |
 //! | [`cassandra`]  | `cassandra` | history schema and migrations, message rows, pagination       |
 //! | [`firestore`]  | `firestore` | one upserted document per group, for realtime listeners       |
-//! | [`fluvio`]     | `fluvio`    | topic source, offsets kept as Fluvio consumer offsets          |
+//! | [`fluvio`]     | `fluvio`    | topic source (offsets as consumer offsets), dead-letter topic  |
 //! | [`embedded`]   | (none)      | broadcast, JSON-lines file/stdout sinks, JSON-lines source    |
 //!
 //! Every connector has a serde config (`deny_unknown_fields`, every field documented, defaults in

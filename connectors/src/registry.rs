@@ -90,6 +90,9 @@ pub enum DeadLetterConfig {
     /// A Kafka topic, the reason in a header.
     #[cfg(feature = "kafka")]
     Kafka(crate::kafka::KafkaDeadLetterConfig),
+    /// A Fluvio topic, one JSON record per letter.
+    #[cfg(feature = "fluvio")]
+    Fluvio(crate::fluvio::FluvioDeadLetterConfig),
     /// A JSON-lines file.
     File(JsonLinesFileConfig),
 }
@@ -227,6 +230,8 @@ impl DeadLetterConfig {
         match self {
             #[cfg(feature = "kafka")]
             Self::Kafka(_) => "kafka",
+            #[cfg(feature = "fluvio")]
+            Self::Fluvio(_) => "fluvio",
             Self::File(_) => "file",
         }
     }
@@ -238,6 +243,12 @@ impl DeadLetterConfig {
             #[cfg(feature = "kafka")]
             Self::Kafka(c) => Arc::new(
                 crate::kafka::KafkaDeadLetters::connect(c)
+                    .await
+                    .map_err(|e| fail(e.message))?,
+            ),
+            #[cfg(feature = "fluvio")]
+            Self::Fluvio(c) => Arc::new(
+                crate::fluvio::FluvioDeadLetters::connect(c)
                     .await
                     .map_err(|e| fail(e.message))?,
             ),
@@ -281,6 +292,9 @@ mod tests {
             serde_json::from_str(r#"{"type":"fluvio","topic":"t","consumer":"c"}"#)
                 .expect("fluvio source");
         assert_eq!(source.name(), "fluvio");
+        let letters: DeadLetterConfig =
+            serde_json::from_str(r#"{"type":"fluvio","topic":"dlq"}"#).expect("fluvio letters");
+        assert_eq!(letters.name(), "fluvio");
         assert!(
             serde_json::from_str::<SourceConfig>(r#"{"type":"fluvio","group_id":"g"}"#).is_err(),
             "unknown fields are refused"

@@ -17,7 +17,8 @@ pub fn default_endpoint() -> String {
 pub struct FluvioSourceConfig {
     /// The SC's public `host:port` (plain TCP; TLS is not compiled in).
     pub endpoint: String,
-    /// The topic to read (one topic: a source position is a partition and an offset).
+    /// The topic to read (one topic: a source position is a partition and an offset). Fluvio
+    /// names use lowercase letters, digits and `-` only.
     pub topic: String,
     /// The consumer name under which Fluvio stores the committed offsets (Fluvio consumer
     /// offsets). A restart with the same name resumes where the pipeline last committed.
@@ -45,13 +46,39 @@ impl Default for FluvioSourceConfig {
     fn default() -> Self {
         Self {
             endpoint: default_endpoint(),
-            topic: "chat_messages".into(),
+            topic: "chat-messages".into(),
             consumer: "confab-aggregator".into(),
             partitions: Vec::new(),
             start: StartPosition::Earliest,
             reset_committed: false,
             exit_at_end: false,
             max_buffered_records: 20_000,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Settings of a [`FluvioDeadLetters`](super::FluvioDeadLetters): rejected records to a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FluvioDeadLetterConfig {
+    /// The SC's public `host:port` (plain TCP; TLS is not compiled in).
+    pub endpoint: String,
+    /// The dead-letter topic (it must exist).
+    pub topic: String,
+    /// Payloads longer than this are cut to this length (the reason says so), so that an
+    /// oversized record can never block the dead-letter topic.
+    pub max_payload_bytes: usize,
+    /// How long connecting may take before failing.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for FluvioDeadLetterConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: default_endpoint(),
+            topic: "chat-messages-dead-letters".into(),
+            max_payload_bytes: 512 * 1024,
             request_timeout_ms: 10_000,
         }
     }
@@ -72,5 +99,8 @@ mod tests {
         assert_eq!(config.consumer, "confab-aggregator");
         assert!(!config.reset_committed);
         assert!(serde_json::from_str::<FluvioSourceConfig>(r#"{"group_id":"g"}"#).is_err());
+        let letters: FluvioDeadLetterConfig = serde_json::from_str("{}").expect("defaults");
+        assert_eq!(letters.topic, "chat-messages-dead-letters");
+        assert!(serde_json::from_str::<FluvioDeadLetterConfig>(r#"{"source_topic":"t"}"#).is_err());
     }
 }

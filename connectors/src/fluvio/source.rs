@@ -57,7 +57,7 @@ pub struct FluvioSource {
 }
 
 /// The message for a cluster that cannot be reached, naming the address and the fix.
-fn unreachable_message(endpoint: &str, error: &dyn std::fmt::Display) -> String {
+pub(super) fn unreachable_message(endpoint: &str, error: &dyn std::fmt::Display) -> String {
     format!(
         "cannot reach Fluvio at {endpoint} ({error}): start a local cluster (see the README's \
          Fluvio section) or set `endpoint` / CONFAB_FLUVIO_ENDPOINT"

@@ -1,5 +1,5 @@
 //! Fluvio: the topic source (positions, keys, order, commits as consumer offsets, start position,
-//! idle), commit-after-ack across a restart in a running pipeline, and dead letters.
+//! idle), commit-after-ack across a restart in a running pipeline, and the dead-letter topic.
 //!
 //! CI cannot run a Fluvio cluster, so these tests are `#[ignore]`d with the reason, and cargo
 //! reports them as ignored (`scripts/test` counts them as skipped), never as passed. To run them,
@@ -16,11 +16,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use confab_connectors::fluvio::{FluvioSource, FluvioSourceConfig};
+use base64::Engine as _;
+use confab_connectors::embedded::DeadLetterLine;
+use confab_connectors::fluvio::{
+    FluvioDeadLetterConfig, FluvioDeadLetters, FluvioSource, FluvioSourceConfig,
+};
 use confab_connectors::{decode_chat_message, StartPosition};
 use confab_pipeline::memory::{MemoryDeadLetters, MemorySink};
 use confab_pipeline::{
-    ChatMessage, Pipeline, Polled, Position, RuntimeConfig, Source, SourceRecord, WindowPolicy,
+    ChatMessage, DeadLetterSink, Pipeline, Polled, Position, RuntimeConfig, Source, SourceRecord,
+    WindowPolicy,
 };
 use fluvio::metadata::partition::PartitionSpec;
 use fluvio::metadata::topic::TopicSpec;
@@ -323,7 +328,7 @@ async fn run_to_end(
     topic: &str,
     consumer: &str,
     sink: MemorySink<String, ChatMessage>,
-    dead_letters: MemoryDeadLetters,
+    dead_letters: Arc<dyn DeadLetterSink>,
     max_record_bytes: usize,
 ) -> confab_pipeline::RunReport {
     let source = connect(&FluvioSourceConfig {
@@ -334,7 +339,7 @@ async fn run_to_end(
     Pipeline::new(
         |m: &ChatMessage| m.chat_id.clone(),
         decode_chat_message,
-        Arc::new(dead_letters),
+        dead_letters,
     )
     .sink(Arc::new(sink))
     .policy(WindowPolicy {
@@ -370,7 +375,7 @@ async fn fluvio_restart_resumes_at_the_acknowledged_offsets_and_nothing_is_lost_
         &topic,
         &consumer,
         sink.clone(),
-        MemoryDeadLetters::default(),
+        Arc::new(MemoryDeadLetters::default()),
         1 << 20,
     )
     .await;
@@ -383,7 +388,7 @@ async fn fluvio_restart_resumes_at_the_acknowledged_offsets_and_nothing_is_lost_
         &topic,
         &consumer,
         sink.clone(),
-        MemoryDeadLetters::default(),
+        Arc::new(MemoryDeadLetters::default()),
         1 << 20,
     )
     .await;
@@ -454,9 +459,17 @@ async fn fluvio_malformed_records_go_to_the_dead_letters_and_the_pipeline_keeps_
         .collect();
     produce(&fluvio, &topic, Some(0), &records).await;
 
+    let dlq_topic = create_topic(&fluvio, "dlq-letters", 1).await;
+    let letters = FluvioDeadLetters::connect(&FluvioDeadLetterConfig {
+        endpoint: endpoint(),
+        topic: dlq_topic.clone(),
+        ..FluvioDeadLetterConfig::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let consumer = unique("consumer");
-    let (sink, letters) = (MemorySink::default(), MemoryDeadLetters::default());
-    let report = run_to_end(&topic, &consumer, sink.clone(), letters.clone(), 2048).await;
+    let sink = MemorySink::default();
+    let report = run_to_end(&topic, &consumer, sink.clone(), Arc::new(letters), 2048).await;
 
     assert_eq!(report.dead_letters, 3);
     let delivered: Vec<String> = sink
@@ -471,10 +484,26 @@ async fn fluvio_malformed_records_go_to_the_dead_letters_and_the_pipeline_keeps_
             .collect::<Vec<_>>(),
         "every good record, in order, around the bad ones"
     );
-    let reasons: BTreeMap<u64, String> = letters
-        .letters()
+    // Read the dead-letter topic back: one JSON line per letter, keyed like the record.
+    let mut reader = connect(&FluvioSourceConfig {
+        exit_at_end: true,
+        ..source_config(&dlq_topic, &unique("reader"))
+    })
+    .await;
+    let records = read_until(&mut reader, false).await;
+    let letters: Vec<(Option<Vec<u8>>, DeadLetterLine)> = records
         .into_iter()
-        .map(|l| (l.position.offset, l.reason))
+        .map(|r| {
+            (
+                r.key,
+                serde_json::from_slice(&r.payload).expect("a dead-letter line"),
+            )
+        })
+        .collect();
+    assert_eq!(letters.len(), 3);
+    let reasons: BTreeMap<u64, String> = letters
+        .iter()
+        .map(|(_, l)| (l.offset, l.reason.clone()))
         .collect();
     assert_eq!(reasons.keys().copied().collect::<Vec<_>>(), [1, 3, 5]);
     assert!(
@@ -484,17 +513,30 @@ async fn fluvio_malformed_records_go_to_the_dead_letters_and_the_pipeline_keeps_
     );
     assert!(reasons[&3].contains("missing field"), "{}", reasons[&3]);
     assert!(reasons[&5].contains("max_record_bytes"), "{}", reasons[&5]);
-    let kept = letters
-        .letters()
-        .into_iter()
-        .find(|l| l.position.offset == 1)
+    let (key, kept) = letters
+        .iter()
+        .find(|(_, l)| l.offset == 1)
         .expect("the garbage letter");
-    assert_eq!(kept.payload, garbage, "the payload is kept unchanged");
-    assert_eq!(kept.key.as_deref(), Some(&b"chat-d"[..]));
+    assert_eq!(key.as_deref(), Some(&b"chat-d"[..]));
+    assert_eq!(kept.key.as_deref(), Some("chat-d"));
+    let payload = kept
+        .payload_base64
+        .as_deref()
+        .expect("garbage is kept as base64");
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(payload)
+            .expect("base64"),
+        garbage,
+        "the payload is kept unchanged"
+    );
     assert_eq!(
         stored(&fluvio, &consumer, &topic).await,
         BTreeMap::from([(0, 6)]),
         "committed past the dead letters, to the end"
     );
-    let _ = fluvio.admin().await.delete::<TopicSpec>(topic).await;
+    drop(reader);
+    let admin = fluvio.admin().await;
+    let _ = admin.delete::<TopicSpec>(topic).await;
+    let _ = admin.delete::<TopicSpec>(dlq_topic).await;
 }
