@@ -8,6 +8,7 @@
 //! | [`kafka`]      | `kafka`     | consumer-group source, grouped-topic sink, dead-letter topic  |
 //! | [`cassandra`]  | `cassandra` | history schema and migrations, message rows, pagination       |
 //! | [`firestore`]  | `firestore` | one upserted document per group, for realtime listeners       |
+//! | [`fluvio`]     | `fluvio`    | topic source (offsets as consumer offsets), dead-letter topic  |
 //! | [`embedded`]   | (none)      | broadcast, JSON-lines file/stdout sinks, JSON-lines source    |
 //!
 //! Every connector has a serde config (`deny_unknown_fields`, every field documented, defaults in
@@ -16,8 +17,6 @@
 //! Guarantees shared by every sink: a write returns only once every group is durably written, and
 //! writing a group again (a replay after a crash) leaves the same result, keyed by the group's
 //! deterministic id. Errors say whether a retry can help ([`confab_pipeline::ErrorKind`]).
-//!
-//! Fluvio is not here yet: see the crate README for why and what it would take.
 
 #![warn(missing_docs)]
 
@@ -28,12 +27,16 @@ pub mod registry;
 pub mod cassandra;
 #[cfg(feature = "firestore")]
 pub mod firestore;
+#[cfg(feature = "fluvio")]
+pub mod fluvio;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 
 mod env;
+mod start;
 
 pub use env::env_or;
+pub use start::StartPosition;
 
 use confab_pipeline::{ChatMessage, SourceRecord};
 

@@ -55,6 +55,9 @@ pub enum SourceConfig {
     /// A Kafka topic read by a consumer group.
     #[cfg(feature = "kafka")]
     Kafka(crate::kafka::KafkaSourceConfig),
+    /// A Fluvio topic, positions kept as Fluvio consumer offsets.
+    #[cfg(feature = "fluvio")]
+    Fluvio(crate::fluvio::FluvioSourceConfig),
     /// JSON lines from a file or stdin.
     File(JsonLinesSourceConfig),
 }
@@ -87,6 +90,9 @@ pub enum DeadLetterConfig {
     /// A Kafka topic, the reason in a header.
     #[cfg(feature = "kafka")]
     Kafka(crate::kafka::KafkaDeadLetterConfig),
+    /// A Fluvio topic, one JSON record per letter.
+    #[cfg(feature = "fluvio")]
+    Fluvio(crate::fluvio::FluvioDeadLetterConfig),
     /// A JSON-lines file.
     File(JsonLinesFileConfig),
 }
@@ -97,6 +103,9 @@ pub enum AnySource {
     /// A Kafka consumer-group member.
     #[cfg(feature = "kafka")]
     Kafka(crate::kafka::KafkaSource),
+    /// A Fluvio topic reader.
+    #[cfg(feature = "fluvio")]
+    Fluvio(crate::fluvio::FluvioSource),
     /// A JSON-lines reader.
     File(JsonLinesSource),
 }
@@ -107,6 +116,8 @@ impl Source for AnySource {
         match self {
             #[cfg(feature = "kafka")]
             Self::Kafka(s) => s.poll(max, wait).await,
+            #[cfg(feature = "fluvio")]
+            Self::Fluvio(s) => s.poll(max, wait).await,
             Self::File(s) => s.poll(max, wait).await,
         }
     }
@@ -115,6 +126,8 @@ impl Source for AnySource {
         match self {
             #[cfg(feature = "kafka")]
             Self::Kafka(s) => s.commit(next).await,
+            #[cfg(feature = "fluvio")]
+            Self::Fluvio(s) => s.commit(next).await,
             Self::File(s) => s.commit(next).await,
         }
     }
@@ -123,6 +136,8 @@ impl Source for AnySource {
         match self {
             #[cfg(feature = "kafka")]
             Self::Kafka(s) => s.caught_up(partition),
+            #[cfg(feature = "fluvio")]
+            Self::Fluvio(s) => s.caught_up(partition),
             Self::File(s) => s.caught_up(partition),
         }
     }
@@ -131,6 +146,8 @@ impl Source for AnySource {
         match self {
             #[cfg(feature = "kafka")]
             Self::Kafka(s) => s.assigned(),
+            #[cfg(feature = "fluvio")]
+            Self::Fluvio(s) => s.assigned(),
             Self::File(s) => s.assigned(),
         }
     }
@@ -142,6 +159,8 @@ impl SourceConfig {
         match self {
             #[cfg(feature = "kafka")]
             Self::Kafka(_) => "kafka",
+            #[cfg(feature = "fluvio")]
+            Self::Fluvio(_) => "fluvio",
             Self::File(_) => "file",
         }
     }
@@ -154,6 +173,11 @@ impl SourceConfig {
             Self::Kafka(c) => crate::kafka::KafkaSource::connect(c)
                 .await
                 .map(AnySource::Kafka)
+                .map_err(|e| fail(e.message)),
+            #[cfg(feature = "fluvio")]
+            Self::Fluvio(c) => crate::fluvio::FluvioSource::connect(c)
+                .await
+                .map(AnySource::Fluvio)
                 .map_err(|e| fail(e.message)),
             Self::File(c) => JsonLinesSource::open(c)
                 .await
@@ -216,6 +240,8 @@ impl DeadLetterConfig {
         match self {
             #[cfg(feature = "kafka")]
             Self::Kafka(_) => "kafka",
+            #[cfg(feature = "fluvio")]
+            Self::Fluvio(_) => "fluvio",
             Self::File(_) => "file",
         }
     }
@@ -227,6 +253,12 @@ impl DeadLetterConfig {
             #[cfg(feature = "kafka")]
             Self::Kafka(c) => Arc::new(
                 crate::kafka::KafkaDeadLetters::connect(c)
+                    .await
+                    .map_err(|e| fail(e.message))?,
+            ),
+            #[cfg(feature = "fluvio")]
+            Self::Fluvio(c) => Arc::new(
+                crate::fluvio::FluvioDeadLetters::connect(c)
                     .await
                     .map_err(|e| fail(e.message))?,
             ),
@@ -261,6 +293,22 @@ mod tests {
         let letters: DeadLetterConfig =
             serde_json::from_str(r#"{"type":"file"}"#).expect("defaults");
         assert_eq!(letters.name(), "file");
+    }
+
+    #[cfg(feature = "fluvio")]
+    #[test]
+    fn the_fluvio_source_is_registered() {
+        let source: SourceConfig =
+            serde_json::from_str(r#"{"type":"fluvio","topic":"t","consumer":"c"}"#)
+                .expect("fluvio source");
+        assert_eq!(source.name(), "fluvio");
+        let letters: DeadLetterConfig =
+            serde_json::from_str(r#"{"type":"fluvio","topic":"dlq"}"#).expect("fluvio letters");
+        assert_eq!(letters.name(), "fluvio");
+        assert!(
+            serde_json::from_str::<SourceConfig>(r#"{"type":"fluvio","group_id":"g"}"#).is_err(),
+            "unknown fields are refused"
+        );
     }
 
     #[cfg(all(feature = "kafka", feature = "firestore", feature = "cassandra"))]

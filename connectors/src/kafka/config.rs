@@ -5,22 +5,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::env_or;
+pub use crate::StartPosition;
 
 /// The broker list when none is configured: `$KAFKA_BROKERS`, else the local broker that
 /// `scripts/infra up kafka` starts.
 pub fn default_brokers() -> String {
     env_or("KAFKA_BROKERS", "127.0.0.1:9092")
-}
-
-/// Where a partition starts when the consumer group has no committed offset for it (or, with
-/// `reset_committed`, always).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StartPosition {
-    /// The oldest record still in the partition: nothing already produced is skipped.
-    Earliest,
-    /// The end of the partition: only records produced from now on.
-    Latest,
 }
 
 impl StartPosition {

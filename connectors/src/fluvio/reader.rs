@@ -1,0 +1,214 @@
+//! One task per partition: reads the partition in order and tells the source when it has reached
+//! the end.
+//!
+//! Fluvio's consumer stream yields records only, never the partition's end offset, so the reader
+//! alternates two kinds of stream:
+//! - a *drain*: a non-continuous stream from the next offset, which Fluvio ends at the partition's
+//!   end as of its opening. When it ends, the partition is caught up ([`Event::CaughtUp`]).
+//! - a *wait*: a continuous stream from the next offset, held open until its first record, which
+//!   is forwarded and starts the next drain. An idle partition costs one open stream, not a poll.
+//!
+//! The reader keeps the next offset itself and reopens from it after any error, so a broken
+//! connection neither skips nor repeats a record. Sending into the bounded channel waits while
+//! the pipeline is behind, which stops the fetching (backpressure).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use confab_pipeline::{Position, SourceRecord};
+use fluvio::consumer::{ConsumerConfigExt, ConsumerStream, Record, RetryMode};
+use fluvio::dataplane::link::ErrorCode;
+use fluvio::{Fluvio, Offset};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// Shortest and longest wait before reopening a stream that failed.
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// What a reader hands to the source, in the partition's log order.
+#[derive(Debug)]
+pub(super) enum Event {
+    Record(SourceRecord),
+    /// Every record of the partition up to its end (as of the last drain) was sent before this.
+    CaughtUp(u32),
+}
+
+/// Where a reader starts or goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Next {
+    /// The first record still in the partition (no number known yet).
+    Beginning,
+    /// This absolute offset.
+    At(u64),
+}
+
+impl Next {
+    fn offset(self) -> Offset {
+        match self {
+            Self::Beginning => Offset::beginning(),
+            Self::At(offset) => {
+                Offset::absolute(offset as i64).unwrap_or_else(|_| Offset::beginning())
+            }
+        }
+    }
+}
+
+/// How a stream ended.
+enum Ended {
+    /// At the partition's end (a drain) or at its first record (a wait).
+    Done,
+    /// The pipeline is gone: the reader stops.
+    Closed,
+    /// An error; reopen from `next` after a pause.
+    Failed,
+}
+
+/// Opens a stream of `partition` from `start`. `consumer`, when given, is the offset consumer
+/// whose position a manual commit stores.
+pub(super) async fn open(
+    fluvio: &Fluvio,
+    topic: &str,
+    partition: u32,
+    start: Offset,
+    continuous: bool,
+    consumer: Option<&str>,
+) -> Result<impl ConsumerStream + Send + use<>, String> {
+    let mut builder = ConsumerConfigExt::builder();
+    builder
+        .topic(topic)
+        .partition(partition)
+        .offset_start(start)
+        .disable_continuous(!continuous)
+        // Errors come back to us; we reopen from our own next offset.
+        .retry_mode(RetryMode::Disabled);
+    if let Some(consumer) = consumer {
+        builder
+            .offset_consumer(consumer.to_string())
+            .offset_strategy(fluvio::consumer::OffsetManagementStrategy::Manual);
+    }
+    let config = builder.build().map_err(|e| format!("{e:#}"))?;
+    fluvio
+        .consumer_with_config(config)
+        .await
+        .map_err(|e| format!("cannot open a stream of {topic}/{partition}: {e:#}"))
+}
+
+pub(super) fn to_record(record: &Record) -> SourceRecord {
+    SourceRecord {
+        position: Position {
+            partition: record.partition(),
+            offset: record.offset() as u64,
+        },
+        key: record.get_key().map(|k| k.as_ref().to_vec()),
+        payload: record.get_value().as_ref().to_vec(),
+        headers: Vec::new(),
+    }
+}
+
+/// A partition reader. It runs until the source drops the channel's receiver.
+pub(super) struct Reader {
+    pub(super) fluvio: Arc<Fluvio>,
+    pub(super) topic: String,
+    pub(super) partition: u32,
+    pub(super) next: Next,
+    pub(super) events: mpsc::Sender<Event>,
+}
+
+impl Reader {
+    pub(super) async fn run(mut self) {
+        let mut retry = RETRY_MIN;
+        // Whether the source already knows the partition is at its end.
+        let mut reported_end = false;
+        loop {
+            match self.stream(false).await {
+                Ended::Done => {
+                    retry = RETRY_MIN;
+                    if !reported_end {
+                        if self
+                            .events
+                            .send(Event::CaughtUp(self.partition))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        reported_end = true;
+                    }
+                }
+                Ended::Closed => return,
+                Ended::Failed => {
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(RETRY_MAX);
+                    continue;
+                }
+            }
+            match self.stream(true).await {
+                Ended::Done => reported_end = false,
+                Ended::Closed => return,
+                Ended::Failed => {
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    /// A drain (`continuous = false`) to the end, or a wait for one record.
+    async fn stream(&mut self, continuous: bool) -> Ended {
+        let (topic, partition) = (self.topic.as_str(), self.partition);
+        let mut stream = match open(
+            &self.fluvio,
+            topic,
+            partition,
+            self.next.offset(),
+            continuous,
+            None,
+        )
+        .await
+        {
+            Ok(stream) => stream,
+            Err(error) => {
+                warn!(topic, partition, %error, "cannot open a Fluvio stream; retrying");
+                return Ended::Failed;
+            }
+        };
+        loop {
+            let item = stream.next().await;
+            match item {
+                None if continuous => {
+                    debug!(topic, partition, "the Fluvio stream closed; reopening");
+                    return Ended::Failed;
+                }
+                None => return Ended::Done,
+                Some(Ok(record)) => {
+                    self.next = Next::At(record.offset() as u64 + 1);
+                    if self
+                        .events
+                        .send(Event::Record(to_record(&record)))
+                        .await
+                        .is_err()
+                    {
+                        return Ended::Closed;
+                    }
+                    if continuous {
+                        return Ended::Done;
+                    }
+                }
+                Some(Err(ErrorCode::OffsetEvicted {
+                    offset,
+                    next_available,
+                })) => {
+                    warn!(topic, partition, offset, next_available, "Fluvio records were deleted (retention) before they were read; going on from the oldest left");
+                    self.next = Next::At(next_available.max(0) as u64);
+                    return Ended::Failed;
+                }
+                Some(Err(error)) => {
+                    warn!(topic, partition, %error, "Fluvio stream failed; reopening from the next offset");
+                    return Ended::Failed;
+                }
+            }
+        }
+    }
+}
