@@ -5,6 +5,7 @@ mod aggregate_kafka;
 mod aggregate_stdin;
 mod configs;
 mod tune;
+mod up;
 
 use std::path::PathBuf;
 use std::process::Command;
