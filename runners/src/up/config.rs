@@ -170,10 +170,10 @@ mod tests {
 
     #[test]
     fn the_database_flag_wins_over_the_file_and_reaches_both_services() {
-        let table = UpConfig::parse_table("[auth]\ndatabase_url = \"sqlite://a.db\"\n")
-            .expect("parses");
-        let config = UpConfig::from_table(table, Path::new("/d"), Some("sqlite://b.db"))
-            .expect("valid");
+        let table =
+            UpConfig::parse_table("[auth]\ndatabase_url = \"sqlite://a.db\"\n").expect("parses");
+        let config =
+            UpConfig::from_table(table, Path::new("/d"), Some("sqlite://b.db")).expect("valid");
         assert_eq!(config.auth.database_url.expose(), "sqlite://b.db");
         assert_eq!(config.chat.database_url.expose(), "sqlite://b.db");
     }

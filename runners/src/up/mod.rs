@@ -112,7 +112,9 @@ async fn stats(State(source): State<StatsSource>) -> Response {
         groups_written: metrics.groups_out.load(Relaxed),
         messages_per_group: metrics.messages_per_group(),
         open_groups: metrics.open_groups.load(Relaxed),
-        since: source.started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        since: source
+            .started
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     })
     .into_response()
 }

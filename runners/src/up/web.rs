@@ -90,7 +90,10 @@ pub(crate) async fn serve_file(State(web): State<WebDir>, uri: Uri) -> Response 
     };
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type(&path))),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type(&path)),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
         ],
         bytes,

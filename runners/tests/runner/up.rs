@@ -89,12 +89,22 @@ impl Up {
             .expect("a status");
         let content_type = head
             .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_owned))
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type: ")
+                    .map(str::to_owned)
+            })
             .unwrap_or_default();
         (status, content_type, body.to_owned())
     }
 
-    fn json(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    fn json(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let (status, content_type, text) = self.request(method, path, token, body.as_ref());
         assert!(
             content_type.starts_with("application/json"),
@@ -177,7 +187,10 @@ fn wait_for_groups(up: &Up, groups: u64) -> Value {
         if stats["groups_written"].as_u64() >= Some(groups) {
             return stats;
         }
-        assert!(Instant::now() < deadline, "no group written in 30 s: {stats}");
+        assert!(
+            Instant::now() < deadline,
+            "no group written in 30 s: {stats}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -195,7 +208,10 @@ fn up_serves_the_client_and_both_apis_on_one_port_and_keeps_its_data_across_a_re
     assert!(content_type.starts_with("text/html"), "{content_type}");
     assert!(body.contains("confab test client"), "{body}");
     let (status, content_type, _) = up.request("GET", "/assets/app.js", None, None);
-    assert_eq!((status, content_type.as_str()), (200, "text/javascript; charset=utf-8"));
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "text/javascript; charset=utf-8")
+    );
     let (status, _, body) = up.request("GET", "/chats/some-chat", None, None);
     assert_eq!(status, 200);
     assert!(body.contains("confab test client"));
@@ -274,7 +290,7 @@ fn up_without_a_built_client_says_how_to_build_it() {
     assert_eq!(status, 503);
     assert!(content_type.starts_with("text/html"));
     assert!(body.contains("npm run build"), "{body}");
-    let (status, health) = up.request("GET", "/healthz", None, None);
+    let (status, _, health) = up.request("GET", "/healthz", None, None);
     assert_eq!(status, 200, "{health}");
 }
 
