@@ -199,12 +199,20 @@ mod tests {
     }
 
     #[test]
-    fn the_real_servers_example_parses() {
+    fn the_example_files_parse() {
         let text = include_str!("../../configs/up/real-servers.toml");
         let table = UpConfig::parse_table(text).expect("parses");
         let config = UpConfig::from_table(table, Path::new("/d"), None).expect("valid");
         assert!(matches!(config.chat.log, LogConfig::Kafka(_)));
         assert!(config.aggregate.is_some());
         assert!(config.auth.database_url.expose().starts_with("postgres://"));
+
+        // docker-compose.yml's: the addresses come from the environment and --database-url.
+        let text = include_str!("../../configs/up/compose.toml");
+        let table = UpConfig::parse_table(text).expect("parses");
+        let config = UpConfig::from_table(table, Path::new("/d"), Some("postgres://db/confab"))
+            .expect("valid");
+        assert!(matches!(config.chat.log, LogConfig::Kafka(_)));
+        assert_eq!(config.aggregate.map(|a| a.sinks.len()), Some(3));
     }
 }
