@@ -6,8 +6,12 @@
 // Two browser contexts sign up two users; one starts a chat; each sees the other's messages
 // within a few seconds without a reload; after 30 more messages a reload shows the latest page
 // and scrolling up loads the rest, each page exactly once. Screenshots go to test-results/.
+//
+// It runs on the embedded defaults, and with CONFAB_TEST_REAL_SERVERS=1 (scripts/test sets it)
+// also on the real servers of scripts/infra: PostgreSQL, Kafka, Cassandra and the Firestore
+// emulator, with a topic, keyspace and collection of its own.
 
-import { test, before, after } from 'node:test';
+import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync, existsSync } from 'node:fs';
@@ -31,14 +35,39 @@ let baseUrl;
 let dataDir;
 let browser;
 
-async function startServer() {
+// Faster sends than a person's default limits: the test types 30 messages in seconds.
+const LIMITS = '[chat.limits]\nmessages_per_second = 50.0\nmessage_burst = 100\n';
+
+/** confab up's configuration on the real servers, every name unique to this run. */
+function realServers() {
+  const env = process.env;
+  const id = `web_test_${Date.now().toString(36)}`;
+  const kafka = `brokers = "${env.KAFKA_BROKERS ?? '127.0.0.1:9092'}"`;
+  const cassandra = `nodes = "${env.CASSANDRA_NODES ?? '127.0.0.1:9042'}"\nkeyspace = "${id}"`;
+  return [
+    '[auth]', `database_url = "${env.DATABASE_URL ?? 'postgres://confab:confab@127.0.0.1:5432/confab'}"`,
+    '[chat.log]', 'type = "kafka"', kafka, `topic = "${id}"`,
+    '[chat.history]', 'type = "cassandra"', cassandra,
+    '[chat.events]', 'type = "kafka"', kafka, `topic = "${id}_grouped"`,
+    '[aggregate]', 'key = "chat"',
+    '[aggregate.source]', 'type = "kafka"', kafka, `topic = "${id}"`, `group_id = "${id}"`,
+    '[[aggregate.sinks]]', 'type = "firestore"', `project_id = "${env.FIRESTORE_PROJECT_ID ?? 'confab-local'}"`,
+    `collection = "${id}"`,
+    '[[aggregate.sinks]]', 'type = "cassandra"', cassandra,
+    '[[aggregate.sinks]]', 'type = "kafka"', kafka, `topic = "${id}_grouped"`,
+    '[aggregate.dead_letters]', 'type = "kafka"', kafka, `topic = "${id}_dead"`,
+    '',
+  ].join('\n');
+}
+
+async function startServer(extraConfig = '') {
   dataDir = mkdtempSync(join(tmpdir(), 'confab-web-test-'));
-  // Faster sends than a person's default limits: the test types 30 messages in seconds.
   const config = join(dataDir, 'up.toml');
-  writeFileSync(config, '[chat.limits]\nmessages_per_second = 50.0\nmessage_burst = 100\n');
+  writeFileSync(config, LIMITS + extraConfig);
+  const env = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' };
+  delete env.DATABASE_URL; // the configuration decides, not the caller's environment
   server = spawn(bin, ['up', '--listen', '127.0.0.1:0', '--data-dir', join(dataDir, 'data'),
-    '--web-dir', join(webRoot, 'dist'), '--config', config], { stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' } });
+    '--web-dir', join(webRoot, 'dist'), '--config', config], { stdio: ['ignore', 'pipe', 'inherit'], env });
   const lines = createInterface({ input: server.stdout });
   baseUrl = await new Promise((resolveUrl, reject) => {
     const timer = setTimeout(() => reject(new Error('confab up printed no URL within 60 s')), 60_000);
@@ -64,7 +93,6 @@ before(async () => {
   assert.ok(existsSync(bin), `no confab binary at ${bin}: build it (cargo build -p confab) or set CONFAB_BIN`);
   assert.ok(existsSync(join(webRoot, 'dist/index.html')), 'no web/dist: run npm run build in web/');
   mkdirSync(results, { recursive: true });
-  await startServer();
   browser = await chromium.launch({
     executablePath: chromiumPath,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -74,9 +102,16 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await stopServer();
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
+
+/** Starts confab up with `extraConfig` for the tests registered in the enclosing describe. */
+function serverFor(extraConfig) {
+  before(async () => startServer(extraConfig));
+  after(async () => {
+    await stopServer();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+}
 
 async function newUserPage(username) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
@@ -106,9 +141,9 @@ async function seen(page, text, since) {
 
 const unique = `${Date.now().toString(36)}`;
 
-test('two users chat in realtime; after a reload, scrolling up loads every older page once', async () => {
-  const aliceName = `alice-${unique}`;
-  const bobName = `bob-${unique}`;
+async function chatInRealtimeThenScrollBack(stack) {
+  const aliceName = `alice-${stack}-${unique}`;
+  const bobName = `bob-${stack}-${unique}`;
   const alice = await newUserPage(aliceName);
   const bob = await newUserPage(bobName);
 
@@ -129,9 +164,9 @@ test('two users chat in realtime; after a reload, scrolling up loads every older
   t = Date.now();
   await send(alice, 'Realtime works.');
   const toBob = await seen(bob, 'Realtime works.', t);
-  console.log(`# realtime delay: bob->alice ${toAlice} ms, alice->bob ${toBob} ms`);
+  console.log(`# ${stack}: realtime delay bob->alice ${toAlice} ms, alice->bob ${toBob} ms`);
   assert.ok(toAlice < REALTIME_MS && toBob < REALTIME_MS);
-  await bob.screenshot({ path: join(results, 'chat-bob.png') });
+  await bob.screenshot({ path: join(results, `${stack}-chat-bob.png`) });
 
   // Mine and theirs are told apart.
   assert.equal(await alice.locator('.msg.mine').count(), 2);
@@ -145,7 +180,7 @@ test('two users chat in realtime; after a reload, scrolling up loads every older
   await seen(alice, 'message number 30', Date.now());
   await seen(bob, 'message number 29', Date.now());
   assert.equal(await alice.locator('.msg').count(), total, 'no duplicates from send + realtime');
-  await alice.screenshot({ path: join(results, 'chat-alice.png') });
+  await alice.screenshot({ path: join(results, `${stack}-chat-alice.png`) });
 
   // History is written with the group (the same moment realtime delivers it); reload.
   const pages = [];
@@ -174,26 +209,42 @@ test('two users chat in realtime; after a reload, scrolling up loads every older
   assert.equal(new Set(pages).size, pages.length, `each page requested once: ${pages.join(' ')}`);
   assert.equal(pages.length, Math.ceil(total / PAGE_SIZE), `pages: ${pages.join(' ')}`);
   await list.evaluate((el) => { el.scrollTop = 0; });
-  await alice.screenshot({ path: join(results, 'chat-alice-history.png') });
+  await alice.screenshot({ path: join(results, `${stack}-chat-alice-history.png`) });
 
   // The stats line shows what grouping saved.
   const stats = await alice.locator('.stats').textContent();
   assert.match(stats ?? '', /33 messages sent · \d+ documents written · [\d.]+ messages per write/);
+}
+
+describe('on the embedded defaults', () => {
+  serverFor('');
+
+  test('two users chat in realtime; after a reload, scrolling up loads every older page once', () =>
+    chatInRealtimeThenScrollBack('embedded'));
+
+  test('errors are told plainly: wrong password, server down', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(baseUrl);
+    await page.getByLabel('Username').fill(`alice-embedded-${unique}`);
+    await page.getByLabel('Password').fill('not the password at all');
+    await page.getByRole('button', { name: 'Log in', exact: true }).last().click();
+    await page.locator('.error', { hasText: 'Wrong username or password.' }).waitFor();
+    await page.screenshot({ path: join(results, 'login-error.png') });
+
+    await stopServer();
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Log in', exact: true }).last().click();
+    await page.locator('.error', { hasText: 'Cannot reach the server' }).waitFor();
+    await context.close();
+  });
 });
 
-test('errors are told plainly: wrong password, server down', async () => {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  await page.goto(baseUrl);
-  await page.getByLabel('Username').fill(`alice-${unique}`);
-  await page.getByLabel('Password').fill('not the password at all');
-  await page.getByRole('button', { name: 'Log in', exact: true }).last().click();
-  await page.locator('.error', { hasText: 'Wrong username or password.' }).waitFor();
-  await page.screenshot({ path: join(results, 'login-error.png') });
+describe('on the real servers (PostgreSQL, Kafka, Cassandra, Firestore emulator)', {
+  skip: process.env.CONFAB_TEST_REAL_SERVERS === '1' ? false : 'set CONFAB_TEST_REAL_SERVERS=1 (scripts/test does)',
+}, () => {
+  serverFor(realServers());
 
-  await stopServer();
-  await page.getByLabel('Password').fill(PASSWORD);
-  await page.getByRole('button', { name: 'Log in', exact: true }).last().click();
-  await page.locator('.error', { hasText: 'Cannot reach the server' }).waitFor();
-  await context.close();
+  test('two users chat in realtime; after a reload, scrolling up loads every older page once', () =>
+    chatInRealtimeThenScrollBack('real-servers'));
 });
