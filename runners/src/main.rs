@@ -44,8 +44,8 @@ enum Command {
     /// Find the window policy for your traffic: replays or synthesizes chat messages through the
     /// real operator in virtual time and reports Firestore cost against delivery delay.
     Tune(Box<tune::TuneArgs>),
-    /// Run the whole system in one process on one port: auth and chat services, the stream and
-    /// the aggregator, and the web client (http://127.0.0.1:3000), with its data in a folder.
+    // No doc comment here: it would replace UpArgs's, whose long part (configuration, endpoints,
+    // examples) is what `confab up --help` should teach.
     Up(up::UpArgs),
 }
 

@@ -27,9 +27,9 @@ use tower::ServiceExt;
 use config::{prepare_data_dir, UpConfig};
 use web::WebDir;
 
-/// Run everything in one process: sign-up and login, chats and messages, the stream and the
-/// aggregator, the web client, all on one port (http://127.0.0.1:3000 by default).
+/// Run the whole system in one process, on one port (http://127.0.0.1:3000 by default).
 ///
+/// Sign-up and login, chats and messages, the stream and the aggregator, and the web client.
 /// With no configuration everything is embedded: SQLite and the token signing key in the data
 /// folder (so accounts, chats, history and logins survive a restart), an in-process log and
 /// aggregator, and server-sent events for realtime. Ctrl-C (or SIGTERM) stops taking requests,
@@ -62,7 +62,8 @@ pub(crate) struct UpArgs {
     /// Folder of the built web client (`npm run build` in web/ writes web/dist).
     #[arg(long, env = "CONFAB_WEB_DIR", default_value = "web/dist")]
     web_dir: PathBuf,
-    /// A TOML file with [auth], [chat] and [aggregate] tables (see above).
+    /// A TOML file with [auth], [chat] and [aggregate] tables: the existing configurations of
+    /// confab auth, confab chat and confab aggregate.
     #[arg(long, env = "CONFAB_UP_CONFIG")]
     config: Option<PathBuf>,
     /// postgres://... or sqlite://path for users and chats (wins over the file and the data
