@@ -41,7 +41,7 @@ export class ChatView {
       if (this.list.scrollTop < LOAD_MARGIN) void this.loadOlder();
     });
     this.input = h('textarea', {
-      rows: 1, placeholder: `Message ${peer.username}`, ariaLabel: 'Message', maxLength: 4000,
+      rows: 1, placeholder: 'Write a message', ariaLabel: 'Message', maxLength: 4000,
     });
     this.input.addEventListener('keydown', (event) => {
       if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
@@ -124,8 +124,9 @@ export class ChatView {
     source.addEventListener('ready', () => {
       this.status.textContent = 'live';
       this.status.classList.add('on');
-      // Anything sent while the stream was down is in history by now or will come as a group.
-      if (this.retry > 0) void this.loadLatest();
+      // A group written between the history page and this subscription (or while the stream
+      // was down) is in history now: read the latest page again; duplicates are dropped.
+      void this.loadLatest();
       this.retry = 0;
     });
     source.addEventListener('group', (event) => {
