@@ -83,9 +83,19 @@ export function setUnauthorizedHandler(handler: () => void): void {
   onUnauthorized = handler;
 }
 
+/** " Try again in 12 s." (or minutes) from Retry-After, or a plain hint without one. */
 function retryAfterText(response: Response): string {
   const seconds = Number(response.headers.get('Retry-After'));
-  return Number.isFinite(seconds) && seconds > 0 ? ` Try again in ${Math.ceil(seconds)} s.` : ' Try again shortly.';
+  if (!Number.isFinite(seconds) || seconds <= 0) return ' Try again shortly.';
+  return seconds > 90 ? ` Try again in ${Math.ceil(seconds / 60)} min.` : ` Try again in ${Math.ceil(seconds)} s.`;
+}
+
+/** The server's message as a sentence, without its own "try again later" (we say when). */
+function sentence(text: string): string {
+  const trimmed = text.replace(/[;,.]?\s*(please )?try again later\.?$/i, '').trim();
+  if (!trimmed) return '';
+  const capital = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
 }
 
 async function request<T>(
@@ -118,7 +128,7 @@ async function request<T>(
     // Not our JSON: a proxy or a server that is going away.
   }
   if (response.status === 429) {
-    throw new ApiError(`Too many requests: ${text || 'slow down'}.${retryAfterText(response)}`, 429, code);
+    throw new ApiError(`${sentence(text) || 'Too many requests.'}${retryAfterText(response)}`, 429, code);
   }
   if (response.status === 401 && options.session) {
     onUnauthorized();
@@ -135,7 +145,7 @@ async function request<T>(
       code,
     );
   }
-  throw new ApiError(text.charAt(0).toUpperCase() + text.slice(1), response.status, code);
+  throw new ApiError(sentence(text), response.status, code);
 }
 
 export async function signUp(username: string, password: string): Promise<User> {
