@@ -208,7 +208,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     if !web.is_built() {
         tracing::warn!(
             folder = %args.web_dir.display(),
-            "The web client is not built: run `npm ci && npm run build` in web/ (the APIs work without it)."
+            "The web client is not built: run `npm ci --omit=dev && npm run build` in web/ (the APIs work without it)."
         );
     }
 

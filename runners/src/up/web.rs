@@ -113,7 +113,7 @@ fn not_built(root: &Path) -> Response {
         "<!doctype html><meta charset=utf-8><title>confab</title>\
          <h1>confab is running, but the web client is not built</h1>\
          <p>No <code>index.html</code> in <code>{folder}</code>. Build it with \
-         <code>npm ci --prefix web &amp;&amp; npm run build --prefix web</code> and reload, \
+         <code>npm ci --prefix web --omit=dev &amp;&amp; npm run build --prefix web</code> and reload, \
          or point <code>--web-dir</code> at a built client. The APIs under <code>/api/v1</code> \
          work already.</p>"
     );
