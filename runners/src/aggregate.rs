@@ -10,7 +10,9 @@ use anyhow::Context;
 use clap::Args;
 use confab_connectors::registry::{DeadLetterConfig, SinkConfig, SourceConfig};
 use confab_connectors::{decode_chat_message, embedded};
-use confab_pipeline::{ChatKey, Metrics, OperatorLimits, Pipeline, RuntimeConfig, WindowPolicy};
+use confab_pipeline::{
+    ChatKey, Metrics, OperatorLimits, Pipeline, RunReport, RuntimeConfig, WindowPolicy,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::http::{serve, Health};
@@ -181,13 +183,6 @@ pub(crate) async fn run(args: AggregateArgs) -> anyhow::Result<()> {
         print!("{}", toml::to_string_pretty(&config)?);
         return Ok(());
     }
-    let source = config.source.build().await?;
-    let mut sinks = Vec::new();
-    for sink in &config.sinks {
-        sinks.push(sink.build().await?);
-    }
-    let dead_letters = config.dead_letters.build().await?;
-
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     if let Some(listen) = config.http.listen {
@@ -200,34 +195,13 @@ pub(crate) async fn run(args: AggregateArgs) -> anyhow::Result<()> {
             .with_context(|| format!("binding the metrics endpoint on {listen}: is the port in use? set [http] listen or --listen"))?;
         tokio::spawn(serve(listener, health));
     }
-
-    let key = config.key;
-    let mut pipeline = Pipeline::new(move |m| key.key(m), decode_chat_message, dead_letters)
-        .policy(config.window)
-        .limits(config.limits)
-        .config(config.runtime.clone())
-        .metrics(Arc::clone(&metrics));
-    for sink in sinks {
-        pipeline = pipeline.sink(sink);
-    }
-    tracing::info!(
-        source = config.source.name(),
-        sinks = ?config.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
-        workers = config.runtime.workers,
-        key = config.key.as_str(),
-        "aggregator started"
-    );
-    ready.store(true, Ordering::SeqCst);
     let stop_ready = Arc::clone(&ready);
-    let report = pipeline
-        .run(source, async move {
-            shutdown_signal().await;
-            stop_ready.store(false, Ordering::SeqCst);
-            tracing::info!(
-                "shutting down: flushing open groups, waiting for the sinks, committing"
-            );
-        })
-        .await?;
+    let report = run_pipeline(&config, metrics, ready, async move {
+        shutdown_signal().await;
+        stop_ready.store(false, Ordering::SeqCst);
+        tracing::info!("shutting down: flushing open groups, waiting for the sinks, committing");
+    })
+    .await?;
     tracing::info!(
         messages = report.messages_in,
         groups = report.groups_out,
@@ -243,6 +217,41 @@ pub(crate) async fn run(args: AggregateArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Connects the configured source and sinks and runs the pipeline until `shutdown` completes,
+/// reporting into `metrics` and setting `ready` once it runs (`confab aggregate`, and `confab up`
+/// with its `[aggregate]` table).
+pub(crate) async fn run_pipeline(
+    config: &AggregateConfig,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<RunReport> {
+    let source = config.source.build().await?;
+    let mut sinks = Vec::new();
+    for sink in &config.sinks {
+        sinks.push(sink.build().await?);
+    }
+    let dead_letters = config.dead_letters.build().await?;
+    let key = config.key;
+    let mut pipeline = Pipeline::new(move |m| key.key(m), decode_chat_message, dead_letters)
+        .policy(config.window)
+        .limits(config.limits)
+        .config(config.runtime.clone())
+        .metrics(metrics);
+    for sink in sinks {
+        pipeline = pipeline.sink(sink);
+    }
+    tracing::info!(
+        source = config.source.name(),
+        sinks = ?config.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
+        workers = config.runtime.workers,
+        key = config.key.as_str(),
+        "aggregator started"
+    );
+    ready.store(true, Ordering::SeqCst);
+    Ok(pipeline.run(source, shutdown).await?)
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -6,6 +6,7 @@ mod chat;
 mod http;
 mod service;
 mod tune;
+mod up;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -43,6 +44,9 @@ enum Command {
     /// Find the window policy for your traffic: replays or synthesizes chat messages through the
     /// real operator in virtual time and reports Firestore cost against delivery delay.
     Tune(Box<tune::TuneArgs>),
+    // No doc comment here: it would replace UpArgs's, whose long part (configuration, endpoints,
+    // examples) is what `confab up --help` should teach.
+    Up(up::UpArgs),
 }
 
 fn main() {
@@ -63,6 +67,7 @@ fn run() -> anyhow::Result<()> {
         Command::Auth(args) => runtime()?.block_on(auth::run(args)),
         Command::Chat(args) => runtime()?.block_on(chat::run(args)),
         Command::Aggregate(args) => runtime()?.block_on(aggregate::run(args)),
+        Command::Up(args) => runtime()?.block_on(up::run(args)),
     }
 }
 

@@ -27,6 +27,11 @@ pub struct GroupDocument {
     pub message_count: i64,
     /// What completed the group (`inactivity`, `max_messages`, ...).
     pub reason: String,
+    /// The users who may read the document: every sender and recipient in the group, sorted
+    /// (`firestore.rules` lets a signed-in client read a group only when its uid is here).
+    /// Empty in documents written before the field existed.
+    #[serde(default)]
+    pub members: Vec<String>,
 }
 
 /// The fields a write sets outright; the others are merged by transforms.
@@ -38,17 +43,19 @@ pub(crate) struct DocumentHead<'a> {
     pub(crate) group_id: String,
     pub(crate) group_key: String,
     pub(crate) reason: &'static str,
+    pub(crate) members: Vec<&'a str>,
 }
 
 impl DocumentHead<'_> {
     /// The field paths of a head, the write's update mask.
-    pub(crate) const FIELDS: [&'static str; 6] = [
+    pub(crate) const FIELDS: [&'static str; 7] = [
         "chat_id",
         "from_user",
         "latest_message_time_iso",
         "group_id",
         "group_key",
         "reason",
+        "members",
     ];
 }
 
@@ -57,6 +64,13 @@ impl<'a> DocumentHead<'a> {
     pub(crate) fn of<K: std::fmt::Display>(group: &'a Group<K, ChatMessage>) -> Option<Self> {
         let first = group.records.first()?;
         let last = group.records.iter().max_by_key(|m| m.event_time_ms())?;
+        let mut members: Vec<&str> = group
+            .records
+            .iter()
+            .flat_map(|m| [m.from_user.as_str(), m.to_user.as_str()])
+            .collect();
+        members.sort_unstable();
+        members.dedup();
         Some(Self {
             chat_id: &first.chat_id,
             from_user: &first.from_user,
@@ -64,6 +78,7 @@ impl<'a> DocumentHead<'a> {
             group_id: group.id.to_string(),
             group_key: group.key.to_string(),
             reason: group.reason.as_str(),
+            members,
         })
     }
 }
@@ -84,6 +99,7 @@ impl GroupDocument {
             first_time_ms: group.first_time_ms as i64,
             last_time_ms: group.last_time_ms as i64,
             reason: head.reason.to_string(),
+            members: head.members.iter().map(|m| m.to_string()).collect(),
         })
     }
 }
@@ -94,4 +110,42 @@ impl GroupDocument {
 pub(crate) fn distinct(messages: &[ChatMessage]) -> impl Iterator<Item = &ChatMessage> {
     let mut seen = std::collections::HashSet::new();
     messages.iter().filter(move |m| seen.insert(m.encode()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confab_pipeline::CompletionReason;
+
+    fn message(id: &str, from: &str, to: &str) -> ChatMessage {
+        ChatMessage {
+            message_id: id.into(),
+            chat_id: "c".into(),
+            from_user: from.into(),
+            to_user: to.into(),
+            body: "hi".into(),
+            time: uuid::Uuid::nil(),
+            time_iso: "2026-01-01T00:00:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn members_are_every_sender_and_recipient_once_sorted() {
+        let group = Group {
+            id: uuid::Uuid::nil(),
+            key: "c".to_string(),
+            records: vec![
+                message("1", "bob", "alice"),
+                message("2", "alice", "bob"),
+                message("3", "bob", "alice"),
+            ],
+            first_time_ms: 0,
+            last_time_ms: 0,
+            bytes: 0,
+            reason: CompletionReason::Inactivity,
+        };
+        let doc = GroupDocument::of(&group).expect("a document");
+        assert_eq!(doc.members, ["alice", "bob"]);
+        assert_eq!(doc.from_user, "bob");
+    }
 }

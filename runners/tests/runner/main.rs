@@ -1,13 +1,16 @@
 //! The `confab` binary, run as a process: configuration files, the aggregator on stdin and on
-//! the real servers (stopped with SIGTERM), and the tuning harness.
+//! the real servers (stopped with SIGTERM), the tuning harness, `confab up`, and the
+//! docker-compose file's fit with the variables the binary reads.
 
 mod aggregate_kafka;
 mod aggregate_stdin;
+mod compose;
 mod configs;
 mod crash;
 mod harness;
 mod poison;
 mod scale_out;
 mod tune;
+mod up;
 
 pub(crate) use harness::{confab, message_json, repo_root};

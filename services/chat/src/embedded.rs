@@ -20,7 +20,8 @@ use async_trait::async_trait;
 use confab_connectors::embedded::{BroadcastConfig, BroadcastSink};
 use confab_pipeline::memory::MemoryLog;
 use confab_pipeline::{
-    ChatKey, ChatMessage, DeadLetter, DeadLetterSink, Pipeline, PipelineError, RunReport, SinkError,
+    ChatKey, ChatMessage, DeadLetter, DeadLetterSink, Metrics, Pipeline, PipelineError, RunReport,
+    SinkError,
 };
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -47,6 +48,7 @@ impl DeadLetterSink for LoggedDeadLetters {
 pub struct EmbeddedPipeline {
     log: MemoryLog,
     broadcast: BroadcastSink<String, ChatMessage>,
+    metrics: Arc<Metrics>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<RunReport, PipelineError>>>,
 }
@@ -77,6 +79,7 @@ impl EmbeddedPipeline {
         .sink(Arc::new(broadcast.clone()))
         .policy(config.policy)
         .config(config.runtime.clone());
+        let metrics = pipeline.metrics_handle();
         let (stop, stopped) = oneshot::channel::<()>();
         let source = log.source(CONSUMER_GROUP);
         let task = tokio::spawn(async move {
@@ -103,6 +106,7 @@ impl EmbeddedPipeline {
         Self {
             log,
             broadcast,
+            metrics,
             stop: Some(stop),
             task: Some(task),
         }
@@ -116,6 +120,11 @@ impl EmbeddedPipeline {
     /// The broadcast sink the aggregator writes (the events streams subscribe to it).
     pub fn broadcast(&self) -> BroadcastSink<String, ChatMessage> {
         self.broadcast.clone()
+    }
+
+    /// The aggregator's metrics (messages read, groups written, ...), live.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// Whether the aggregator is still running.

@@ -160,6 +160,7 @@ struct Inner {
     history: Arc<dyn History>,
     feed: Arc<dyn GroupFeed>,
     embedded: tokio::sync::Mutex<Option<EmbeddedPipeline>>,
+    pipeline_metrics: Option<Arc<confab_pipeline::Metrics>>,
     clock: TimeUuidClock,
     limiters: Limiters,
     config: Config,
@@ -258,6 +259,7 @@ impl AppState {
             ),
             new_chats: TokenBuckets::per_hour(limits.new_chats_per_hour, limits.max_tracked_users),
         };
+        let pipeline_metrics = embedded.as_ref().map(EmbeddedPipeline::metrics);
         let state = AppState {
             inner: Arc::new(Inner {
                 store,
@@ -266,6 +268,7 @@ impl AppState {
                 log,
                 history,
                 feed,
+                pipeline_metrics,
                 embedded: tokio::sync::Mutex::new(embedded),
                 clock: TimeUuidClock::new(),
                 limiters,
@@ -335,6 +338,12 @@ impl AppState {
             .await
             .as_ref()
             .map(EmbeddedPipeline::is_running)
+    }
+
+    /// The embedded aggregator's metrics (live counters of messages read and groups written);
+    /// `None` when this state runs no aggregator.
+    pub fn pipeline_metrics(&self) -> Option<Arc<confab_pipeline::Metrics>> {
+        self.inner.pipeline_metrics.clone()
     }
 
     /// Deletes the `client_message_id` records older than the configured retention.
@@ -452,6 +461,13 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// [`app`] whose events streams end when `stop` turns `true`, so that a graceful shutdown is
+/// not held open by them (for programs that serve the API on their own server; [`serve_on`]
+/// uses it). Run [`prune_forever`] beside it to forget expired `client_message_id`s.
+pub fn app_until(state: AppState, stop: tokio::sync::watch::Receiver<bool>) -> Router {
+    app(state).layer(axum::Extension(events::Shutdown(stop)))
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint; see /openapi.json".into())
 }
@@ -520,7 +536,7 @@ pub async fn serve_on(
     }
     let pruner = tokio::spawn(prune_forever(state.clone()));
     let (stop_streams, streams_stopped) = tokio::sync::watch::channel(false);
-    let router = app(state.clone()).layer(axum::Extension(events::Shutdown(streams_stopped)));
+    let router = app_until(state.clone(), streams_stopped);
     let result = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -538,7 +554,9 @@ pub async fn serve_on(
     result
 }
 
-async fn prune_forever(state: AppState) {
+/// Deletes expired `client_message_id` records every ten minutes, forever (spawn it while
+/// serving; [`serve_on`] does).
+pub async fn prune_forever(state: AppState) {
     let mut interval = tokio::time::interval(PRUNE_INTERVAL);
     loop {
         interval.tick().await;

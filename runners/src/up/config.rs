@@ -1,0 +1,218 @@
+//! The configuration of `confab up`: one TOML file whose tables are the existing services'
+//! configurations, with the data folder filling in whatever the file leaves out.
+//!
+//! ```toml
+//! [auth]       # confab-auth's Config (its `listen` is ignored: everything shares one port)
+//! [chat]       # confab-chat's Config (likewise; its `auth` keys are ignored: tokens are
+//!              # verified with the in-process auth service's keys)
+//! [aggregate]  # confab aggregate's configuration; run in this process when present (the
+//!              # aggregator for a Kafka log; its `http` table is ignored)
+//! ```
+//!
+//! Defaults: SQLite at `<data-dir>/confab.db` for both services, the Ed25519 signing key at
+//! `<data-dir>/jwt-ed25519.pem` (so tokens survive a restart), and the chat service's embedded
+//! mode (in-process log, aggregator, SQL history, in-process events).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use confab_token::{Algorithm, Secret};
+
+use crate::aggregate::AggregateConfig;
+
+/// The database file inside the data folder.
+pub(crate) const DATABASE_FILE: &str = "confab.db";
+/// The signing key inside the data folder.
+pub(crate) const SIGNING_KEY_FILE: &str = "jwt-ed25519.pem";
+
+/// What `confab up` runs, every part configured.
+#[derive(Debug)]
+pub(crate) struct UpConfig {
+    pub(crate) auth: confab_auth::Config,
+    pub(crate) chat: confab_chat::Config,
+    pub(crate) aggregate: Option<AggregateConfig>,
+}
+
+/// Tables of the file that are not one of the three is an error, like an unknown key elsewhere.
+const TABLES: [&str; 3] = ["auth", "chat", "aggregate"];
+
+impl UpConfig {
+    /// Reads the file (if any), then fills in the data folder and `database_url` (a flag, which
+    /// wins over the file).
+    pub(crate) fn load(
+        file: Option<&Path>,
+        data_dir: &Path,
+        database_url: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let (table, origin) = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                (Self::parse_table(&text)?, path.display().to_string())
+            }
+            None => (toml::Table::new(), String::from("the defaults")),
+        };
+        Self::from_table(table, data_dir, database_url)
+            .with_context(|| format!("invalid configuration in {origin}"))
+    }
+
+    fn parse_table(text: &str) -> anyhow::Result<toml::Table> {
+        let table: toml::Table = toml::from_str(text)?;
+        if let Some(unknown) = table.keys().find(|k| !TABLES.contains(&k.as_str())) {
+            anyhow::bail!("unknown table or key `{unknown}`: use [auth], [chat] and [aggregate]");
+        }
+        Ok(table)
+    }
+
+    fn from_table(
+        mut table: toml::Table,
+        data_dir: &Path,
+        database_url: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let auth_table = take_table(&mut table, "auth")?;
+        let chat_table = take_table(&mut table, "chat")?;
+        let aggregate_table = table.remove("aggregate");
+        let auth_sets_database = auth_table.contains_key("database_url");
+        let chat_sets_database = chat_table.contains_key("database_url");
+
+        let mut auth: confab_auth::Config = toml::Value::Table(auth_table)
+            .try_into()
+            .context("[auth]")?;
+        let mut chat: confab_chat::Config = toml::Value::Table(chat_table)
+            .try_into()
+            .context("[chat]")?;
+        let aggregate: Option<AggregateConfig> = aggregate_table
+            .map(|value| value.try_into().context("[aggregate]"))
+            .transpose()?;
+
+        let default_database = format!("sqlite://{}", data_dir.join(DATABASE_FILE).display());
+        if let Some(url) = database_url {
+            auth.database_url = Secret::new(url);
+        } else if !auth_sets_database {
+            auth.database_url = Secret::new(default_database);
+        }
+        if database_url.is_some() || !chat_sets_database {
+            // The chat service reads the auth service's users: same database unless told.
+            chat.database_url = auth.database_url.clone();
+        }
+        if auth.jwt.algorithm == Algorithm::EdDSA && auth.jwt.ed25519_private_key_file.is_none() {
+            auth.jwt.ed25519_private_key_file = Some(data_dir.join(SIGNING_KEY_FILE));
+        }
+        auth.validate()?;
+        chat.validate()?;
+        if let Some(aggregate) = &aggregate {
+            crate::aggregate::check(aggregate).context("[aggregate]")?;
+        }
+        Ok(Self {
+            auth,
+            chat,
+            aggregate,
+        })
+    }
+
+    /// Where the configured parts keep their data, for the start-up message.
+    pub(crate) fn describe_storage(&self, data_dir: &Path) -> String {
+        let database = self.auth.database_url.expose();
+        let database = if let Some(path) = database.strip_prefix("sqlite://") {
+            format!("SQLite {path}")
+        } else {
+            // Never print credentials: only the scheme and host part after '@'.
+            let host = database.rsplit('@').next().unwrap_or("");
+            format!("PostgreSQL {}", host.split('?').next().unwrap_or(host))
+        };
+        let key = self
+            .auth
+            .jwt
+            .ed25519_private_key_file
+            .as_ref()
+            .map_or_else(|| "HS256 secret".into(), |p| p.display().to_string());
+        format!(
+            "data folder {} (users and chats: {database}; signing key: {key})",
+            data_dir.display()
+        )
+    }
+}
+
+fn take_table(table: &mut toml::Table, name: &str) -> anyhow::Result<toml::Table> {
+    match table.remove(name) {
+        None => Ok(toml::Table::new()),
+        Some(toml::Value::Table(t)) => Ok(t),
+        Some(_) => anyhow::bail!("`{name}` must be a table: [{name}]"),
+    }
+}
+
+/// The data folder, created if missing, as an absolute path.
+pub(crate) fn prepare_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the data folder {}", dir.display()))?;
+    dir.canonicalize()
+        .with_context(|| format!("resolving the data folder {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confab_chat::LogConfig;
+
+    #[test]
+    fn no_file_gives_the_embedded_system_in_the_data_folder() {
+        let config = UpConfig::from_table(toml::Table::new(), Path::new("/d"), None)
+            .expect("defaults are valid");
+        assert_eq!(config.auth.database_url.expose(), "sqlite:///d/confab.db");
+        assert_eq!(config.chat.database_url.expose(), "sqlite:///d/confab.db");
+        assert_eq!(
+            config.auth.jwt.ed25519_private_key_file.as_deref(),
+            Some(Path::new("/d/jwt-ed25519.pem"))
+        );
+        assert_eq!(config.chat.log, LogConfig::Memory {});
+        assert!(config.aggregate.is_none());
+    }
+
+    #[test]
+    fn the_database_flag_wins_over_the_file_and_reaches_both_services() {
+        let table =
+            UpConfig::parse_table("[auth]\ndatabase_url = \"sqlite://a.db\"\n").expect("parses");
+        let config =
+            UpConfig::from_table(table, Path::new("/d"), Some("sqlite://b.db")).expect("valid");
+        assert_eq!(config.auth.database_url.expose(), "sqlite://b.db");
+        assert_eq!(config.chat.database_url.expose(), "sqlite://b.db");
+    }
+
+    #[test]
+    fn unknown_tables_and_keys_are_refused() {
+        assert!(UpConfig::parse_table("[authh]\n").is_err());
+        let table = UpConfig::parse_table("[chat]\nlistn = \"x\"\n").expect("parses");
+        assert!(UpConfig::from_table(table, Path::new("/d"), None).is_err());
+    }
+
+    #[test]
+    fn credentials_never_reach_the_start_up_message() {
+        let config = UpConfig::from_table(
+            toml::Table::new(),
+            Path::new("/d"),
+            Some("postgres://confab:hunter2@db:5432/confab"),
+        )
+        .expect("valid");
+        let text = config.describe_storage(Path::new("/d"));
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("db:5432/confab"), "{text}");
+    }
+
+    #[test]
+    fn the_example_files_parse() {
+        let text = include_str!("../../configs/up/real-servers.toml");
+        let table = UpConfig::parse_table(text).expect("parses");
+        let config = UpConfig::from_table(table, Path::new("/d"), None).expect("valid");
+        assert!(matches!(config.chat.log, LogConfig::Kafka(_)));
+        assert!(config.aggregate.is_some());
+        assert!(config.auth.database_url.expose().starts_with("postgres://"));
+
+        // docker-compose.yml's: the addresses come from the environment and --database-url.
+        let text = include_str!("../../configs/up/compose.toml");
+        let table = UpConfig::parse_table(text).expect("parses");
+        let config = UpConfig::from_table(table, Path::new("/d"), Some("postgres://db/confab"))
+            .expect("valid");
+        assert!(matches!(config.chat.log, LogConfig::Kafka(_)));
+        assert_eq!(config.aggregate.map(|a| a.sinks.len()), Some(3));
+    }
+}

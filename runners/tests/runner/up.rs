@@ -1,0 +1,315 @@
+//! `confab up` as a process: one port serves the web client, the auth API, the chat API and the
+//! stats; SIGTERM stops it cleanly; a restart on the same data folder keeps users, chats,
+//! history and tokens.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::confab;
+
+/// A running `confab up` and the address it printed.
+struct Up {
+    child: Child,
+    addr: String,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Up {
+    fn start(data_dir: &Path, web_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = confab()
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .arg("--web-dir")
+            .arg(web_dir)
+            .args(extra)
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start confab up");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            let read = stdout.read_line(&mut line).expect("read stdout");
+            assert!(read > 0, "confab up exited before printing its URL");
+            if let Some(rest) = line.trim().strip_prefix("confab is up: http://") {
+                break rest.trim_end_matches('/').to_owned();
+            }
+        };
+        let mut storage = String::new();
+        stdout.read_line(&mut storage).expect("read stdout");
+        assert!(
+            storage.contains(&data_dir.display().to_string()) && storage.contains("confab.db"),
+            "the second line says where the data lives: {storage}"
+        );
+        Self {
+            child,
+            addr,
+            stdout,
+        }
+    }
+
+    /// Sends `method path` with an optional JSON body and bearer token; returns the status,
+    /// the content type and the body.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, String, String) {
+        let mut stream = TcpStream::connect(&self.addr).expect("connect to confab up");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write request");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read response");
+        let (head, body) = response.split_once("\r\n\r\n").expect("a HTTP response");
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status");
+        let content_type = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type: ")
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        (status, content_type, body.to_owned())
+    }
+
+    fn json(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let (status, content_type, text) = self.request(method, path, token, body.as_ref());
+        assert!(
+            content_type.starts_with("application/json"),
+            "{method} {path}: {status} {content_type} {text}"
+        );
+        (status, serde_json::from_str(&text).expect("JSON body"))
+    }
+
+    /// SIGTERM, then the exit status and the rest of stdout.
+    fn stop(mut self) -> (bool, String) {
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "no exit within 60 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut rest = String::new();
+        let _ = self.stdout.read_to_string(&mut rest);
+        (status.success(), rest)
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn web_dir(root: &Path) -> std::path::PathBuf {
+    let web = root.join("web");
+    std::fs::create_dir_all(web.join("assets")).expect("web dir");
+    std::fs::write(
+        web.join("index.html"),
+        "<!doctype html><title>confab test client</title>",
+    )
+    .expect("index.html");
+    std::fs::write(web.join("assets/app.js"), "console.log('confab');").expect("app.js");
+    web
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+fn sign_up_and_log_in(up: &Up, username: &str) -> (String, String) {
+    let (status, user) = up.json(
+        "POST",
+        "/api/v1/users",
+        None,
+        Some(json!({"username": username, "password": PASSWORD})),
+    );
+    assert_eq!(status, 201, "{user}");
+    let token = log_in(up, username);
+    (user["id"].as_str().expect("id").to_owned(), token)
+}
+
+fn log_in(up: &Up, username: &str) -> String {
+    let (status, login) = up.json(
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(json!({"username": username, "password": PASSWORD})),
+    );
+    assert_eq!(status, 200, "{login}");
+    login["access_token"].as_str().expect("token").to_owned()
+}
+
+/// Polls `/api/v1/stats` until a group was written (the inactivity timeout is 3 s).
+fn wait_for_groups(up: &Up, groups: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, stats) = up.json("GET", "/api/v1/stats", None, None);
+        assert_eq!(status, 200, "{stats}");
+        if stats["groups_written"].as_u64() >= Some(groups) {
+            return stats;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no group written in 30 s: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn up_serves_the_client_and_both_apis_on_one_port_and_keeps_its_data_across_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let web = web_dir(dir.path());
+    let up = Up::start(&data, &web, &[]);
+
+    // The web client, its assets, and its own routes (a reload on #/chats/... or /chats/...).
+    let (status, content_type, body) = up.request("GET", "/", None, None);
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    assert!(body.contains("confab test client"), "{body}");
+    let (status, content_type, _) = up.request("GET", "/assets/app.js", None, None);
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "text/javascript; charset=utf-8")
+    );
+    let (status, _, body) = up.request("GET", "/chats/some-chat", None, None);
+    assert_eq!(status, 200);
+    assert!(body.contains("confab test client"));
+    assert_eq!(up.request("GET", "/assets/missing.js", None, None).0, 404);
+    assert_eq!(up.request("GET", "/.hidden", None, None).0, 404);
+
+    // The auth API, then the chat API with its token, on the same port.
+    let (alice, token) = sign_up_and_log_in(&up, "alice");
+    let (bob, _) = sign_up_and_log_in(&up, "bob");
+    let (status, jwks) = up.json("GET", "/.well-known/jwks.json", None, None);
+    assert_eq!(status, 200);
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1), "{jwks}");
+    let (status, chat) = up.json(
+        "POST",
+        "/api/v1/chats",
+        Some(&token),
+        Some(json!({"peer_id": bob})),
+    );
+    assert_eq!(status, 201, "{chat}");
+    let chat_id = chat["chat_id"].as_str().expect("chat_id").to_owned();
+    let messages = format!("/api/v1/chats/{chat_id}/messages");
+    for body in ["hello bob", "are you there?"] {
+        let (status, sent) = up.json("POST", &messages, Some(&token), Some(json!({"body": body})));
+        assert_eq!(status, 201, "{sent}");
+        assert_eq!(sent["from_user"], alice.as_str());
+    }
+
+    // The stats count what the aggregator did: 2 messages in one group document.
+    let stats = wait_for_groups(&up, 1);
+    assert_eq!(stats["messages_sent"], 2, "{stats}");
+    assert_eq!(stats["groups_written"], 1, "{stats}");
+    assert_eq!(stats["messages_per_group"], 2.0, "{stats}");
+
+    // Errors under /api are JSON, whatever the path.
+    let (status, error) = up.json("GET", "/api/v1/nothing-here", None, None);
+    assert_eq!((status, error["error"].as_str()), (404, Some("not_found")));
+    let (status, error) = up.json("GET", "/api/v1/chats", None, None);
+    assert_eq!(status, 401, "{error}");
+
+    let (clean, rest) = up.stop();
+    assert!(clean, "confab up exits 0 on SIGTERM");
+    assert!(rest.contains("confab stopped"), "{rest}");
+
+    // Same data folder: the token signed before the restart still works, and the chat and its
+    // history are there.
+    let up = Up::start(&data, &web, &[]);
+    let (status, chats) = up.json("GET", "/api/v1/chats", Some(&token), None);
+    assert_eq!(status, 200, "{chats}");
+    assert_eq!(chats["chats"][0]["chat_id"], chat_id.as_str(), "{chats}");
+    let (status, page) = up.json("GET", &messages, Some(&token), None);
+    assert_eq!(status, 200, "{page}");
+    let bodies: Vec<&str> = page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["body"].as_str())
+        .collect();
+    assert_eq!(bodies, ["are you there?", "hello bob"], "newest first");
+    let (status, _) = up.json(
+        "POST",
+        "/api/v1/users",
+        None,
+        Some(json!({"username": "alice", "password": PASSWORD})),
+    );
+    assert_eq!(status, 409, "alice exists after the restart");
+    log_in(&up, "bob");
+    let (clean, _) = up.stop();
+    assert!(clean);
+}
+
+#[test]
+fn up_without_a_built_client_says_how_to_build_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let up = Up::start(&dir.path().join("data"), &dir.path().join("no-web"), &[]);
+    let (status, content_type, body) = up.request("GET", "/", None, None);
+    assert_eq!(status, 503);
+    assert!(content_type.starts_with("text/html"));
+    assert!(body.contains("npm run build"), "{body}");
+    let (status, _, health) = up.request("GET", "/healthz", None, None);
+    assert_eq!(status, 200, "{health}");
+}
+
+#[test]
+fn up_refuses_an_unknown_table_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("up.toml");
+    std::fs::write(&config, "[chatt]\nlisten = \"127.0.0.1:1\"\n").expect("write");
+    let out = confab()
+        .args(["up", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("run confab up");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`chatt`") && stderr.contains("[auth], [chat] and [aggregate]"),
+        "{stderr}"
+    );
+}

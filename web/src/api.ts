@@ -1,0 +1,211 @@
+// The HTTP APIs of `confab up` (auth and chat services on the same origin), with every failure
+// turned into an ApiError whose message a person can act on.
+
+export interface Session {
+  token: string;
+  id: string;
+  username: string;
+  expiresAt: number;
+}
+
+export interface User {
+  id: string;
+  username: string;
+}
+
+export interface Chat {
+  chat_id: string;
+  members: User[];
+  created_at: string;
+  last_activity: string;
+}
+
+export interface Message {
+  message_id: string;
+  chat_id: string;
+  from_user: string;
+  to_user: string;
+  body: string;
+  time: string;
+  time_iso: string;
+}
+
+export interface MessagePage {
+  messages: Message[];
+  next_cursor: string | null;
+}
+
+export interface GroupEvent {
+  group_id: string;
+  chat_id: string;
+  messages: Message[];
+}
+
+export interface Stats {
+  messages_sent: number;
+  groups_written: number;
+  messages_per_group: number;
+  open_groups: number;
+  since: string;
+}
+
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}
+
+const SESSION_KEY = 'confab.session';
+
+export function loadSession(): Session | null {
+  try {
+    const raw = sessionStorage.getItem(SESSION_KEY);
+    if (!raw) return null;
+    const session = JSON.parse(raw) as Session;
+    return session.expiresAt > Date.now() ? session : null;
+  } catch {
+    return null;
+  }
+}
+
+export function saveSession(session: Session | null): void {
+  if (session) sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+  else sessionStorage.removeItem(SESSION_KEY);
+}
+
+/** Called when a request was refused for an expired or invalid token. */
+let onUnauthorized: () => void = () => {};
+export function setUnauthorizedHandler(handler: () => void): void {
+  onUnauthorized = handler;
+}
+
+/** " Try again in 12 s." (or minutes) from Retry-After, or a plain hint without one. */
+function retryAfterText(response: Response): string {
+  const seconds = Number(response.headers.get('Retry-After'));
+  if (!Number.isFinite(seconds) || seconds <= 0) return ' Try again shortly.';
+  return seconds > 90 ? ` Try again in ${Math.ceil(seconds / 60)} min.` : ` Try again in ${Math.ceil(seconds)} s.`;
+}
+
+/** The server's message as a sentence, without its own "try again later" (we say when). */
+function sentence(text: string): string {
+  const trimmed = text.replace(/[;,.]?\s*(please )?try again later\.?$/i, '').trim();
+  if (!trimmed) return '';
+  const capital = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
+}
+
+async function request<T>(
+  method: string,
+  path: string,
+  options: { body?: unknown; session?: Session | null } = {},
+): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (options.body !== undefined) headers['Content-Type'] = 'application/json';
+  if (options.session) headers.Authorization = `Bearer ${options.session.token}`;
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+    });
+  } catch {
+    throw new ApiError('Cannot reach the server. Is confab running? Retrying may help.', 0, 'network');
+  }
+  if (response.ok) return (await response.json()) as T;
+
+  let code = 'error';
+  let text = '';
+  try {
+    const body = (await response.json()) as { error?: string; message?: string };
+    code = body.error ?? code;
+    text = body.message ?? '';
+  } catch {
+    // Not our JSON: a proxy or a server that is going away.
+  }
+  if (response.status === 429) {
+    throw new ApiError(`${sentence(text) || 'Too many requests.'}${retryAfterText(response)}`, 429, code);
+  }
+  if (response.status === 401 && options.session) {
+    onUnauthorized();
+    throw new ApiError('Your session has expired. Please log in again.', 401, code);
+  }
+  if (response.status === 401) {
+    throw new ApiError('Wrong username or password.', 401, code);
+  }
+  if (response.status >= 500 || !text) {
+    const hint = response.status === 503 ? retryAfterText(response) : '';
+    throw new ApiError(
+      `The server could not do that (${response.status}${text ? `: ${text}` : ''}).${hint}`,
+      response.status,
+      code,
+    );
+  }
+  throw new ApiError(sentence(text), response.status, code);
+}
+
+export async function signUp(username: string, password: string): Promise<User> {
+  return request<User>('POST', '/api/v1/users', { body: { username, password } });
+}
+
+export async function logIn(username: string, password: string): Promise<Session> {
+  const r = await request<{ access_token: string; expires_in: number; id: string; username: string }>(
+    'POST',
+    '/api/v1/login',
+    { body: { username, password } },
+  );
+  return { token: r.access_token, id: r.id, username: r.username, expiresAt: Date.now() + r.expires_in * 1000 };
+}
+
+/** Every user (following the pages, up to `max`). */
+export async function listUsers(session: Session, max = 500): Promise<User[]> {
+  const users: User[] = [];
+  let cursor: string | null = null;
+  do {
+    const query = new URLSearchParams({ limit: '100' });
+    if (cursor) query.set('cursor', cursor);
+    const page: { users: User[]; next_cursor: string | null } = await request('GET', `/api/v1/users?${query}`, {
+      session,
+    });
+    users.push(...page.users);
+    cursor = page.next_cursor;
+  } while (cursor && users.length < max);
+  return users;
+}
+
+export async function listChats(session: Session): Promise<Chat[]> {
+  const page = await request<{ chats: Chat[] }>('GET', '/api/v1/chats?limit=100', { session });
+  return page.chats;
+}
+
+export async function startChat(session: Session, peerId: string): Promise<Chat> {
+  return request<Chat>('POST', '/api/v1/chats', { body: { peer_id: peerId }, session });
+}
+
+/** A page of history, newest first, strictly older than `before` when given. */
+export async function history(session: Session, chatId: string, quantity: number, before?: string): Promise<MessagePage> {
+  const query = new URLSearchParams({ quantity: String(quantity) });
+  if (before) query.set('time', before);
+  return request<MessagePage>('GET', `/api/v1/chats/${encodeURIComponent(chatId)}/messages?${query}`, { session });
+}
+
+export async function send(session: Session, chatId: string, body: string, clientMessageId: string): Promise<Message> {
+  return request<Message>('POST', `/api/v1/chats/${encodeURIComponent(chatId)}/messages`, {
+    body: { body, client_message_id: clientMessageId },
+    session,
+  });
+}
+
+export async function stats(): Promise<Stats> {
+  return request<Stats>('GET', '/api/v1/stats');
+}
+
+/** The realtime stream of a chat's message groups (EventSource cannot send headers). */
+export function events(session: Session, chatId: string): EventSource {
+  const query = new URLSearchParams({ access_token: session.token });
+  return new EventSource(`/api/v1/chats/${encodeURIComponent(chatId)}/events?${query}`);
+}

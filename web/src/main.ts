@@ -1,0 +1,256 @@
+// confab's web client: sign up and log in, find users, start or open chats, and chat in
+// realtime (server-sent events of the aggregator's message groups), with history pages loaded
+// as you scroll up. Every piece of user data reaches the page as text, never as HTML.
+
+import './style.css';
+import * as api from './api';
+import type { Chat, Message, Session, User } from './api';
+import { h, replace } from './dom';
+import { ChatView } from './chat';
+
+const root = document.getElementById('app') as HTMLElement;
+
+let session: Session | null = api.loadSession();
+let chats: Chat[] = [];
+let users: User[] = [];
+let current: ChatView | null = null;
+let timers: number[] = [];
+
+api.setUnauthorizedHandler(() => logOut('Your session has expired. Please log in again.'));
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+// ---------------------------------------------------------------- sign-up and login
+
+function authScreen(notice = ''): void {
+  let mode: 'login' | 'signup' = 'login';
+  const username = h('input', {
+    name: 'username', autocomplete: 'username', required: true, placeholder: 'your-name', ariaLabel: 'Username',
+  });
+  const password = h('input', {
+    name: 'password', type: 'password', autocomplete: 'current-password', required: true, ariaLabel: 'Password',
+  });
+  const error = h('p', { class: 'error', role: 'alert', ariaLive: 'assertive' }, notice);
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Log in');
+  const hint = h('p', { class: 'hint' });
+  const loginTab = h('button', { type: 'button', class: 'tab active' }, 'Log in');
+  const signupTab = h('button', { type: 'button', class: 'tab' }, 'Sign up');
+  const setMode = (next: 'login' | 'signup') => {
+    mode = next;
+    loginTab.classList.toggle('active', mode === 'login');
+    signupTab.classList.toggle('active', mode === 'signup');
+    submit.textContent = mode === 'login' ? 'Log in' : 'Create account';
+    password.autocomplete = mode === 'login' ? 'current-password' : 'new-password';
+    hint.textContent = mode === 'signup' ? 'Username: 3 to 32 letters, digits, - or _. Password: at least 12 characters.' : '';
+    error.textContent = '';
+  };
+  loginTab.addEventListener('click', () => setMode('login'));
+  signupTab.addEventListener('click', () => setMode('signup'));
+
+  const form = h('form', { class: 'card auth', ariaLabel: 'Log in or sign up' },
+    h('h1', {}, 'confab'),
+    h('p', { class: 'tagline' }, 'Realtime chat, grouped before it is written.'),
+    h('div', { class: 'tabs', role: 'tablist' }, loginTab, signupTab),
+    h('label', {}, 'Username', username),
+    h('label', {}, 'Password', password),
+    hint,
+    error,
+    submit,
+  );
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    error.textContent = '';
+    submit.disabled = true;
+    try {
+      if (mode === 'signup') await api.signUp(username.value.trim(), password.value);
+      session = await api.logIn(username.value.trim(), password.value);
+      api.saveSession(session);
+      void home();
+    } catch (err) {
+      error.textContent = errorText(err);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  replace(root, h('main', { class: 'auth-page' }, form));
+  username.focus();
+}
+
+function logOut(notice = ''): void {
+  current?.close();
+  current = null;
+  for (const timer of timers) clearInterval(timer);
+  timers = [];
+  session = null;
+  api.saveSession(null);
+  history.replaceState(null, '', location.pathname);
+  authScreen(notice);
+}
+
+// ---------------------------------------------------------------- the signed-in layout
+
+const statsLine = h('span', { class: 'stats', title: 'What grouping saves: messages sent against documents written' });
+const banner = h('p', { class: 'banner', role: 'alert', ariaLive: 'polite' });
+const chatList = h('ul', { class: 'chat-list', ariaLabel: 'My chats' });
+const userList = h('ul', { class: 'user-list', ariaLabel: 'Users' });
+const search = h('input', { type: 'search', placeholder: 'Search users', ariaLabel: 'Search users' });
+const pane = h('section', { class: 'pane' });
+
+function showBanner(text: string): void {
+  banner.textContent = text;
+  banner.hidden = text === '';
+}
+
+function peerOf(chat: Chat): User {
+  return chat.members.find((m) => m.id !== session?.id) ?? chat.members[0];
+}
+
+function renderChats(): void {
+  if (chats.length === 0) {
+    replace(chatList, h('li', { class: 'empty' }, 'No chats yet: pick a user below.'));
+    return;
+  }
+  replace(chatList, ...chats.map((chat) => {
+    const peer = peerOf(chat);
+    const active = current?.chatId === chat.chat_id;
+    return h('li', {},
+      h('button', {
+        class: active ? 'item active' : 'item',
+        data: { chatId: chat.chat_id },
+        on: { click: () => openChat(chat) },
+      },
+      h('span', { class: 'avatar' }, peer.username.charAt(0).toUpperCase()),
+      h('span', { class: 'name' }, peer.username),
+      h('time', { class: 'when' }, shortTime(chat.last_activity))),
+    );
+  }));
+}
+
+function renderUsers(): void {
+  const term = search.value.trim().toLowerCase();
+  const shown = users.filter((u) => u.id !== session?.id && u.username.includes(term));
+  if (shown.length === 0) {
+    replace(userList, h('li', { class: 'empty' }, term ? `No user matches “${term}”.` : 'No other users yet.'));
+    return;
+  }
+  replace(userList, ...shown.slice(0, 50).map((user) => h('li', {},
+    h('button', { class: 'item', data: { userId: user.id, username: user.username }, on: { click: () => startChat(user) } },
+      h('span', { class: 'avatar' }, user.username.charAt(0).toUpperCase()),
+      h('span', { class: 'name' }, user.username),
+      h('span', { class: 'when' }, 'chat')),
+  )));
+}
+
+function shortTime(iso: string): string {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return '';
+  const sameDay = date.toDateString() === new Date().toDateString();
+  return sameDay
+    ? date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+    : date.toLocaleDateString([], { month: 'short', day: 'numeric' });
+}
+
+async function refreshChats(): Promise<void> {
+  if (!session) return;
+  try {
+    chats = await api.listChats(session);
+    renderChats();
+    showBanner('');
+  } catch (err) {
+    showBanner(errorText(err));
+  }
+}
+
+async function refreshUsers(): Promise<void> {
+  if (!session) return;
+  try {
+    users = await api.listUsers(session);
+    renderUsers();
+  } catch (err) {
+    showBanner(errorText(err));
+  }
+}
+
+async function refreshStats(): Promise<void> {
+  try {
+    const s = await api.stats();
+    const ratio = s.groups_written > 0 ? `${s.messages_per_group.toFixed(1)} messages per write` : 'no writes yet';
+    statsLine.textContent = `${s.messages_sent} messages sent · ${s.groups_written} documents written · ${ratio}`;
+  } catch {
+    statsLine.textContent = '';
+  }
+}
+
+async function startChat(user: User): Promise<void> {
+  if (!session) return;
+  try {
+    const chat = await api.startChat(session, user.id);
+    if (!chats.some((c) => c.chat_id === chat.chat_id)) chats.unshift(chat);
+    openChat(chat);
+  } catch (err) {
+    showBanner(errorText(err));
+  }
+}
+
+function openChat(chat: Chat): void {
+  if (!session) return;
+  if (current?.chatId === chat.chat_id) return;
+  current?.close();
+  current = new ChatView(session, chat.chat_id, peerOf(chat), {
+    onError: showBanner,
+    onSent: (message: Message) => bumpChat(message.chat_id),
+  });
+  replace(pane, current.element);
+  history.replaceState(null, '', `#/chats/${chat.chat_id}`);
+  document.body.classList.add('in-chat');
+  renderChats();
+  current.focus();
+}
+
+function bumpChat(chatId: string): void {
+  const index = chats.findIndex((c) => c.chat_id === chatId);
+  if (index > 0) {
+    const [chat] = chats.splice(index, 1);
+    chats.unshift(chat);
+    renderChats();
+  }
+}
+
+async function home(): Promise<void> {
+  if (!session) return authScreen();
+  const me = session;
+  const back = h('button', { class: 'ghost back', on: { click: () => document.body.classList.remove('in-chat') } }, '← Chats');
+  replace(pane, h('div', { class: 'placeholder' },
+    h('h2', {}, `Hello, ${me.username}`),
+    h('p', {}, 'Open a chat on the left, or search for a user to start one.')));
+  replace(root,
+    h('header', { class: 'top' },
+      back,
+      h('strong', { class: 'brand' }, 'confab'),
+      statsLine,
+      h('span', { class: 'me' }, me.username),
+      h('button', { class: 'ghost', on: { click: () => logOut() } }, 'Log out')),
+    banner,
+    h('main', { class: 'layout' },
+      h('aside', { class: 'sidebar' },
+        h('h2', {}, 'My chats'), chatList,
+        h('h2', {}, 'Users'), search, userList),
+      pane));
+  showBanner('');
+  let debounce = 0;
+  search.oninput = () => {
+    renderUsers();
+    clearTimeout(debounce);
+    debounce = window.setTimeout(() => void refreshUsers(), 300);
+  };
+  await Promise.all([refreshChats(), refreshUsers(), refreshStats()]);
+  timers.push(window.setInterval(() => void refreshChats(), 5000));
+  timers.push(window.setInterval(() => void refreshStats(), 2000));
+  const wanted = /^#\/chats\/([0-9a-f-]{36})$/.exec(location.hash)?.[1];
+  const chat = chats.find((c) => c.chat_id === wanted);
+  if (chat) openChat(chat);
+}
+
+void home();

@@ -1,0 +1,268 @@
+// The web client in a real headless Chromium (Debian's, driven by playwright-core), against a
+// `confab up` this test starts on a free port with a fresh data folder.
+//
+//   CONFAB_BIN=path/to/confab node --test tests/    (after `npm run build`)
+//
+// Two browser contexts sign up two users; one starts a chat; each sees the other's messages
+// within a few seconds without a reload; after 30 more messages a reload shows the latest page
+// and scrolling up loads the rest, each page exactly once. Screenshots go to test-results/.
+//
+// It runs on the embedded defaults, and with CONFAB_TEST_REAL_SERVERS=1 (scripts/test sets it)
+// also on the real servers of scripts/infra: PostgreSQL, Kafka, Cassandra and the Firestore
+// emulator, with a topic, keyspace and collection of its own.
+
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const webRoot = resolve(here, '..');
+const results = join(webRoot, 'test-results');
+const bin = process.env.CONFAB_BIN ?? resolve(webRoot, '../target/debug/confab');
+const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const PASSWORD = 'correct horse battery staple';
+const PAGE_SIZE = 20; // web/src/chat.ts
+const REALTIME_MS = 8000; // the 3 s inactivity timeout, the 0.5 s lateness, and slack for CI
+
+let server;
+let baseUrl;
+let dataDir;
+let browser;
+
+// Faster sends than a person's default limits: the test types 30 messages in seconds.
+const LIMITS = '[chat.limits]\nmessages_per_second = 50.0\nmessage_burst = 100\n';
+
+/** confab up's configuration on the real servers, every name unique to this run. */
+function realServers() {
+  const env = process.env;
+  const id = `web_test_${Date.now().toString(36)}`;
+  const kafka = `brokers = "${env.KAFKA_BROKERS ?? '127.0.0.1:9092'}"`;
+  const cassandra = `nodes = "${env.CASSANDRA_NODES ?? '127.0.0.1:9042'}"\nkeyspace = "${id}"`;
+  return [
+    '[auth]', `database_url = "${env.DATABASE_URL ?? 'postgres://confab:confab@127.0.0.1:5432/confab'}"`,
+    '[chat.log]', 'type = "kafka"', kafka, `topic = "${id}"`,
+    '[chat.history]', 'type = "cassandra"', cassandra,
+    '[chat.events]', 'type = "kafka"', kafka, `topic = "${id}_grouped"`,
+    '[aggregate]', 'key = "chat"',
+    '[aggregate.source]', 'type = "kafka"', kafka, `topic = "${id}"`, `group_id = "${id}"`,
+    '[[aggregate.sinks]]', 'type = "firestore"', `project_id = "${env.FIRESTORE_PROJECT_ID ?? 'confab-local'}"`,
+    `collection = "${id}"`,
+    '[[aggregate.sinks]]', 'type = "cassandra"', cassandra,
+    '[[aggregate.sinks]]', 'type = "kafka"', kafka, `topic = "${id}_grouped"`,
+    '[aggregate.dead_letters]', 'type = "kafka"', kafka, `topic = "${id}_dead"`,
+    '',
+  ].join('\n');
+}
+
+async function startServer(extraConfig = '') {
+  dataDir = mkdtempSync(join(tmpdir(), 'confab-web-test-'));
+  const config = join(dataDir, 'up.toml');
+  writeFileSync(config, LIMITS + extraConfig);
+  const env = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' };
+  delete env.DATABASE_URL; // the configuration decides, not the caller's environment
+  server = spawn(bin, ['up', '--listen', '127.0.0.1:0', '--data-dir', join(dataDir, 'data'),
+    '--web-dir', join(webRoot, 'dist'), '--config', config], { stdio: ['ignore', 'pipe', 'inherit'], env });
+  const lines = createInterface({ input: server.stdout });
+  baseUrl = await new Promise((resolveUrl, reject) => {
+    const timer = setTimeout(() => reject(new Error('confab up printed no URL within 60 s')), 60_000);
+    server.once('exit', (code) => reject(new Error(`confab up exited with ${code} before serving`)));
+    lines.on('line', (line) => {
+      const match = /^confab is up: (http:\/\/\S+?)\/?$/.exec(line);
+      if (match) {
+        clearTimeout(timer);
+        resolveUrl(match[1]);
+      }
+    });
+  });
+}
+
+async function stopServer() {
+  if (!server || server.exitCode !== null) return;
+  const exited = new Promise((r) => server.once('exit', r));
+  server.kill('SIGTERM');
+  await exited;
+}
+
+before(async () => {
+  assert.ok(existsSync(bin), `no confab binary at ${bin}: build it (cargo build -p confab) or set CONFAB_BIN`);
+  assert.ok(existsSync(join(webRoot, 'dist/index.html')), 'no web/dist: run npm run build in web/');
+  mkdirSync(results, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: chromiumPath,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+/** Starts confab up with `extraConfig` for the tests registered in the enclosing describe. */
+function serverFor(extraConfig) {
+  before(async () => startServer(extraConfig));
+  after(async () => {
+    await stopServer();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+}
+
+async function newUserPage(username) {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  const page = await context.newPage();
+  page.on('pageerror', (err) => assert.fail(`${username}'s page threw: ${err.message}`));
+  await page.goto(baseUrl);
+  await page.getByRole('button', { name: 'Sign up' }).click();
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.locator('.me', { hasText: username }).waitFor();
+  return page;
+}
+
+async function send(page, text) {
+  const box = page.getByLabel('Message', { exact: true });
+  await box.fill(text);
+  await box.press('Enter');
+  await page.locator('.msg.mine .body', { hasText: text }).first().waitFor();
+}
+
+/** Waits for `text` to show as the peer's message; returns how long it took (ms). */
+async function seen(page, text, since) {
+  await page.locator('.msg.theirs .body', { hasText: text }).first().waitFor({ timeout: REALTIME_MS });
+  return Date.now() - since;
+}
+
+const unique = `${Date.now().toString(36)}`;
+
+async function chatInRealtimeThenScrollBack(stack) {
+  const aliceName = `alice-${stack}-${unique}`;
+  const bobName = `bob-${stack}-${unique}`;
+  const alice = await newUserPage(aliceName);
+  const bob = await newUserPage(bobName);
+
+  // Alice finds Bob and starts the chat.
+  await alice.getByLabel('Search users').fill(bobName);
+  await alice.locator(`.user-list button[data-username="${bobName}"]`).click();
+  await alice.locator('.chat-head h2', { hasText: bobName }).waitFor();
+  await send(alice, 'Hi Bob, this is Alice!');
+
+  // Bob's chat list shows it (polled every 5 s); he opens it and sees the message.
+  await bob.locator('.chat-list button', { hasText: aliceName }).click({ timeout: 10_000 });
+  await seen(bob, 'Hi Bob, this is Alice!', Date.now());
+
+  // Realtime both ways, no reload.
+  let t = Date.now();
+  await send(bob, 'Hello Alice, Bob here.');
+  const toAlice = await seen(alice, 'Hello Alice, Bob here.', t);
+  t = Date.now();
+  await send(alice, 'Realtime works.');
+  const toBob = await seen(bob, 'Realtime works.', t);
+  console.log(`# ${stack}: realtime delay bob->alice ${toAlice} ms, alice->bob ${toBob} ms`);
+  assert.ok(toAlice < REALTIME_MS && toBob < REALTIME_MS);
+  await bob.screenshot({ path: join(results, `${stack}-chat-bob.png`) });
+  // A phone-sized window shows the chat alone, with a way back to the list.
+  await bob.setViewportSize({ width: 390, height: 720 });
+  assert.ok(await bob.locator('.messages').isVisible());
+  assert.ok(await bob.getByRole('button', { name: '← Chats' }).isVisible());
+  await bob.screenshot({ path: join(results, `${stack}-chat-bob-phone.png`) });
+
+  // Mine and theirs are told apart.
+  assert.equal(await alice.locator('.msg.mine').count(), 2);
+  assert.equal(await alice.locator('.msg.theirs').count(), 1);
+
+  // 30 more messages, alternating.
+  for (let i = 1; i <= 30; i += 1) {
+    await send(i % 2 ? alice : bob, `message number ${i}`);
+  }
+  const total = 33;
+  await seen(alice, 'message number 30', Date.now());
+  await seen(bob, 'message number 29', Date.now());
+  assert.equal(await alice.locator('.msg').count(), total, 'no duplicates from send + realtime');
+  await alice.screenshot({ path: join(results, `${stack}-chat-alice.png`) });
+
+  // History is written with the group (the same moment realtime delivers it); reload.
+  const pages = [];
+  alice.on('request', (request) => {
+    const url = new URL(request.url());
+    if (url.pathname.endsWith('/messages') && request.method() === 'GET') pages.push(url.search);
+  });
+  await alice.reload();
+  await alice.locator('.msg .body', { hasText: 'message number 30' }).waitFor();
+  assert.equal(await alice.locator('.msg').count(), PAGE_SIZE, 'the reload shows the latest page only');
+  assert.equal(await alice.locator('.start').count(), 0);
+
+  // Scroll to the top until the start of the chat shows.
+  const list = alice.locator('.messages');
+  for (let round = 0; round < 10 && (await alice.locator('.start').count()) === 0; round += 1) {
+    await list.evaluate((el) => { el.scrollTop = 0; });
+    await alice.waitForTimeout(300);
+  }
+  await alice.locator('.start').waitFor({ timeout: 5000 });
+  const ids = await alice.locator('.msg').evaluateAll((els) => els.map((el) => el.dataset.messageId));
+  assert.equal(ids.length, total, 'every message once after scrolling up');
+  assert.equal(new Set(ids).size, total, 'no message twice');
+  const bodies = await alice.locator('.msg .body').allTextContents();
+  assert.equal(bodies[0], 'Hi Bob, this is Alice!', 'oldest first on screen');
+  assert.equal(bodies.at(-1), 'message number 30');
+  // The latest page is read on load and again once the events stream is live (closing the gap
+  // between the two); each older page exactly once.
+  const older = pages.filter((query) => query.includes('time='));
+  assert.equal(new Set(older).size, older.length, `each older page requested once: ${pages.join(' ')}`);
+  assert.equal(older.length, Math.ceil((total - PAGE_SIZE) / PAGE_SIZE), `pages: ${pages.join(' ')}`);
+  await list.evaluate((el) => { el.scrollTop = 0; });
+  await alice.screenshot({ path: join(results, `${stack}-chat-alice-history.png`) });
+
+  // The stats line shows what grouping saved.
+  const stats = await alice.locator('.stats').textContent();
+  assert.match(stats ?? '', /33 messages sent · \d+ documents written · [\d.]+ messages per write/);
+}
+
+describe('on the embedded defaults', () => {
+  serverFor('');
+
+  test('two users chat in realtime; after a reload, scrolling up loads every older page once', () =>
+    chatInRealtimeThenScrollBack('embedded'));
+
+  test('errors are told plainly: wrong password, server down', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(baseUrl);
+    await page.getByLabel('Username').fill(`alice-embedded-${unique}`);
+    await page.getByLabel('Password').fill('not the password at all');
+    await page.getByRole('button', { name: 'Log in', exact: true }).last().click();
+    await page.locator('.error', { hasText: 'Wrong username or password.' }).waitFor();
+    await page.screenshot({ path: join(results, 'login-error.png') });
+
+    // The auth service throttles failed logins per username: the refusal says when to retry.
+    const error = page.locator('.error');
+    for (let attempt = 0; attempt < 8; attempt += 1) {
+      await page.getByRole('button', { name: 'Log in', exact: true }).last().click();
+      await page.waitForFunction(() => document.querySelector('.error')?.textContent !== '');
+      if ((await error.textContent())?.includes('Try again in')) break;
+    }
+    assert.match(await error.textContent() ?? '', /^Too many failed logins\. Try again in \d+ (s|min)\.$/);
+    await page.screenshot({ path: join(results, 'login-throttled.png') });
+
+    await stopServer();
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Log in', exact: true }).last().click();
+    await page.locator('.error', { hasText: 'Cannot reach the server' }).waitFor();
+    await context.close();
+  });
+});
+
+describe('on the real servers (PostgreSQL, Kafka, Cassandra, Firestore emulator)', {
+  skip: process.env.CONFAB_TEST_REAL_SERVERS === '1' ? false : 'set CONFAB_TEST_REAL_SERVERS=1 (scripts/test does)',
+}, () => {
+  serverFor(realServers());
+
+  test('two users chat in realtime; after a reload, scrolling up loads every older page once', () =>
+    chatInRealtimeThenScrollBack('real-servers'));
+});
