@@ -24,8 +24,8 @@ use confab_connectors::fluvio::{
 use confab_connectors::{decode_chat_message, StartPosition};
 use confab_pipeline::memory::{MemoryDeadLetters, MemorySink};
 use confab_pipeline::{
-    ChatMessage, DeadLetterSink, Pipeline, Polled, Position, RuntimeConfig, Source, SourceRecord,
-    WindowPolicy,
+    ChatMessage, DeadLetterSink, Group, Pipeline, Polled, Position, RuntimeConfig, Sink, SinkError,
+    Source, SourceRecord, WindowPolicy,
 };
 use fluvio::metadata::partition::PartitionSpec;
 use fluvio::metadata::topic::TopicSpec;
@@ -332,7 +332,7 @@ async fn fluvio_start_position_applies_only_without_a_committed_offset() {
 async fn run_to_end(
     topic: &str,
     consumer: &str,
-    sink: MemorySink<String, ChatMessage>,
+    sink: Arc<dyn Sink<String, ChatMessage>>,
     dead_letters: Arc<dyn DeadLetterSink>,
     max_record_bytes: usize,
 ) -> confab_pipeline::RunReport {
@@ -346,7 +346,7 @@ async fn run_to_end(
         decode_chat_message,
         dead_letters,
     )
-    .sink(Arc::new(sink))
+    .sink(sink)
     .policy(WindowPolicy {
         inactivity_timeout_ms: 300,
         max_messages: 5,
@@ -357,6 +357,9 @@ async fn run_to_end(
         max_record_bytes,
         lateness_ms: 200,
         commit_interval_ms: 200,
+        retry_max_ms: 200,
+        // Long enough for the acknowledging sinks here; a refusing one is given up on.
+        shutdown_timeout_ms: 3_000,
         ..RuntimeConfig::default()
     })
     .run(source, std::future::pending())
@@ -379,7 +382,7 @@ async fn fluvio_restart_resumes_at_the_acknowledged_offsets_and_nothing_is_lost_
     let report = run_to_end(
         &topic,
         &consumer,
-        sink.clone(),
+        Arc::new(sink.clone()),
         Arc::new(MemoryDeadLetters::default()),
         1 << 20,
     )
@@ -392,7 +395,7 @@ async fn fluvio_restart_resumes_at_the_acknowledged_offsets_and_nothing_is_lost_
     let report = run_to_end(
         &topic,
         &consumer,
-        sink.clone(),
+        Arc::new(sink.clone()),
         Arc::new(MemoryDeadLetters::default()),
         1 << 20,
     )
@@ -434,6 +437,66 @@ async fn fluvio_restart_resumes_at_the_acknowledged_offsets_and_nothing_is_lost_
     }
 }
 
+/// A sink that never acknowledges: every write fails as retryable.
+struct Refusing;
+
+#[async_trait::async_trait]
+impl Sink<String, ChatMessage> for Refusing {
+    fn name(&self) -> &str {
+        "refusing"
+    }
+    async fn write(&self, _: &[Group<String, ChatMessage>]) -> Result<(), SinkError> {
+        Err(SinkError::retryable("refused by the test"))
+    }
+}
+
+#[tokio::test]
+#[ignore = "fluvio tests not run: set CONFAB_FLUVIO_ENDPOINT and pass --ignored (README, \"Fluvio\")"]
+async fn fluvio_nothing_is_committed_past_records_no_sink_acknowledged() {
+    let fluvio = client().await;
+    let topic = create_topic(&fluvio, "unacked", 2).await;
+    let consumer = unique("consumer");
+    let ms = now_ms();
+    let messages: Vec<ChatMessage> = (0..20)
+        .map(|i| chat_message(&format!("chat-{}", i % 4), i, ms + i as u64))
+        .collect();
+    produce_messages(&fluvio, &topic, &messages).await;
+
+    let refused = run_to_end(
+        &topic,
+        &consumer,
+        Arc::new(Refusing),
+        Arc::new(MemoryDeadLetters::default()),
+        1 << 20,
+    )
+    .await;
+    assert_eq!(refused.messages_in, 20);
+    assert_eq!(refused.groups_out, 0);
+    assert!(refused.unacknowledged_groups > 0);
+    assert!(
+        stored(&fluvio, &consumer, &topic).await.is_empty(),
+        "nothing acknowledged, nothing committed"
+    );
+
+    // The next run reads every record again and delivers them all.
+    let sink = MemorySink::default();
+    let report = run_to_end(
+        &topic,
+        &consumer,
+        Arc::new(sink.clone()),
+        Arc::new(MemoryDeadLetters::default()),
+        1 << 20,
+    )
+    .await;
+    assert_eq!(report.messages_in, 20, "the restart read everything again");
+    let delivered: BTreeSet<String> = sink
+        .groups()
+        .into_iter()
+        .flat_map(|g| g.records.into_iter().map(|m| m.message_id))
+        .collect();
+    assert_eq!(delivered.len(), 20);
+}
+
 #[tokio::test]
 #[ignore = "fluvio tests not run: set CONFAB_FLUVIO_ENDPOINT and pass --ignored (README, \"Fluvio\")"]
 async fn fluvio_malformed_records_go_to_the_dead_letters_and_the_pipeline_keeps_running() {
@@ -473,7 +536,14 @@ async fn fluvio_malformed_records_go_to_the_dead_letters_and_the_pipeline_keeps_
     .unwrap_or_else(|e| panic!("{e}"));
     let consumer = unique("consumer");
     let sink = MemorySink::default();
-    let report = run_to_end(&topic, &consumer, sink.clone(), Arc::new(letters), 2048).await;
+    let report = run_to_end(
+        &topic,
+        &consumer,
+        Arc::new(sink.clone()),
+        Arc::new(letters),
+        2048,
+    )
+    .await;
 
     assert_eq!(report.dead_letters, 3);
     let delivered: Vec<String> = sink
