@@ -419,3 +419,37 @@ async fn activity_written_out_of_order_never_moves_back() {
     assert_eq!(names, ["ann", "cat"], "usernames come from the users table");
     test.users.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_alone_creates_the_sql_tables_and_the_store_keyspace() {
+    let mut db = TestDb::new(Backend::Postgres).await;
+    let keyspace = unique_name("chat_migrate");
+    db.keyspace = Some(keyspace.clone());
+    let config = confab_chat::Config {
+        database_url: Secret::new(db.url.clone()),
+        store: confab_chat::StoreConfig::Cassandra(cassandra_store_config(&keyspace)),
+        ..confab_chat::Config::default()
+    };
+    // `confab chat migrate`: nothing else starts (no verifier key is configured).
+    confab_chat::migrate(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = CassandraChatStore::connect(
+        &CassandraConfig {
+            migrate: false,
+            ..cassandra_store_config(&keyspace)
+        },
+        confab_chat::store::Store::connect(&config.database_url, 1)
+            .await
+            .expect("connect PostgreSQL"),
+        3600,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the keyspace was migrated: {e}"));
+    store.check().await.expect("the store answers");
+    assert_eq!(
+        store.find_chat(Uuid::now_v7()).await.expect("query"),
+        None,
+        "the tables exist and are empty"
+    );
+}
