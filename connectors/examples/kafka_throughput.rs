@@ -1,4 +1,4 @@
-//! Run with: scripts/infra up kafka && cargo run --release -p confab-connectors --features kafka --example kafka_throughput -- [MESSAGES] [CHATS]
+//! Run with: scripts/infra up kafka && cargo run --release -p confab-connectors --features kafka --example kafka_throughput -- [MESSAGES] [CHATS] [FILLED_TOPIC]
 //!
 //! Messages per second from a pre-filled Kafka topic through the aggregator (Kafka source ->
 //! decode -> operator -> grouped-topic sink, commit-after-ack) beside the rate of a plain rdkafka
@@ -26,6 +26,10 @@ use rdkafka::ClientConfig;
 
 const PARTITIONS: i32 = 4;
 
+// The allocator the `confab` binary uses (see runners/src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -37,28 +41,58 @@ async fn main() -> anyhow::Result<()> {
     let chats: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1_000);
     let brokers = default_brokers();
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let topic = format!("bench_in_{run}");
     let grouped = format!("bench_grouped_{run}");
-    create_topics(&brokers, &[&topic, &grouped]).await?;
-    fill(&brokers, &topic, messages, chats).await?;
+    // A third argument names a topic an earlier run filled with the same MESSAGES (printed by
+    // that run), to profile the read side alone.
+    let topic = match args.next() {
+        Some(topic) => {
+            create_topics(&brokers, &[&grouped]).await?;
+            topic
+        }
+        None => {
+            let topic = format!("bench_in_{run}");
+            create_topics(&brokers, &[&topic, &grouped]).await?;
+            fill(&brokers, &topic, messages, chats).await?;
+            topic
+        }
+    };
 
+    let cpu = cpu_seconds()?;
     let ceiling = plain_consumer(&brokers, &topic, messages).await?;
+    let ceiling_cpu = cpu_seconds()? - cpu;
     println!(
-        "plain rdkafka consumer: {messages} messages in {:.2} s = {:.0} msg/s",
+        "plain rdkafka consumer: {messages} messages in {:.2} s = {:.0} msg/s, {:.2} CPU µs/msg",
         ceiling.as_secs_f64(),
-        messages as f64 / ceiling.as_secs_f64()
+        messages as f64 / ceiling.as_secs_f64(),
+        ceiling_cpu * 1e6 / messages as f64
     );
+    let cpu = cpu_seconds()?;
     let (aggregator, groups) = aggregator(&brokers, &topic, &grouped).await?;
+    let aggregator_cpu = cpu_seconds()? - cpu;
     println!(
-        "aggregator -> grouped topic: {messages} messages ({groups} groups) in {:.2} s = {:.0} msg/s",
+        "aggregator -> grouped topic: {messages} messages ({groups} groups) in {:.2} s = {:.0} msg/s, {:.2} CPU µs/msg",
         aggregator.as_secs_f64(),
-        messages as f64 / aggregator.as_secs_f64()
+        messages as f64 / aggregator.as_secs_f64(),
+        aggregator_cpu * 1e6 / messages as f64
     );
     println!(
-        "ratio: {:.2} of the ceiling",
-        ceiling.as_secs_f64() / aggregator.as_secs_f64()
+        "ratio: {:.2} of the ceiling (wall clock); CPU per message {:.2}x the plain consumer's",
+        ceiling.as_secs_f64() / aggregator.as_secs_f64(),
+        aggregator_cpu / ceiling_cpu
     );
     Ok(())
+}
+
+/// CPU time (user + system) this process has used so far, from /proc/self/stat: on a shared,
+/// busy machine CPU per message is a steadier figure than wall-clock rate.
+fn cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).context("utime")?.parse::<f64>()?
+        + fields.get(12).context("stime")?.parse::<f64>()?;
+    Ok(ticks / 100.0)
 }
 
 async fn create_topics(brokers: &str, topics: &[&str]) -> anyhow::Result<()> {
@@ -176,7 +210,7 @@ async fn aggregator(brokers: &str, topic: &str, grouped: &str) -> anyhow::Result
     let source = KafkaSource::connect(&KafkaSourceConfig {
         brokers: brokers.to_string(),
         topic: topic.to_string(),
-        group_id: format!("aggregator_{topic}"),
+        group_id: format!("aggregator_{grouped}"),
         exit_at_end: true,
         ..KafkaSourceConfig::default()
     })
@@ -187,16 +221,36 @@ async fn aggregator(brokers: &str, topic: &str, grouped: &str) -> anyhow::Result
         ..KafkaSinkConfig::default()
     })
     .await?;
-    let report = Pipeline::new(
+    let pipeline = Pipeline::new(
         |m: &ChatMessage| m.chat_id.clone(),
         decode_chat_message,
         Arc::new(MemoryDeadLetters::default()),
     )
     .sink(Arc::new(sink))
     .policy(WindowPolicy::default())
-    .config(RuntimeConfig::default())
-    .run(source, std::future::pending())
-    .await?;
+    .config(RuntimeConfig::default());
+    // TIMELINE=1 prints the pipeline's counters every 100 ms, to see where it waits.
+    if std::env::var_os("TIMELINE").is_some() {
+        let metrics = pipeline.metrics_handle();
+        tokio::spawn(async move {
+            use std::sync::atomic::Ordering::Relaxed;
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                eprintln!(
+                    "{:>6} ms in {:>7} out {:>7} groups {:>6} open {:>5} in-flight {:>9} B lag {:>6} pauses {}",
+                    started.elapsed().as_millis(),
+                    metrics.messages_in.load(Relaxed),
+                    metrics.messages_out.load(Relaxed),
+                    metrics.groups_out.load(Relaxed),
+                    metrics.open_groups.load(Relaxed),
+                    metrics.in_flight_bytes.load(Relaxed),
+                    metrics.commit_lag.load(Relaxed),
+                    metrics.backpressure_pauses.load(Relaxed),
+                );
+            }
+        });
+    }
+    let report = pipeline.run(source, std::future::pending()).await?;
     if report.dead_letters > 0 || report.unacknowledged_groups > 0 {
         bail!("the run was not clean: {report:?}");
     }

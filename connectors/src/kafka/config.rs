@@ -53,13 +53,11 @@ pub struct KafkaSourceConfig {
     /// How long a revocation waits for the pipeline to commit what it acknowledged on the revoked
     /// partitions before giving them up. Keep it well below `max.poll.interval.ms` (5 min).
     pub revoke_timeout_ms: u64,
-    /// Records read ahead of the pipeline. Past this the partitions are paused (backpressure)
-    /// while the consumer keeps serving the group protocol, and resumed at half. A pause makes
-    /// librdkafka drop what it prefetched for those partitions and fetch it again on resume (a
-    /// stall of a fetch round trip), so the default is high enough that only a stalled pipeline
-    /// (a sink down) reaches it: at ~400 bytes per chat message, 100,000 records is ~40 MB.
-    /// Measured: 20,000 paused and stalled a pre-filled 400,000-message replay every few hundred
-    /// milliseconds (connectors/examples/kafka_throughput.rs).
+    /// Records read ahead of the pipeline, in the source's queue. Past this the source stops
+    /// taking records from librdkafka (backpressure), whose own prefetch is bounded by
+    /// `queued.min.messages` and `queued.max.messages.kbytes` (set them in `properties`), while
+    /// the consumer keeps serving the group protocol. At ~400 bytes per chat message, 100,000
+    /// records is ~40 MB.
     pub max_buffered_records: usize,
     /// Extra librdkafka consumer properties (`fetch.max.bytes`, `security.protocol`,
     /// `partition.assignment.strategy`, ...). Properties that the source's guarantees rest on

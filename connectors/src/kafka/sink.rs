@@ -120,7 +120,9 @@ where
     async fn write(&self, groups: &[Group<K, R>]) -> Result<(), SinkError> {
         let mut encoded = Vec::with_capacity(groups.len());
         for group in groups {
-            let payload = serde_json::to_vec(group).map_err(|e| {
+            // Sized up front: growing the buffer copied each group's JSON several times.
+            let mut payload = Vec::with_capacity(group.bytes + 64 * group.records.len() + 256);
+            serde_json::to_writer(&mut payload, group).map_err(|e| {
                 SinkError::fatal(format!("cannot encode group {} as JSON: {e}", group.id))
             })?;
             encoded.push((

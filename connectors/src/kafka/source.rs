@@ -19,8 +19,13 @@
 //! - **Idle means caught up.** [`Polled::Idle`] is returned only when every assigned partition has
 //!   been read to its end (librdkafka's partition-EOF events), so the pipeline lets the wall clock
 //!   close groups only when the log really is quiet, never merely because a fetch was slow.
-//! - **Backpressure without leaving the group.** Past `max_buffered_records` queued records the
-//!   assigned partitions are paused; the thread keeps polling, so heartbeats and rebalances go on.
+//! - **Backpressure without leaving the group or refetching.** Past `max_buffered_records` queued
+//!   records the thread stops taking records from librdkafka, whose own prefetch queue is bounded
+//!   (`queued.min.messages`, `queued.max.messages.kbytes`) and stops fetching when full. It still
+//!   polls once per [`FULL_POLL_INTERVAL`] so that rebalances are served (each such poll may add a
+//!   record past the limit). Partitions are never paused: a pause makes librdkafka drop what it
+//!   prefetched and fetch it again on resume, which stalled replays by a fetch round trip each
+//!   time (measured with connectors/examples/kafka_throughput.rs).
 //! - **Transient commit failures do not stop the pipeline.** A commit refused for a retryable
 //!   reason (a rebalance in progress, the coordinator moving) is kept and retried with the next
 //!   commit or poll; the runtime treats any commit error as fatal, so it is not returned to it.
@@ -50,6 +55,8 @@ const POLL_SLICE: Duration = Duration::from_millis(100);
 const COMMIT_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// Quick in-place attempts of one commit before it is deferred.
 const COMMIT_ATTEMPTS: u32 = 3;
+/// While the queue is full, how often the thread still polls librdkafka (for rebalances).
+const FULL_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// A Kafka consumer-group member reading one topic. See the module docs for its guarantees.
 pub struct KafkaSource {
@@ -79,6 +86,8 @@ struct Shared {
     arrived: tokio::sync::Notify,
     /// Wakes a waiting revocation when the source has taken it.
     taken: Condvar,
+    /// Wakes the polling thread when the source has taken records (room in the queue).
+    room: Condvar,
     stop: AtomicBool,
 }
 
@@ -87,11 +96,11 @@ struct State {
     events: VecDeque<Event>,
     /// Records in `events`.
     buffered: usize,
+    /// Records in `events`, per partition.
+    queued: BTreeMap<u32, usize>,
     assigned: BTreeSet<u32>,
     /// Assigned partitions read to their end (EOF seen, no record since).
     at_end: BTreeSet<u32>,
-    /// Bumped on every assignment change, so that a pause is applied to new partitions too.
-    generation: u64,
     /// Revocations queued so far; each carries its number as a ticket.
     revocations: u64,
     /// The highest ticket the source has taken.
@@ -101,6 +110,23 @@ struct State {
 }
 
 impl State {
+    fn queue(&mut self, record: SourceRecord) {
+        *self.queued.entry(record.position.partition).or_default() += 1;
+        self.buffered += 1;
+        self.events.push_back(Event::Record(record));
+    }
+
+    /// Counts `n` records of `partition` as gone from `events`.
+    fn unqueue(&mut self, partition: u32, n: usize) {
+        self.buffered -= n;
+        if let Some(count) = self.queued.get_mut(&partition) {
+            *count -= n;
+            if *count == 0 {
+                self.queued.remove(&partition);
+            }
+        }
+    }
+
     fn caught_up(&self) -> bool {
         !self.assigned.is_empty() && self.assigned.iter().all(|p| self.at_end.contains(p))
     }
@@ -135,6 +161,7 @@ impl KafkaSource {
             state: Mutex::new(State::default()),
             arrived: tokio::sync::Notify::new(),
             taken: Condvar::new(),
+            room: Condvar::new(),
             stop: AtomicBool::new(false),
         });
         let context = SourceContext {
@@ -210,6 +237,7 @@ impl KafkaSource {
         // Taking the lock orders the notification after any waiter's check of `stop`.
         drop(self.shared.lock());
         self.shared.taken.notify_all();
+        self.shared.room.notify_all();
         // The polling thread holds the other handle and closes the consumer as it exits.
         self.consumer = None;
     }
@@ -239,11 +267,13 @@ impl KafkaSource {
         let mut records = Vec::new();
         while records.len() < max && matches!(state.events.front(), Some(Event::Record(_))) {
             if let Some(Event::Record(record)) = state.events.pop_front() {
+                state.unqueue(record.position.partition, 1);
                 records.push(record);
             }
         }
-        state.buffered -= records.len();
         if !records.is_empty() {
+            drop(state);
+            self.shared.room.notify_one();
             return Ok(Some(Polled::Records(records)));
         }
         if self.exit_at_end && state.caught_up() {
@@ -339,9 +369,7 @@ impl Source for KafkaSource {
         if !state.assigned.contains(&partition) {
             return None;
         }
-        let queued = state.events.iter().any(
-            |event| matches!(event, Event::Record(record) if record.position.partition == partition),
-        );
+        let queued = state.queued.contains_key(&partition);
         Some(state.at_end.contains(&partition) && !queued)
     }
 
@@ -373,18 +401,19 @@ impl Drop for KafkaSource {
 /// The polling thread: reads records and events until told to stop, then closes the consumer
 /// (leaving the group) by dropping the last handle.
 fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>, max_buffered: usize) {
-    let mut paused: Option<u64> = None;
     while !shared.stop.load(Ordering::SeqCst) {
-        let (buffered, generation) = {
+        {
+            // Full: leave records in librdkafka's bounded prefetch until the source takes some,
+            // but come back to poll now and then for rebalances.
             let state = shared.lock();
-            (state.buffered, state.generation)
-        };
-        if buffered >= max_buffered && paused != Some(generation) {
-            set_paused(&consumer, true);
-            paused = Some(generation);
-        } else if paused.is_some() && buffered <= max_buffered / 2 {
-            set_paused(&consumer, false);
-            paused = None;
+            if state.buffered >= max_buffered {
+                let _ = shared
+                    .room
+                    .wait_timeout_while(state, FULL_POLL_INTERVAL, |s| {
+                        s.buffered >= max_buffered && !shared.stop.load(Ordering::SeqCst)
+                    })
+                    .unwrap_or_else(|p| p.into_inner());
+            }
         }
         match consumer.poll(POLL_SLICE) {
             None => {}
@@ -392,8 +421,7 @@ fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>, ma
                 let record = to_record(&message);
                 let mut state = shared.lock();
                 state.at_end.remove(&record.position.partition);
-                state.events.push_back(Event::Record(record));
-                state.buffered += 1;
+                state.queue(record);
                 drop(state);
                 shared.arrived.notify_one();
             }
@@ -418,20 +446,6 @@ fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>, ma
         }
     }
     debug!("Kafka polling thread stopping; closing the consumer");
-}
-
-fn set_paused(consumer: &BaseConsumer<SourceContext>, pause: bool) {
-    let result = consumer.assignment().and_then(|assignment| {
-        if pause {
-            consumer.pause(&assignment)
-        } else {
-            consumer.resume(&assignment)
-        }
-    });
-    match result {
-        Ok(()) => debug!(pause, "Kafka partitions paused or resumed for backpressure"),
-        Err(e) => warn!(pause, error = %e, "cannot pause or resume Kafka partitions"),
-    }
 }
 
 fn to_record(message: &BorrowedMessage<'_>) -> SourceRecord {
@@ -552,7 +566,6 @@ impl SourceContext {
             state.assigned.insert(p as u32);
             state.at_end.remove(&(p as u32));
         }
-        state.generation += 1;
         drop(state);
         info!(topic = %self.topic, partitions = ?partitions, "Kafka partitions assigned");
     }
@@ -606,7 +619,11 @@ impl SourceContext {
                 Event::Revoked { .. } => true,
             });
             let dropped = before - state.events.len();
-            state.buffered -= dropped;
+            for p in partitions {
+                if let Some(n) = state.queued.get(p).copied() {
+                    state.unqueue(*p, n);
+                }
+            }
             if wait {
                 warn!(topic = %self.topic, ?partitions, dropped, timeout_ms = self.revoke_timeout.as_millis() as u64, "the pipeline did not take a revocation in time; the next owner replays from the last commit");
             }
@@ -615,6 +632,5 @@ impl SourceContext {
             state.assigned.remove(p);
             state.at_end.remove(p);
         }
-        state.generation += 1;
     }
 }

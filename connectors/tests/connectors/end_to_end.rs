@@ -44,7 +44,7 @@ async fn kafka_to_firestore_and_cassandra_puts_every_message_once_and_commits_to
         topic: topic.clone(),
         group_id: group.clone(),
         exit_at_end: true,
-        // A small read-ahead, so backpressure pauses and resumes the partitions on the way.
+        // A small read-ahead, so the source fills its queue and waits for room on the way.
         max_buffered_records: 32,
         ..KafkaSourceConfig::default()
     })
