@@ -49,6 +49,31 @@ export interface Stats {
   since: string;
 }
 
+/** Where the browser listens to Firestore (GET /api/v1/config with realtime = firestore). */
+export interface FirestoreSettings {
+  project_id: string;
+  database_id: string;
+  collection: string;
+  /** host:port of the emulator; absent for a real project. */
+  emulator_host?: string;
+  /** A real project's web API key. */
+  api_key?: string;
+  auth_domain?: string;
+}
+
+/** How this server delivers new messages to the browser. */
+export type ClientConfig = { realtime: 'sse' } | { realtime: 'firestore'; firestore: FirestoreSettings };
+
+/** The token to sign in to Firebase with (POST /api/v1/auth/firebase-token). */
+export interface FirebaseToken {
+  token: string;
+  /** true: an unsigned emulator token (mockUserToken); false: a custom token. */
+  emulator: boolean;
+  uid: string;
+  project_id: string;
+  expires_in: number;
+}
+
 export class ApiError extends Error {
   constructor(
     message: string,
@@ -103,6 +128,14 @@ async function request<T>(
   path: string,
   options: { body?: unknown; session?: Session | null } = {},
 ): Promise<T> {
+  return (await requestWithHeaders<T>(method, path, options)).body;
+}
+
+async function requestWithHeaders<T>(
+  method: string,
+  path: string,
+  options: { body?: unknown; session?: Session | null } = {},
+): Promise<{ body: T; headers: Headers }> {
   const headers: Record<string, string> = { Accept: 'application/json' };
   if (options.body !== undefined) headers['Content-Type'] = 'application/json';
   if (options.session) headers.Authorization = `Bearer ${options.session.token}`;
@@ -116,7 +149,7 @@ async function request<T>(
   } catch {
     throw new ApiError('Cannot reach the server. Is confab running? Retrying may help.', 0, 'network');
   }
-  if (response.ok) return (await response.json()) as T;
+  if (response.ok) return { body: (await response.json()) as T, headers: response.headers };
 
   let code = 'error';
   let text = '';
@@ -202,6 +235,22 @@ export async function send(session: Session, chatId: string, body: string, clien
 
 export async function stats(): Promise<Stats> {
   return request<Stats>('GET', '/api/v1/stats');
+}
+
+/**
+ * The realtime settings, and how far the server's clock is ahead of this one (ms, from the
+ * response's Date header; 0 without one), so queries by server time work on a wrong clock.
+ */
+export async function clientConfig(): Promise<{ config: ClientConfig; clockOffsetMs: number }> {
+  const started = Date.now();
+  const { body, headers } = await requestWithHeaders<ClientConfig>('GET', '/api/v1/config');
+  const serverNow = Date.parse(headers.get('Date') ?? '');
+  const clockOffsetMs = Number.isFinite(serverNow) ? serverNow - (started + Date.now()) / 2 : 0;
+  return { config: body, clockOffsetMs };
+}
+
+export async function firebaseToken(session: Session): Promise<FirebaseToken> {
+  return request<FirebaseToken>('POST', '/api/v1/auth/firebase-token', { session });
 }
 
 /** The realtime stream of a chat's message groups (EventSource cannot send headers). */

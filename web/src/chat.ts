@@ -1,11 +1,13 @@
 // One open chat: the latest history page, older pages as the list is scrolled to the top,
-// new message groups in realtime from the events stream, and the composer (Enter sends,
-// Shift+Enter starts a new line). Messages are deduplicated by message_id.
+// new message groups in realtime (the events stream or Firestore, see realtime.ts), and the
+// composer (Enter sends, Shift+Enter starts a new line). Messages are deduplicated by
+// message_id, whichever path brought them.
 
 import * as api from './api';
-import type { GroupEvent, Message, Session, User } from './api';
+import type { Message, Session, User } from './api';
 import { h, replace } from './dom';
-import { MessageStore } from './messages';
+import { MessageStore, timeuuidMs } from './messages';
+import type { Realtime, Subscription } from './realtime';
 
 /** Messages per history page. */
 export const PAGE_SIZE = 20;
@@ -22,18 +24,22 @@ export class ChatView {
   private readonly list: HTMLOListElement;
   private readonly input: HTMLTextAreaElement;
   private readonly status: HTMLElement;
+  /** Why realtime is down, shown until it is live again (the page banner is for requests). */
+  private readonly notice: HTMLElement;
   private readonly store = new MessageStore();
   private cursor: string | null = null;
   private historyDone = false;
   private loadingOlder = false;
-  private source: EventSource | null = null;
-  private retry = 0;
+  private subscription: Subscription | null = null;
   private closed = false;
+  /** Event time (ms) of the newest message from history or realtime (not from a send). */
+  private newestMs: number | null = null;
 
   constructor(
     private readonly session: Session,
     readonly chatId: string,
     private readonly peer: User,
+    private readonly realtime: Realtime,
     private readonly hooks: Hooks,
   ) {
     this.list = h('ol', { class: 'messages', ariaLabel: `Messages with ${peer.username}`, ariaLive: 'polite' });
@@ -50,16 +56,19 @@ export class ChatView {
       }
     });
     this.status = h('span', { class: 'live', title: 'Realtime connection' }, 'connecting…');
+    this.notice = h('p', { class: 'realtime-error', role: 'alert', ariaLive: 'polite' });
+    this.notice.hidden = true;
     const sendButton = h('button', { class: 'primary', type: 'button', on: { click: () => void this.send() } }, 'Send');
-    this.element = h('div', { class: 'chat', data: { chatId } },
+    this.element = h('div', { class: 'chat', data: { chatId, realtime: realtime.mode } },
       h('header', { class: 'chat-head' },
         h('span', { class: 'avatar' }, peer.username.charAt(0).toUpperCase()),
         h('h2', {}, peer.username),
         this.status),
+      this.notice,
       this.list,
       h('div', { class: 'composer' }, this.input, sendButton));
-    void this.loadLatest();
-    this.connect();
+    // Realtime starts once the latest page is read, after its newest message (see `since`).
+    void this.loadLatest().then(() => this.connect());
   }
 
   focus(): void {
@@ -68,7 +77,7 @@ export class ChatView {
 
   close(): void {
     this.closed = true;
-    this.source?.close();
+    this.subscription?.close();
   }
 
   /** The newest page; on a reconnect it also fills what the stream missed. */
@@ -119,37 +128,28 @@ export class ChatView {
 
   private connect(): void {
     if (this.closed) return;
-    const source = api.events(this.session, this.chatId);
-    this.source = source;
-    source.addEventListener('ready', () => {
-      this.status.textContent = 'live';
-      this.status.classList.add('on');
-      // A group written between the history page and this subscription (or while the stream
-      // was down) is in history now: read the latest page again; duplicates are dropped.
-      void this.loadLatest();
-      this.retry = 0;
+    this.subscription = this.realtime.subscribe(this.chatId, {
+      since: () => this.newestMs,
+      onMessages: (messages) => this.add(messages, 'auto'),
+      onLive: () => {
+        this.status.textContent = 'live';
+        this.status.classList.add('on');
+        this.notice.textContent = '';
+        this.notice.hidden = true;
+        // A group written between the history page and this subscription (or while it was
+        // down) is in history now: read the latest page again; duplicates are dropped.
+        void this.loadLatest();
+      },
+      onDown: (error) => {
+        this.status.textContent = error ? 'offline' : 'reconnecting…';
+        this.status.classList.remove('on');
+        if (error) {
+          this.notice.textContent = error;
+          this.notice.hidden = false;
+        }
+      },
+      onGap: () => void this.loadLatest(),
     });
-    source.addEventListener('group', (event) => {
-      try {
-        const group = JSON.parse((event as MessageEvent<string>).data) as GroupEvent;
-        this.add(group.messages, 'auto');
-      } catch {
-        // A malformed event is skipped; history still has the messages.
-      }
-    });
-    source.addEventListener('lagged', () => void this.loadLatest());
-    source.onerror = () => {
-      this.status.textContent = 'reconnecting…';
-      this.status.classList.remove('on');
-      if (source.readyState === EventSource.CLOSED) {
-        // The browser gave up (e.g. the server answered an error): retry with backoff.
-        this.retry += 1;
-        const delay = Math.min(30_000, 1000 * 2 ** Math.min(this.retry, 5));
-        window.setTimeout(() => this.connect(), delay);
-      } else {
-        this.retry = Math.max(this.retry, 1);
-      }
-    };
   }
 
   private async send(): Promise<void> {
@@ -159,7 +159,8 @@ export class ChatView {
     this.input.value = '';
     try {
       const message = await api.send(this.session, this.chatId, body, clientId);
-      this.add([message], 'bottom');
+      // Not `confirmed`: its group is not written yet, so realtime must still deliver it.
+      this.add([message], 'bottom', false, false);
       this.hooks.onSent(message);
       this.hooks.onError('');
     } catch (err) {
@@ -172,8 +173,15 @@ export class ChatView {
   /**
    * Adds messages and redraws. `bottom` scrolls to the newest, `keep` holds the view still
    * while older messages appear above, `auto` follows new messages only if already at the end.
+   * `confirmed`: the messages are written (history or realtime), not just sent.
    */
-  private add(messages: Message[], scroll: 'bottom' | 'keep' | 'auto', redraw = false): void {
+  private add(messages: Message[], scroll: 'bottom' | 'keep' | 'auto', redraw = false, confirmed = true): void {
+    if (confirmed) {
+      for (const message of messages) {
+        const ms = timeuuidMs(message.time);
+        if (this.newestMs === null || ms > this.newestMs) this.newestMs = ms;
+      }
+    }
     const atEnd = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 40;
     const fromBottom = this.list.scrollHeight - this.list.scrollTop;
     if (this.store.add(messages) === 0 && this.list.childElementCount > 0 && !redraw) return;

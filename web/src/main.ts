@@ -1,12 +1,14 @@
 // confab's web client: sign up and log in, find users, start or open chats, and chat in
-// realtime (server-sent events of the aggregator's message groups), with history pages loaded
-// as you scroll up. Every piece of user data reaches the page as text, never as HTML.
+// realtime (the aggregator's message groups, by server-sent events or from Firestore, as the
+// server's /api/v1/config says), with history pages loaded as you scroll up. Every piece of
+// user data reaches the page as text, never as HTML.
 
 import './style.css';
 import * as api from './api';
 import type { Chat, Message, Session, User } from './api';
 import { h, replace } from './dom';
 import { ChatView } from './chat';
+import { createRealtime, type Realtime } from './realtime';
 
 const root = document.getElementById('app') as HTMLElement;
 
@@ -14,6 +16,7 @@ let session: Session | null = api.loadSession();
 let chats: Chat[] = [];
 let users: User[] = [];
 let current: ChatView | null = null;
+let realtime: Realtime | null = null;
 let timers: number[] = [];
 
 api.setUnauthorizedHandler(() => logOut('Your session has expired. Please log in again.'));
@@ -81,6 +84,9 @@ function authScreen(notice = ''): void {
 function logOut(notice = ''): void {
   current?.close();
   current = null;
+  realtime?.close();
+  realtime = null;
+  delete document.body.dataset.realtime;
   for (const timer of timers) clearInterval(timer);
   timers = [];
   session = null;
@@ -194,11 +200,25 @@ async function startChat(user: User): Promise<void> {
   }
 }
 
+/** The server's realtime path, once per session (the events stream if the server cannot say). */
+async function startRealtime(me: Session): Promise<void> {
+  try {
+    const { config, clockOffsetMs } = await api.clientConfig();
+    if (session !== me) return;
+    realtime = createRealtime(config, me, clockOffsetMs);
+  } catch (err) {
+    if (session !== me) return;
+    showBanner(`${errorText(err)} New messages come through the events stream.`);
+    realtime = createRealtime({ realtime: 'sse' }, me, 0);
+  }
+  document.body.dataset.realtime = realtime.mode;
+}
+
 function openChat(chat: Chat): void {
-  if (!session) return;
+  if (!session || !realtime) return;
   if (current?.chatId === chat.chat_id) return;
   current?.close();
-  current = new ChatView(session, chat.chat_id, peerOf(chat), {
+  current = new ChatView(session, chat.chat_id, peerOf(chat), realtime, {
     onError: showBanner,
     onSent: (message: Message) => bumpChat(message.chat_id),
   });
@@ -245,6 +265,8 @@ async function home(): Promise<void> {
     clearTimeout(debounce);
     debounce = window.setTimeout(() => void refreshUsers(), 300);
   };
+  // Before the chat list shows, so every chat opens with it.
+  await startRealtime(me);
   await Promise.all([refreshChats(), refreshUsers(), refreshStats()]);
   timers.push(window.setInterval(() => void refreshChats(), 5000));
   timers.push(window.setInterval(() => void refreshStats(), 2000));

@@ -13,6 +13,14 @@ export function timeuuidTicks(uuid: string): bigint {
   return (high << 48n) | (mid << 32n) | low;
 }
 
+/** 100 ns ticks between 1582-10-15 (the TimeUUID epoch) and 1970-01-01. */
+const UNIX_EPOCH_TICKS = 0x01b21dd213814000n;
+
+/** The instant of a version-1 UUID in ms since the Unix epoch (the aggregator's event time). */
+export function timeuuidMs(uuid: string): number {
+  return Number((timeuuidTicks(uuid) - UNIX_EPOCH_TICKS) / 10_000n);
+}
+
 function compare(a: Message, b: Message): number {
   const ta = timeuuidTicks(a.time);
   const tb = timeuuidTicks(b.time);

@@ -7,9 +7,12 @@
 // within a few seconds without a reload; after 30 more messages a reload shows the latest page
 // and scrolling up loads the rest, each page exactly once. Screenshots go to test-results/.
 //
-// It runs on the embedded defaults, and with CONFAB_TEST_REAL_SERVERS=1 (scripts/test sets it)
-// also on the real servers of scripts/infra: PostgreSQL, Kafka, Cassandra and the Firestore
-// emulator, with a topic, keyspace and collection of its own.
+// It runs on the embedded defaults (realtime through the events stream), and with
+// CONFAB_TEST_REAL_SERVERS=1 (scripts/test sets it) also on the real servers of scripts/infra:
+// PostgreSQL, Kafka, Cassandra and the Firestore emulator, with a topic, keyspace and collection
+// of its own, and realtime through Firestore: the pages listen to the emulator with the Firebase
+// JS SDK (the test checks they opened no events stream), and an emulator the browser cannot
+// reach is reported in the chat view.
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -29,6 +32,7 @@ const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const PASSWORD = 'correct horse battery staple';
 const PAGE_SIZE = 20; // web/src/chat.ts
 const REALTIME_MS = 8000; // the 3 s inactivity timeout, the 0.5 s lateness, and slack for CI
+const EMULATOR = process.env.FIRESTORE_EMULATOR_HOST ?? '127.0.0.1:8080';
 
 let server;
 let baseUrl;
@@ -56,15 +60,18 @@ function realServers() {
     '[[aggregate.sinks]]', 'type = "cassandra"', cassandra,
     '[[aggregate.sinks]]', 'type = "kafka"', kafka, `topic = "${id}_grouped"`,
     '[aggregate.dead_letters]', 'type = "kafka"', kafka, `topic = "${id}_dead"`,
+    // The browser listens to the sink's collection on the same emulator.
+    '[web]', 'realtime = "firestore"',
+    '[web.firestore]', `emulator_host = "${EMULATOR}"`,
     '',
   ].join('\n');
 }
 
-async function startServer(extraConfig = '') {
+async function startServer(extraConfig = '', extraEnv = {}) {
   dataDir = mkdtempSync(join(tmpdir(), 'confab-web-test-'));
   const config = join(dataDir, 'up.toml');
   writeFileSync(config, LIMITS + extraConfig);
-  const env = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' };
+  const env = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn', ...extraEnv };
   delete env.DATABASE_URL; // the configuration decides, not the caller's environment
   server = spawn(bin, ['up', '--listen', '127.0.0.1:0', '--data-dir', join(dataDir, 'data'),
     '--web-dir', join(webRoot, 'dist'), '--config', config], { stdio: ['ignore', 'pipe', 'inherit'], env });
@@ -105,18 +112,31 @@ after(async () => {
 });
 
 /** Starts confab up with `extraConfig` for the tests registered in the enclosing describe. */
-function serverFor(extraConfig) {
-  before(async () => startServer(extraConfig));
+function serverFor(extraConfig, extraEnv = {}) {
+  before(async () => startServer(extraConfig, extraEnv));
   after(async () => {
     await stopServer();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 }
 
-async function newUserPage(username) {
+/** Per page: the requests of each realtime path (the events stream, Firestore's Listen). */
+const traffic = new WeakMap();
+
+async function newUserPage(username, setUp = async () => {}) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  await setUp(context);
   const page = await context.newPage();
   page.on('pageerror', (err) => assert.fail(`${username}'s page threw: ${err.message}`));
+  const seenRequests = { events: 0, firestore: 0 };
+  traffic.set(page, seenRequests);
+  page.on('request', (request) => {
+    const url = new URL(request.url());
+    if (url.pathname.endsWith('/events')) seenRequests.events += 1;
+    if (url.host === EMULATOR && url.pathname.includes('google.firestore.v1.Firestore/Listen')) {
+      seenRequests.firestore += 1;
+    }
+  });
   await page.goto(baseUrl);
   await page.getByRole('button', { name: 'Sign up' }).click();
   await page.getByLabel('Username').fill(username);
@@ -141,7 +161,21 @@ async function seen(page, text, since) {
 
 const unique = `${Date.now().toString(36)}`;
 
-async function chatInRealtimeThenScrollBack(stack) {
+/** Asserts the page's realtime path was `mode`, by what it says and by what it requested. */
+async function assertRealtimePath(page, mode) {
+  assert.equal(await page.locator('body').getAttribute('data-realtime'), mode);
+  assert.equal(await page.locator('.chat').getAttribute('data-realtime'), mode);
+  const seenRequests = traffic.get(page);
+  if (mode === 'firestore') {
+    assert.equal(seenRequests.events, 0, 'no events stream was opened');
+    assert.ok(seenRequests.firestore > 0, `the page listened to the emulator at ${EMULATOR}`);
+  } else {
+    assert.ok(seenRequests.events > 0, 'the events stream was opened');
+    assert.equal(seenRequests.firestore, 0, 'no Firestore traffic');
+  }
+}
+
+async function chatInRealtimeThenScrollBack(stack, mode) {
   const aliceName = `alice-${stack}-${unique}`;
   const bobName = `bob-${stack}-${unique}`;
   const alice = await newUserPage(aliceName);
@@ -166,6 +200,9 @@ async function chatInRealtimeThenScrollBack(stack) {
   const toBob = await seen(bob, 'Realtime works.', t);
   console.log(`# ${stack}: realtime delay bob->alice ${toAlice} ms, alice->bob ${toBob} ms`);
   assert.ok(toAlice < REALTIME_MS && toBob < REALTIME_MS);
+  await assertRealtimePath(alice, mode);
+  await assertRealtimePath(bob, mode);
+  assert.equal(await bob.locator('.chat-head .live').textContent(), 'live');
   await bob.screenshot({ path: join(results, `${stack}-chat-bob.png`) });
   // A phone-sized window shows the chat alone, with a way back to the list.
   await bob.setViewportSize({ width: 390, height: 720 });
@@ -228,7 +265,7 @@ describe('on the embedded defaults', () => {
   serverFor('');
 
   test('two users chat in realtime; after a reload, scrolling up loads every older page once', () =>
-    chatInRealtimeThenScrollBack('embedded'));
+    chatInRealtimeThenScrollBack('embedded', 'sse'));
 
   test('errors are told plainly: wrong password, server down', async () => {
     const context = await browser.newContext();
@@ -261,8 +298,27 @@ describe('on the embedded defaults', () => {
 describe('on the real servers (PostgreSQL, Kafka, Cassandra, Firestore emulator)', {
   skip: process.env.CONFAB_TEST_REAL_SERVERS === '1' ? false : 'set CONFAB_TEST_REAL_SERVERS=1 (scripts/test does)',
 }, () => {
-  serverFor(realServers());
+  // The aggregator's Firestore sink finds the emulator through the variable.
+  serverFor(realServers(), { FIRESTORE_EMULATOR_HOST: EMULATOR });
 
-  test('two users chat in realtime; after a reload, scrolling up loads every older page once', () =>
-    chatInRealtimeThenScrollBack('real-servers'));
+  test('two users chat in realtime through Firestore; after a reload, scrolling up loads every older page once', () =>
+    chatInRealtimeThenScrollBack('real-servers', 'firestore'));
+
+  test('a Firestore the browser cannot reach is told in the chat view', async () => {
+    // The browser's requests to the emulator fail as if nothing listened there.
+    const carolName = `carol-real-servers-${unique}`;
+    const carol = await newUserPage(carolName, (context) =>
+      context.route((url) => url.host === EMULATOR, (route) => route.abort('connectionrefused')));
+    const peer = `alice-real-servers-${unique}`;
+    await carol.getByLabel('Search users').fill(peer);
+    await carol.locator(`.user-list button[data-username="${peer}"]`).click();
+    const notice = carol.locator('.realtime-error');
+    await notice.waitFor({ timeout: 20_000 });
+    const text = await notice.textContent() ?? '';
+    assert.ok(text.includes(`Cannot reach the Firestore emulator at ${EMULATOR}`), text);
+    assert.notEqual(await carol.locator('.chat-head .live').textContent(), 'live');
+    assert.equal(traffic.get(carol).events, 0, 'no fallback to the events stream');
+    await carol.screenshot({ path: join(results, 'real-servers-firestore-unreachable.png') });
+    await carol.context().close();
+  });
 });

@@ -66,6 +66,7 @@ before(async () => {
       members: ['alice-id', 'bob-id'],
       list_of_messages: [{ message_id: 'm1', body: 'hello', from_user: 'alice-id', to_user: 'bob-id' }],
       message_count: 1,
+      last_time_ms: 1_000,
     });
     await setDoc(doc(admin.firestore(), 'messages/group-2'), {
       chat_id: 'chat-2', from_user: 'carol-id', members: ['carol-id', 'dave-id'], message_count: 1,
@@ -90,6 +91,11 @@ test('a member reads its chat\'s group documents, alone and by query', async () 
     where('members', 'array-contains', 'bob-id'));
   const results = await assertSucceeds(getDocs(listened));
   assert.deepEqual(results.docs.map((d) => d.id), ['group-1']);
+  // The web client's listener also starts after the newest message it has (web/src/firestore.ts).
+  const recent = query(listened, where('last_time_ms', '>', 999));
+  assert.deepEqual((await assertSucceeds(getDocs(recent))).docs.map((d) => d.id), ['group-1']);
+  const later = query(listened, where('last_time_ms', '>', 1_000));
+  assert.equal((await assertSucceeds(getDocs(later))).size, 0);
 });
 
 test('a non-member and a signed-out client are denied', async () => {

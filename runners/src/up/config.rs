@@ -7,6 +7,8 @@
 //!              # verified with the in-process auth service's keys)
 //! [aggregate]  # confab aggregate's configuration; run in this process when present (the
 //!              # aggregator for a Kafka log; its `http` table is ignored)
+//! [web]        # how the web client gets new messages: realtime = "sse" (default) or
+//!              # "firestore" (see the realtime module)
 //! ```
 //!
 //! Defaults: SQLite at `<data-dir>/confab.db` for both services, the Ed25519 signing key at
@@ -20,6 +22,8 @@ use confab_token::{Algorithm, Secret};
 
 use crate::aggregate::AggregateConfig;
 
+use super::realtime::{self, ClientConfig, WebConfig};
+
 /// The database file inside the data folder.
 pub(crate) const DATABASE_FILE: &str = "confab.db";
 /// The signing key inside the data folder.
@@ -31,10 +35,12 @@ pub(crate) struct UpConfig {
     pub(crate) auth: confab_auth::Config,
     pub(crate) chat: confab_chat::Config,
     pub(crate) aggregate: Option<AggregateConfig>,
+    /// What `GET /api/v1/config` tells the web client.
+    pub(crate) client: ClientConfig,
 }
 
-/// Tables of the file that are not one of the three is an error, like an unknown key elsewhere.
-const TABLES: [&str; 3] = ["auth", "chat", "aggregate"];
+/// Tables of the file that are not one of these are an error, like an unknown key elsewhere.
+const TABLES: [&str; 4] = ["auth", "chat", "aggregate", "web"];
 
 impl UpConfig {
     /// Reads the file (if any), then fills in the data folder and `database_url` (a flag, which
@@ -59,7 +65,9 @@ impl UpConfig {
     fn parse_table(text: &str) -> anyhow::Result<toml::Table> {
         let table: toml::Table = toml::from_str(text)?;
         if let Some(unknown) = table.keys().find(|k| !TABLES.contains(&k.as_str())) {
-            anyhow::bail!("unknown table or key `{unknown}`: use [auth], [chat] and [aggregate]");
+            anyhow::bail!(
+                "unknown table or key `{unknown}`: use [auth], [chat], [aggregate] and [web]"
+            );
         }
         Ok(table)
     }
@@ -72,6 +80,7 @@ impl UpConfig {
         let auth_table = take_table(&mut table, "auth")?;
         let chat_table = take_table(&mut table, "chat")?;
         let aggregate_table = table.remove("aggregate");
+        let web_table = take_table(&mut table, "web")?;
         let auth_sets_database = auth_table.contains_key("database_url");
         let chat_sets_database = chat_table.contains_key("database_url");
 
@@ -84,6 +93,7 @@ impl UpConfig {
         let aggregate: Option<AggregateConfig> = aggregate_table
             .map(|value| value.try_into().context("[aggregate]"))
             .transpose()?;
+        let web: WebConfig = toml::Value::Table(web_table).try_into().context("[web]")?;
 
         let default_database = format!("sqlite://{}", data_dir.join(DATABASE_FILE).display());
         if let Some(url) = database_url {
@@ -98,6 +108,9 @@ impl UpConfig {
         if auth.jwt.algorithm == Algorithm::EdDSA && auth.jwt.ed25519_private_key_file.is_none() {
             auth.jwt.ed25519_private_key_file = Some(data_dir.join(SIGNING_KEY_FILE));
         }
+        let emulator = std::env::var("FIRESTORE_EMULATOR_HOST").ok();
+        let client =
+            realtime::resolve(&web, aggregate.as_ref(), &mut auth, emulator).context("[web]")?;
         auth.validate()?;
         chat.validate()?;
         if let Some(aggregate) = &aggregate {
@@ -107,6 +120,7 @@ impl UpConfig {
             auth,
             chat,
             aggregate,
+            client,
         })
     }
 
@@ -166,6 +180,26 @@ mod tests {
         );
         assert_eq!(config.chat.log, LogConfig::Memory {});
         assert!(config.aggregate.is_none());
+        assert_eq!(config.client, ClientConfig::Sse);
+        assert!(config.auth.firebase.is_none());
+    }
+
+    #[test]
+    fn firestore_realtime_on_the_emulator_fills_in_the_auth_token_mode() {
+        let text = "[aggregate.source]\ntype = \"kafka\"\n\
+                    [[aggregate.sinks]]\ntype = \"firestore\"\nproject_id = \"p\"\n\
+                    collection = \"c\"\n\
+                    [web]\nrealtime = \"firestore\"\n\
+                    [web.firestore]\nemulator_host = \"127.0.0.1:8080\"\n";
+        let table = UpConfig::parse_table(text).expect("parses");
+        let config = UpConfig::from_table(table, Path::new("/d"), None).expect("valid");
+        assert!(matches!(
+            config.auth.firebase,
+            Some(confab_auth::FirebaseConfig::Emulator { .. })
+        ));
+        assert!(matches!(config.client, ClientConfig::Firestore { .. }));
+        let typo = UpConfig::parse_table("[web]\nrealtme = \"sse\"\n").expect("parses");
+        assert!(UpConfig::from_table(typo, Path::new("/d"), None).is_err());
     }
 
     #[test]
@@ -206,6 +240,7 @@ mod tests {
         assert!(matches!(config.chat.log, LogConfig::Kafka(_)));
         assert!(config.aggregate.is_some());
         assert!(config.auth.database_url.expose().starts_with("postgres://"));
+        assert!(matches!(config.client, ClientConfig::Firestore { .. }));
 
         // docker-compose.yml's: the addresses come from the environment and --database-url.
         let text = include_str!("../../configs/up/compose.toml");

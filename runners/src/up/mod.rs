@@ -3,6 +3,7 @@
 //! aggregate` on Kafka), the web client's files, and `/api/v1/stats` (what grouping saves).
 
 mod config;
+mod realtime;
 mod web;
 
 use std::future::IntoFuture;
@@ -41,9 +42,15 @@ use web::WebDir;
 /// aggregate's, run in this process: the aggregator for a Kafka log, writing Firestore and
 /// Cassandra). See runners/configs/up/real-servers.toml.
 ///
+/// [web] chooses the web client's realtime path: realtime = "sse" (default, the events stream)
+/// or "firestore" (the Firebase JS SDK listening to the [aggregate] Firestore sink's documents;
+/// [web.firestore] emulator_host for the emulator, or api_key with [auth.firebase] type =
+/// "service_account" for a real project).
+///
 /// Endpoints: the web client at /, the auth API (/api/v1/users, /api/v1/login,
-/// /.well-known/jwks.json), the chat API (/api/v1/chats..., /chat/{id}), /api/v1/stats
-/// (messages sent, group documents written, their ratio), /healthz, /readyz.
+/// /api/v1/auth/firebase-token, /.well-known/jwks.json), the chat API (/api/v1/chats...,
+/// /chat/{id}), /api/v1/config (the client's realtime settings), /api/v1/stats (messages sent,
+/// group documents written, their ratio), /healthz, /readyz.
 ///
 /// Examples:
 ///   confab up
@@ -143,6 +150,7 @@ fn is_auth_path(path: &str) -> bool {
     path == "/api/v1/users"
         || path.starts_with("/api/v1/users/")
         || path == "/api/v1/login"
+        || path.starts_with("/api/v1/auth/")
         || path == "/.well-known/jwks.json"
 }
 
@@ -175,7 +183,12 @@ async fn dispatch(State(services): State<Services>, request: Request) -> Respons
 }
 
 /// The one router: the health and stats endpoints, everything else by [`dispatch`].
-fn router(services: Services, stats_source: StatsSource, ready: Arc<AtomicBool>) -> Router {
+fn router(
+    services: Services,
+    stats_source: StatsSource,
+    client: Arc<realtime::ClientConfig>,
+    ready: Arc<AtomicBool>,
+) -> Router {
     let health = Router::new().route(
         "/healthz",
         get(move || {
@@ -192,6 +205,10 @@ fn router(services: Services, stats_source: StatsSource, ready: Arc<AtomicBool>)
     Router::new()
         .route("/api/v1/stats", get(stats))
         .with_state(stats_source)
+        .route(
+            "/api/v1/config",
+            get(move || realtime::serve(Arc::clone(&client))),
+        )
         .merge(health)
         .fallback(any(dispatch).with_state(services))
 }
@@ -281,6 +298,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
             metrics,
             started: chrono::Utc::now(),
         },
+        Arc::new(config.client.clone()),
         Arc::clone(&ready),
     );
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -296,6 +314,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     // The first lines a person sees, on stdout (logs go to stderr).
     println!("confab is up: http://{addr}/");
     println!("{}", config.describe_storage(&data_dir));
+    println!("{}", config.client.describe());
     println!("Press Ctrl-C to stop.");
 
     let mut stop = stop_rx.clone();

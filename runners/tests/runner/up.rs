@@ -251,6 +251,17 @@ fn up_serves_the_client_and_both_apis_on_one_port_and_keeps_its_data_across_a_re
     let (status, error) = up.json("GET", "/api/v1/chats", None, None);
     assert_eq!(status, 401, "{error}");
 
+    // The web client learns its realtime path: on the defaults the events stream, and the
+    // Firebase token endpoint (served with the auth API) says it is not configured.
+    let (status, client) = up.json("GET", "/api/v1/config", None, None);
+    assert_eq!((status, client), (200, json!({"realtime": "sse"})));
+    let (status, error) = up.json("POST", "/api/v1/auth/firebase-token", Some(&token), None);
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (503, Some("firebase_not_configured")),
+        "{error}"
+    );
+
     let (clean, rest) = up.stop();
     assert!(clean, "confab up exits 0 on SIGTERM");
     assert!(rest.contains("confab stopped"), "{rest}");
@@ -309,7 +320,7 @@ fn up_refuses_an_unknown_table_naming_it() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("`chatt`") && stderr.contains("[auth], [chat] and [aggregate]"),
+        stderr.contains("`chatt`") && stderr.contains("[auth], [chat], [aggregate] and [web]"),
         "{stderr}"
     );
 }

@@ -36,6 +36,9 @@ pub struct Config {
     /// A user created on start when no user of that name exists (the original system's
     /// FIRST_USER_USERNAME). An existing user's password is never changed.
     pub first_user: Option<FirstUser>,
+    /// The Firebase token behind `POST /api/v1/auth/firebase-token` (realtime through
+    /// Firestore in the web client). Unset: that endpoint answers 503 `firebase_not_configured`.
+    pub firebase: Option<FirebaseConfig>,
 }
 
 impl Default for Config {
@@ -50,6 +53,7 @@ impl Default for Config {
             passwords: PasswordConfig::default(),
             throttle: ThrottleConfig::default(),
             first_user: None,
+            firebase: None,
         }
     }
 }
@@ -169,6 +173,60 @@ pub struct FirstUser {
     pub username: String,
     /// Its password (same rules as sign-up).
     pub password: Secret,
+}
+
+/// Longest lifetime Firebase accepts for a custom token, in seconds.
+pub const FIREBASE_MAX_EXPIRY_SECS: u64 = 3600;
+
+/// How the Firebase token a web client signs in with is minted. Its uid is the confab user id,
+/// which `firestore.rules` compares with a group document's `members`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FirebaseConfig {
+    /// A real Firebase project: a custom token (RS256 JWT) signed with a service account's
+    /// private key, which the client exchanges with `signInWithCustomToken`.
+    ServiceAccount {
+        /// The service account's JSON key file (Firebase console, Project settings, Service
+        /// accounts, Generate new private key). Read once on start; the key is never logged.
+        service_account_file: PathBuf,
+        /// Lifetime of a custom token, in seconds (1 to 3600, Firebase's limit). The client
+        /// exchanges it at once; Firebase refreshes the ID token it gets in exchange.
+        #[serde(default = "default_firebase_expiry_secs")]
+        expiry_secs: u64,
+    },
+    /// The Firestore emulator: an unsigned ID token (`alg: none`) that the client passes to
+    /// `connectFirestoreEmulator(..., { mockUserToken })`. The emulator does not check
+    /// signatures; never use this for a real project, whose servers refuse such a token.
+    Emulator {
+        /// The emulator's project id (default `$FIRESTORE_PROJECT_ID`, else `confab-local`, as
+        /// for the Firestore sink): the token's issuer and audience.
+        #[serde(default = "default_firebase_project_id")]
+        project_id: String,
+        /// Lifetime of the token, in seconds (1 to 3600).
+        #[serde(default = "default_firebase_expiry_secs")]
+        expiry_secs: u64,
+    },
+}
+
+fn default_firebase_expiry_secs() -> u64 {
+    FIREBASE_MAX_EXPIRY_SECS
+}
+
+fn default_firebase_project_id() -> String {
+    std::env::var("FIRESTORE_PROJECT_ID")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "confab-local".to_owned())
+}
+
+impl FirebaseConfig {
+    /// The token lifetime, in seconds.
+    pub fn expiry_secs(&self) -> u64 {
+        match self {
+            FirebaseConfig::ServiceAccount { expiry_secs, .. }
+            | FirebaseConfig::Emulator { expiry_secs, .. } => *expiry_secs,
+        }
+    }
 }
 
 /// A configuration value that cannot work, with the field to fix.
@@ -296,6 +354,19 @@ impl Config {
             }
             _ => {}
         }
+        if let Some(firebase) = &self.firebase {
+            if !(1..=FIREBASE_MAX_EXPIRY_SECS).contains(&firebase.expiry_secs()) {
+                return Err(invalid(
+                    "firebase.expiry_secs",
+                    format!("must be between 1 and {FIREBASE_MAX_EXPIRY_SECS} (Firebase's limit)"),
+                ));
+            }
+            if let FirebaseConfig::Emulator { project_id, .. } = firebase {
+                if project_id.is_empty() {
+                    return Err(invalid("firebase.project_id", "must not be empty"));
+                }
+            }
+        }
         if let Some(header) = &self.client_address_header {
             if axum::http::HeaderName::try_from(header.as_str()).is_err() {
                 return Err(invalid(
@@ -368,6 +439,50 @@ mod tests {
         assert!(config.validate().is_ok());
         config.jwt.algorithm = Algorithm::EdDSA;
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn firebase_is_off_by_default_and_each_mode_parses() {
+        assert_eq!(Config::default().firebase, None);
+        let config = parse(serde_json::json!({"firebase": {
+            "type": "service_account", "service_account_file": "/etc/confab/sa.json"
+        }}))
+        .expect("parses");
+        assert_eq!(
+            config.firebase,
+            Some(FirebaseConfig::ServiceAccount {
+                service_account_file: "/etc/confab/sa.json".into(),
+                expiry_secs: 3600
+            })
+        );
+        let config = parse(serde_json::json!({"firebase": {
+            "type": "emulator", "project_id": "demo", "expiry_secs": 60
+        }}))
+        .expect("parses");
+        assert_eq!(
+            config.firebase.as_ref().map(FirebaseConfig::expiry_secs),
+            Some(60)
+        );
+        config.validate().expect("valid");
+        assert!(
+            parse(serde_json::json!({"firebase": {"type": "emulator", "projct": "x"}})).is_err()
+        );
+        assert!(parse(serde_json::json!({"firebase": {"type": "service_account"}})).is_err());
+        assert!(parse(serde_json::json!({"firebase": {"type": "nosuch"}})).is_err());
+    }
+
+    #[test]
+    fn a_firebase_token_lives_at_most_an_hour() {
+        for (expiry_secs, ok) in [(0, false), (1, true), (3600, true), (3601, false)] {
+            let config = Config {
+                firebase: Some(FirebaseConfig::Emulator {
+                    project_id: "p".into(),
+                    expiry_secs,
+                }),
+                ..Config::default()
+            };
+            assert_eq!(config.validate().is_ok(), ok, "{expiry_secs}");
+        }
     }
 
     #[test]

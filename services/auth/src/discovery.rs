@@ -2,6 +2,7 @@
 //! handlers' annotations so it cannot drift from the code) and `/.well-known/jwks.json` (the
 //! public keys that verify our tokens).
 
+use crate::firebase::FirebaseTokenResponse;
 use crate::health::Status;
 use crate::login::{LoginForm, LoginRequest, TokenResponse};
 use crate::users::{NewUser, UserPage, UserView};
@@ -30,18 +31,20 @@ pub(crate) fn router() -> Router<AppState> {
         crate::users::list_users,
         crate::users::get_user,
         crate::login::login,
+        crate::firebase::firebase_token,
         crate::health::healthz,
         crate::health::readyz,
         openapi_json,
         jwks,
     ),
     components(schemas(
-        NewUser, UserView, UserPage, LoginRequest, LoginForm, TokenResponse, Status, ErrorBody
+        NewUser, UserView, UserPage, LoginRequest, LoginForm, TokenResponse,
+        FirebaseTokenResponse, Status, ErrorBody
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "users", description = "Sign-up and the user directory"),
-        (name = "auth", description = "Login and token keys"),
+        (name = "auth", description = "Login, token keys and the Firebase token"),
         (name = "health", description = "Liveness and readiness"),
         (name = "meta", description = "This document"),
     )

@@ -53,6 +53,15 @@ pub enum ApiError {
     /// The database cannot be reached (503).
     #[error("the user database is unavailable; try again shortly")]
     Unavailable,
+    /// A feature this server is not configured for (503, no `Retry-After`: retrying cannot
+    /// help until its operator configures it).
+    #[error("{message}")]
+    NotConfigured {
+        /// Stable code, e.g. `firebase_not_configured`.
+        code: &'static str,
+        /// What is missing and where to set it.
+        message: String,
+    },
     /// A bug or an unexpected backend answer (500); details are logged, not returned.
     #[error("internal error")]
     Internal,
@@ -71,7 +80,9 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::NotConfigured { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -88,6 +99,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unavailable => "unavailable",
+            ApiError::NotConfigured { code, .. } => code,
             ApiError::Internal => "internal",
         }
     }

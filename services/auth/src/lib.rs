@@ -2,6 +2,8 @@
 //!
 //! - `POST /api/v1/users` signs up, `POST /api/v1/login` returns a signed access token,
 //!   `GET /api/v1/users` and `GET /api/v1/users/{id}` (Bearer) list and show users.
+//! - `POST /api/v1/auth/firebase-token` (Bearer) returns the token the web client signs in to
+//!   Firebase with, to listen to its chats in Firestore ([`firebase`]; 503 unless configured).
 //! - `GET /healthz`, `GET /readyz` (checks the database), `GET /openapi.json`,
 //!   `GET /.well-known/jwks.json` (the public keys; other services verify tokens with
 //!   `confab-token`).
@@ -20,6 +22,7 @@ pub mod config;
 mod discovery;
 pub mod error;
 pub mod extract;
+pub mod firebase;
 mod health;
 pub mod keys;
 mod login;
@@ -28,9 +31,12 @@ pub mod store;
 pub mod throttle;
 mod users;
 
-pub use config::{Config, ConfigError, FirstUser, JwtConfig, PasswordConfig, ThrottleConfig};
+pub use config::{
+    Config, ConfigError, FirebaseConfig, FirstUser, JwtConfig, PasswordConfig, ThrottleConfig,
+};
 pub use discovery::ApiDoc;
 pub use error::ApiError;
+pub use firebase::{FirebaseTokenResponse, FirebaseTokens};
 pub use health::Status;
 pub use login::{LoginForm, LoginRequest, TokenResponse};
 pub use users::{
@@ -68,6 +74,9 @@ pub enum StartError {
     /// The signing or verification keys could not be loaded.
     #[error("cannot load the token keys: {0}")]
     Keys(#[from] KeyError),
+    /// The Firebase service account could not be loaded.
+    #[error("cannot load the Firebase service account: {0}")]
+    Firebase(KeyError),
     /// The password hasher could not be set up.
     #[error(transparent)]
     Password(#[from] PasswordError),
@@ -133,6 +142,7 @@ struct Inner {
     signer: Signer,
     verifier: Arc<TokenVerifier>,
     throttles: Throttles,
+    firebase: Option<FirebaseTokens>,
     client_address_header: Option<HeaderName>,
     max_body_bytes: usize,
 }
@@ -165,6 +175,12 @@ impl AppState {
         config.validate()?;
         let signer = Signer::from_config(&config.jwt)?;
         let verifier = Arc::new(signer.verifier()?);
+        let firebase = config
+            .firebase
+            .as_ref()
+            .map(FirebaseTokens::from_config)
+            .transpose()
+            .map_err(StartError::Firebase)?;
         let passwords = Passwords::new(&config.passwords).await?;
         let store = Store::connect(&config.database_url, config.max_db_connections).await?;
         store.migrate().await?;
@@ -184,6 +200,7 @@ impl AppState {
                 signer,
                 verifier,
                 throttles: Throttles::new(&config.throttle),
+                firebase,
                 client_address_header,
                 max_body_bytes: config.max_body_bytes,
             }),
@@ -270,6 +287,11 @@ impl AppState {
         &self.inner.throttles
     }
 
+    /// The Firebase token minter, when configured.
+    pub fn firebase(&self) -> Option<&FirebaseTokens> {
+        self.inner.firebase.as_ref()
+    }
+
     fn client_address_header(&self) -> Option<&HeaderName> {
         self.inner.client_address_header.as_ref()
     }
@@ -282,6 +304,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(users::router())
         .merge(login::router())
+        .merge(firebase::router())
         .merge(health::router())
         .merge(discovery::router())
         .fallback(not_found)

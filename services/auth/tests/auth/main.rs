@@ -8,6 +8,7 @@
 
 mod common;
 mod e2e;
+mod firebase;
 mod health;
 mod login;
 mod malformed;
