@@ -21,9 +21,9 @@
 //!   close groups only when the log really is quiet, never merely because a fetch was slow.
 //! - **Backpressure without leaving the group or refetching.** Past `max_buffered_records` queued
 //!   records the thread stops taking records from librdkafka, whose own prefetch queue is bounded
-//!   (`queued.min.messages`, `queued.max.messages.kbytes`) and stops fetching when full. It still
-//!   polls once per [`FULL_POLL_INTERVAL`] so that rebalances are served (each such poll may add a
-//!   record past the limit). Partitions are never paused: a pause makes librdkafka drop what it
+//!   (`queued.max.messages.kbytes`, 16 MiB unless set in `properties`) and stops fetching when
+//!   full. It still polls once per [`FULL_POLL_INTERVAL`] so that rebalances are served (each
+//!   such poll may add a record past the limit). Partitions are never paused: a pause makes librdkafka drop what it
 //!   prefetched and fetch it again on resume, which stalled replays by a fetch round trip each
 //!   time (measured with connectors/examples/kafka_throughput.rs).
 //! - **Transient commit failures do not stop the pipeline.** A commit refused for a retryable
@@ -55,6 +55,10 @@ const POLL_SLICE: Duration = Duration::from_millis(100);
 const COMMIT_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// Quick in-place attempts of one commit before it is deferred.
 const COMMIT_ATTEMPTS: u32 = 3;
+/// librdkafka's bound on what it prefetches ahead of the polling thread, in KiB.
+const PREFETCH_KBYTES: &str = "queued.max.messages.kbytes";
+/// Its default here, unless set in `properties`: 16 MiB, about 45,000 chat messages.
+const DEFAULT_PREFETCH_KBYTES: u32 = 16 * 1024;
 /// While the queue is full, how often the thread still polls librdkafka (for rebalances).
 const FULL_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -155,8 +159,13 @@ impl KafkaSource {
                 config.assignment_strategy.as_str(),
             ),
         ];
-        let client = client_config(&config.brokers, &owned, &config.properties)
+        let mut client = client_config(&config.brokers, &owned, &config.properties)
             .map_err(SourceError::fatal)?;
+        // The source no longer pauses partitions, so librdkafka's prefetch is part of the
+        // read-ahead: bound it (its default, 64 MiB, would dwarf a small max_buffered_records).
+        if !config.properties.contains_key(PREFETCH_KBYTES) {
+            client.set(PREFETCH_KBYTES, DEFAULT_PREFETCH_KBYTES.to_string());
+        }
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             arrived: tokio::sync::Notify::new(),
