@@ -4,6 +4,7 @@ mod aggregate;
 mod auth;
 mod chat;
 mod http;
+mod loadgen;
 mod service;
 mod tune;
 mod up;
@@ -41,6 +42,10 @@ enum Command {
     Auth(auth::AuthArgs),
     /// Run the chat service (chats, messages into the stream, history, realtime events).
     Chat(chat::ChatArgs),
+    /// Put a running confab under a steady chat load: sign users in, send messages over many
+    /// chats at a fixed rate, report throughput, latency percentiles, the delay to Firestore and
+    /// the memory of watched processes.
+    Loadgen(Box<loadgen::LoadgenArgs>),
     /// Find the window policy for your traffic: replays or synthesizes chat messages through the
     /// real operator in virtual time and reports Firestore cost against delivery delay.
     Tune(Box<tune::TuneArgs>),
@@ -68,6 +73,7 @@ fn run() -> anyhow::Result<()> {
         Command::Chat(args) => runtime()?.block_on(chat::run(args)),
         Command::Aggregate(args) => runtime()?.block_on(aggregate::run(args)),
         Command::Up(args) => runtime()?.block_on(up::run(args)),
+        Command::Loadgen(args) => runtime()?.block_on(loadgen::run(*args)),
     }
 }
 
