@@ -42,9 +42,8 @@ enum Command {
     Auth(auth::AuthArgs),
     /// Run the chat service (chats, messages into the stream, history, realtime events).
     Chat(chat::ChatArgs),
-    /// Put a running confab under a steady chat load: sign users in, send messages over many
-    /// chats at a fixed rate, report throughput, latency percentiles, the delay to Firestore and
-    /// the memory of watched processes.
+    // No doc comment, as for Up: LoadgenArgs's long help (the open-loop model, the services'
+    // limits, examples) is what `confab loadgen --help` should show.
     Loadgen(Box<loadgen::LoadgenArgs>),
     /// Find the window policy for your traffic: replays or synthesizes chat messages through the
     /// real operator in virtual time and reports Firestore cost against delivery delay.

@@ -134,7 +134,7 @@ pub(crate) struct LoadgenArgs {
     #[arg(long, env = "CONFAB_LOADGEN_DRAIN_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
     /// Sample this process's resident memory every second: NAME=PID (repeatable).
-    #[arg(long, value_parser = rss::parse_watch)]
+    #[arg(long, env = "CONFAB_LOADGEN_WATCH", value_delimiter = ',', value_parser = rss::parse_watch)]
     watch: Vec<Watch>,
     /// Write the report here: JSON, or Markdown when the name ends in .md (repeatable).
     #[arg(long, env = "CONFAB_LOADGEN_REPORT", value_delimiter = ',')]
