@@ -266,6 +266,9 @@ collection = "{collection}"
 type = "cassandra"
 nodes = "{nodes}"
 keyspace = "{keyspace}"
+[aggregate.dead_letters]
+type = "file"
+path = "{dead}"
 "#,
             brokers = backlog.brokers,
             topic = backlog.topic,
@@ -274,6 +277,8 @@ keyspace = "{keyspace}"
             keyspace = outputs.keyspace,
             project = outputs.project,
             collection = outputs.collection,
+            // Not the default, ./dead-letters.jsonl, which would land in the source tree.
+            dead = dir.path().join("dead-letters.jsonl").display(),
         ),
     )
     .expect("write config");
