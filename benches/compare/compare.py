@@ -425,6 +425,7 @@ def main(argv: list[str]) -> int:
         "partitions": args.partitions,
         "delay_rate": args.rate,
         "repeat": args.repeat,
+        "delay_warmup_s": args.warmup_seconds,
         "workload": {
             "spec": spec.to_dict(),
             "messages": len(backlog),
