@@ -113,6 +113,9 @@ pub(crate) struct AggregateArgs {
     /// Maximum messages per group (overrides [window] max_messages).
     #[arg(long, env = "CONFAB_MAX_MESSAGES")]
     max_messages: Option<usize>,
+    /// Maximum age of a group, from its first record (overrides [window] max_age_ms), e.g. 15s.
+    #[arg(long, env = "CONFAB_MAX_AGE", value_parser = humantime::parse_duration)]
+    max_age: Option<std::time::Duration>,
     /// Address of the metrics and health endpoints (overrides [http] listen).
     #[arg(long, env = "CONFAB_HTTP_LISTEN")]
     listen: Option<SocketAddr>,
@@ -142,6 +145,9 @@ fn effective(args: &AggregateArgs) -> anyhow::Result<AggregateConfig> {
     }
     if let Some(max) = args.max_messages {
         config.window.max_messages = max;
+    }
+    if let Some(age) = args.max_age {
+        config.window.max_age_ms = age.as_millis() as u64;
     }
     if let Some(listen) = args.listen {
         config.http.listen = Some(listen);
