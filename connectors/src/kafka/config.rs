@@ -55,7 +55,8 @@ pub struct KafkaSourceConfig {
     pub revoke_timeout_ms: u64,
     /// Records read ahead of the pipeline, in the source's queue. Past this the source stops
     /// taking records from librdkafka (backpressure), whose own prefetch is bounded by
-    /// `queued.max.messages.kbytes` (16 MiB here unless set in `properties`), while the consumer
+    /// `queued.min.messages` and `queued.max.messages.kbytes` (here derived from this limit, at
+    /// most 16 MiB, unless set in `properties`), while the consumer
     /// keeps serving the group protocol. At ~400 bytes per chat message, 100,000 records is
     /// ~40 MB.
     pub max_buffered_records: usize,

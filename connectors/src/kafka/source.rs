@@ -21,11 +21,12 @@
 //!   close groups only when the log really is quiet, never merely because a fetch was slow.
 //! - **Backpressure without leaving the group or refetching.** Past `max_buffered_records` queued
 //!   records the thread stops taking records from librdkafka, whose own prefetch queue is bounded
-//!   (`queued.max.messages.kbytes`, 16 MiB unless set in `properties`) and stops fetching when
-//!   full. It still polls once per [`FULL_POLL_INTERVAL`] so that rebalances are served (each
-//!   such poll may add a record past the limit). Partitions are never paused: a pause makes librdkafka drop what it
-//!   prefetched and fetch it again on resume, which stalled replays by a fetch round trip each
-//!   time (measured with connectors/examples/kafka_throughput.rs).
+//!   (`queued.min.messages`, `queued.max.messages.kbytes`: by `max_buffered_records`, at most
+//!   16 MiB, unless set in `properties`) and stops fetching when full. It still polls once per
+//!   [`FULL_POLL_INTERVAL`] so that rebalances are served (each such poll may add a record past
+//!   the limit). Partitions are never paused: a pause makes librdkafka drop what it prefetched
+//!   and fetch it again on resume, which stalled replays by a fetch round trip each time
+//!   (measured with connectors/examples/kafka_throughput.rs).
 //! - **Transient commit failures do not stop the pipeline.** A commit refused for a retryable
 //!   reason (a rebalance in progress, the coordinator moving) is kept and retried with the next
 //!   commit or poll; the runtime treats any commit error as fatal, so it is not returned to it.
@@ -55,10 +56,12 @@ const POLL_SLICE: Duration = Duration::from_millis(100);
 const COMMIT_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// Quick in-place attempts of one commit before it is deferred.
 const COMMIT_ATTEMPTS: u32 = 3;
-/// librdkafka's bound on what it prefetches ahead of the polling thread, in KiB.
+/// librdkafka's bounds on what it prefetches ahead of the polling thread: messages per
+/// partition, and KiB. Unless set in `properties`, they follow `max_buffered_records` (half a KiB
+/// per record, at most 16 MiB, about 45,000 chat messages).
+const PREFETCH_MESSAGES: &str = "queued.min.messages";
 const PREFETCH_KBYTES: &str = "queued.max.messages.kbytes";
-/// Its default here, unless set in `properties`: 16 MiB, about 45,000 chat messages.
-const DEFAULT_PREFETCH_KBYTES: u32 = 16 * 1024;
+const MAX_PREFETCH_KBYTES: usize = 16 * 1024;
 /// While the queue is full, how often the thread still polls librdkafka (for rebalances).
 const FULL_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -161,10 +164,16 @@ impl KafkaSource {
         ];
         let mut client = client_config(&config.brokers, &owned, &config.properties)
             .map_err(SourceError::fatal)?;
-        // The source no longer pauses partitions, so librdkafka's prefetch is part of the
-        // read-ahead: bound it (its default, 64 MiB, would dwarf a small max_buffered_records).
+        // The source does not pause partitions, so librdkafka's prefetch is part of the
+        // read-ahead: bound it by the same limit (librdkafka's defaults, 100,000 messages and
+        // 64 MiB, would dwarf a small max_buffered_records).
+        let max_buffered = config.max_buffered_records.max(1);
+        if !config.properties.contains_key(PREFETCH_MESSAGES) {
+            client.set(PREFETCH_MESSAGES, max_buffered.min(100_000).to_string());
+        }
         if !config.properties.contains_key(PREFETCH_KBYTES) {
-            client.set(PREFETCH_KBYTES, DEFAULT_PREFETCH_KBYTES.to_string());
+            let kbytes = (max_buffered / 2).clamp(512, MAX_PREFETCH_KBYTES);
+            client.set(PREFETCH_KBYTES, kbytes.to_string());
         }
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
