@@ -90,6 +90,21 @@ impl Api {
         )
     }
 
+    /// POSTs `body` as JSON to `url` (with `token` as bearer, if any) for the set-up calls;
+    /// an unreachable server gets the error naming how to start it.
+    async fn post(
+        &self,
+        url: &str,
+        token: Option<&Secret>,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<reqwest::Response> {
+        let mut request = self.http.post(url).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token.expose());
+        }
+        request.send().await.map_err(|e| self.unreachable(url, &e))
+    }
+
     /// Creates `username` if it does not exist, then logs it in.
     pub(crate) async fn sign_in(
         &self,
@@ -98,13 +113,7 @@ impl Api {
     ) -> anyhow::Result<Session> {
         let credentials = json!({"username": username, "password": password.expose()});
         let url = format!("{}/api/v1/users", self.auth);
-        let response = self
-            .http
-            .post(&url)
-            .json(&credentials)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&url, &e))?;
+        let response = self.post(&url, None, &credentials).await?;
         let status = response.status();
         if !(status == StatusCode::CREATED || status == StatusCode::CONFLICT) {
             let body = response.text().await.unwrap_or_default();
@@ -121,13 +130,7 @@ impl Api {
             );
         }
         let url = format!("{}/api/v1/login", self.auth);
-        let response = self
-            .http
-            .post(&url)
-            .json(&credentials)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&url, &e))?;
+        let response = self.post(&url, None, &credentials).await?;
         let status = response.status();
         if status != StatusCode::OK {
             let body = response.text().await.unwrap_or_default();
@@ -156,13 +159,8 @@ impl Api {
     pub(crate) async fn start_chat(&self, me: &Session, peer: &Session) -> anyhow::Result<String> {
         let url = format!("{}/api/v1/chats", self.chat);
         let response = self
-            .http
-            .post(&url)
-            .bearer_auth(me.token.expose())
-            .json(&json!({"peer_id": peer.id}))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&url, &e))?;
+            .post(&url, Some(&me.token), &json!({"peer_id": peer.id}))
+            .await?;
         let status = response.status();
         if !(status == StatusCode::CREATED || status == StatusCode::OK) {
             let body = response.text().await.unwrap_or_default();
