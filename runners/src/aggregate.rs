@@ -234,12 +234,13 @@ pub(crate) async fn run_pipeline(
     ready: Arc<AtomicBool>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<RunReport> {
-    let source = config.source.build().await?;
-    let mut sinks = Vec::new();
-    for sink in &config.sinks {
-        sinks.push(sink.build().await?);
-    }
-    let dead_letters = config.dead_letters.build().await?;
+    // Connected side by side: each is a round trip or more to its server, and a restart after a
+    // crash waits for all of them (the source's consumer-group join proceeds meanwhile).
+    let (source, sinks, dead_letters) = tokio::try_join!(
+        config.source.build(),
+        futures::future::try_join_all(config.sinks.iter().map(|sink| sink.build())),
+        config.dead_letters.build(),
+    )?;
     let key = config.key;
     let mut pipeline = Pipeline::new(move |m| key.key(m), decode_chat_message, dead_letters)
         .policy(config.window)
