@@ -87,12 +87,17 @@ pub fn run(
                 .inspect(move |group: &Group<String, Envelope<ChatMessage>>| {
                     g.fetch_add(1, Ordering::Relaxed);
                     if encode {
-                        let records: Vec<&ChatMessage> =
-                            group.records.iter().map(|e| &e.record).collect();
-                        b.fetch_add(
-                            serde_json::to_vec(&records).map_or(0, |v| v.len()),
-                            Ordering::Relaxed,
-                        );
+                        // The records as the Kafka sink writes them (Aggregatable::write_json).
+                        let mut out = Vec::with_capacity(group.bytes + 64 * group.len() + 2);
+                        out.push(b'[');
+                        for (i, e) in group.records.iter().enumerate() {
+                            if i > 0 {
+                                out.push(b',');
+                            }
+                            e.record.write_json(&mut out);
+                        }
+                        out.push(b']');
+                        b.fetch_add(out.len(), Ordering::Relaxed);
                     }
                 })
                 .probe_with(&probe);
