@@ -16,6 +16,7 @@ Run it through `benches/compare/run`, which installs what this needs; `--help` l
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shlex
@@ -367,6 +368,49 @@ def run_delay(run: Run, messages: list, args, log_dir: Path) -> dict:
     }
 
 
+def confab_bin() -> str:
+    """confab's binary, found as benches/compare/confab-seed finds it."""
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    return os.environ.get("CONFAB_BIN", str(target / "release/confab"))
+
+
+def tuned_system(args, messages: list, out: Path) -> tuple[System, dict]:
+    """confab with the policy `confab tune` recommends for a p99 of `args.tuned`, tuned on the
+    delay run's messages stamped `1 / rate` apart (the traffic the delay run offers)."""
+    jsonl, table = out / "tune-input.jsonl", out / "tune.csv"
+    t0, step = time.time_ns() // 100, 1e7 / args.rate
+    with open(jsonl, "wb") as f:
+        f.writelines(workload.encode(m, t0 + round(i * step)) + b"\n" for i, m in enumerate(messages))
+    argv = [confab_bin(), "tune", "--input", str(jsonl), "--p99-budget", args.tuned, "--csv", str(table)]
+    print(f"tune: {shlex.join(argv)}", flush=True)
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"confab tune failed (code {done.returncode}); build it with "
+                         f"cargo build --release -p confab or set CONFAB_BIN:\n{done.stderr[-2000:]}")
+    with open(table, newline="") as f:
+        rows = list(csv.DictReader(f))
+    pick = next((r for r in rows if r["recommended"] == "true"), None)
+    seed = next((r for r in rows if r["baseline"] == "true"), None)
+    if pick is None or seed is None:
+        raise SystemExit(f"confab tune recommended no policy within p99 {args.tuned}:\n{done.stdout[-2000:]}")
+    command = (
+        f"benches/compare/confab-seed --key {pick['key']} --inactivity-timeout {pick['inactivity_timeout_ms']}ms "
+        f"--max-messages {pick['max_messages']} --max-age {pick['max_age_ms']}ms"
+    )
+    predicted = lambda r: {k: float(r[k]) if "." in r[k] else int(r[k])  # noqa: E731
+                           for k in ("writes_per_message", "delay_p50_ms", "delay_p99_ms")}
+    info = {
+        "system": "confab-tuned",
+        "p99_budget": args.tuned,
+        "policy": pick["policy"],
+        "predicted": predicted(pick),
+        "seed_predicted": predicted(seed),
+        "command": shlex.join(["confab", *argv[1:]]),
+    }
+    print(f"  recommended: {pick['policy']} -> {command}", flush=True)
+    return System("confab-tuned", command), info
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--system", action="append", type=System.parse, metavar="NAME=COMMAND",
@@ -390,6 +434,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "whose groups only come out with the completion timeout")
     p.add_argument("--repeat", type=int, default=1,
                    help="runs of each system and mode, interleaved across systems; the table shows medians (1)")
+    p.add_argument("--tuned", nargs="?", const="3s", metavar="P99_BUDGET",
+                   help="also run confab with the policy `confab tune` recommends for this p99 delay budget "
+                        "(3s when given bare) on the delay run's traffic, as a system named confab-tuned")
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for a run's groups (300)")
     p.add_argument("--brokers", default=os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092"))
     p.add_argument("--out", type=Path, default=REPO / "benches/compare/out", help="logs, results.json, results.md")
@@ -425,6 +472,7 @@ def main(argv: list[str]) -> int:
         "partitions": args.partitions,
         "delay_rate": args.rate,
         "repeat": args.repeat,
+        "delay_warmup_s": args.warmup_seconds,
         "workload": {
             "spec": spec.to_dict(),
             "messages": len(backlog),
@@ -436,6 +484,9 @@ def main(argv: list[str]) -> int:
         },
         "systems": [],
     }
+    if args.tuned:
+        system, results["tuned"] = tuned_system(args, all_messages[:delay_count], args.out)
+        args.system.append(system)
     run_id = uuid.uuid4().hex[:8]
     entries = [{"name": s.name, "command": s.command, "runs": {m: [] for m in args.modes}} for s in args.system]
     results["systems"] = entries

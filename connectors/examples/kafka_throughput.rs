@@ -5,6 +5,9 @@
 //! consumer that only reads the same topic: the ceiling. Both are timed from subscribing to
 //! having read (and, for the pipeline, written and committed) everything, so both include the
 //! consumer-group join. Prints one line per run and the ratio.
+//!
+//! Environment: `BUFFERED=N` sets the source's `max_buffered_records`; `TIMELINE=1` prints the
+//! pipeline's counters every 20 ms.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -207,20 +210,27 @@ async fn plain_consumer(brokers: &str, topic: &str, messages: usize) -> anyhow::
 /// how many groups it wrote.
 async fn aggregator(brokers: &str, topic: &str, grouped: &str) -> anyhow::Result<(Duration, u64)> {
     let started = Instant::now();
-    let source = KafkaSource::connect(&KafkaSourceConfig {
+    // Connected side by side, as `confab aggregate` does.
+    let source_config = KafkaSourceConfig {
         brokers: brokers.to_string(),
         topic: topic.to_string(),
         group_id: format!("aggregator_{grouped}"),
         exit_at_end: true,
+        max_buffered_records: std::env::var("BUFFERED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(KafkaSourceConfig::default().max_buffered_records),
         ..KafkaSourceConfig::default()
-    })
-    .await?;
-    let sink = KafkaGroupSink::connect(&KafkaSinkConfig {
-        brokers: brokers.to_string(),
-        topic: grouped.to_string(),
-        ..KafkaSinkConfig::default()
-    })
-    .await?;
+    };
+    let (source, sink) = tokio::try_join!(KafkaSource::connect(&source_config), async {
+        KafkaGroupSink::connect(&KafkaSinkConfig {
+            brokers: brokers.to_string(),
+            topic: grouped.to_string(),
+            ..KafkaSinkConfig::default()
+        })
+        .await
+        .map_err(|e| confab_pipeline::SourceError::fatal(e.message))
+    },)?;
     let pipeline = Pipeline::new(
         |m: &ChatMessage| m.chat_id.clone(),
         decode_chat_message,
@@ -229,13 +239,13 @@ async fn aggregator(brokers: &str, topic: &str, grouped: &str) -> anyhow::Result
     .sink(Arc::new(sink))
     .policy(WindowPolicy::default())
     .config(RuntimeConfig::default());
-    // TIMELINE=1 prints the pipeline's counters every 100 ms, to see where it waits.
+    // TIMELINE=1 prints the pipeline's counters every 20 ms, to see where it waits.
     if std::env::var_os("TIMELINE").is_some() {
         let metrics = pipeline.metrics_handle();
         tokio::spawn(async move {
             use std::sync::atomic::Ordering::Relaxed;
             loop {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 eprintln!(
                     "{:>6} ms in {:>7} out {:>7} groups {:>6} open {:>5} in-flight {:>9} B lag {:>6} pauses {}",
                     started.elapsed().as_millis(),

@@ -95,6 +95,34 @@ impl<K, D: Aggregatable> Group<K, D> {
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
+
+    /// Appends the group as JSON, byte for byte as `serde_json::to_writer` writes it (decode it
+    /// as `Group<K, D>`), with each record written by [`Aggregatable::write_json`].
+    pub fn write_json(&self, out: &mut Vec<u8>)
+    where
+        K: Serialize,
+    {
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        out.extend_from_slice(b"{\"id\":\"");
+        out.extend_from_slice(self.id.hyphenated().encode_lower(&mut id).as_bytes());
+        out.extend_from_slice(b"\",\"key\":");
+        let _ = serde_json::to_writer(&mut *out, &self.key);
+        out.extend_from_slice(b",\"records\":[");
+        for (i, record) in self.records.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            record.write_json(out);
+        }
+        let tail = format!(
+            "],\"first_time_ms\":{},\"last_time_ms\":{},\"bytes\":{},\"reason\":\"{}\"}}",
+            self.first_time_ms,
+            self.last_time_ms,
+            self.bytes,
+            self.reason.as_str()
+        );
+        out.extend_from_slice(tail.as_bytes());
+    }
 }
 
 impl<K, R: Aggregatable> Group<K, Envelope<R>> {
@@ -120,6 +148,47 @@ impl<K, R: Aggregatable> Group<K, Envelope<R>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::{timeuuid_from_ms, ChatMessage};
+
+    fn message(i: u64, body: &str) -> ChatMessage {
+        ChatMessage {
+            message_id: format!("m{i}"),
+            chat_id: "c\"1".into(),
+            from_user: "ü".into(),
+            to_user: "u\\2".into(),
+            body: body.into(),
+            time: timeuuid_from_ms(1_700_000_000_000 + i, i as u16, [1; 6]),
+            time_iso: "2023-11-14T22:13:20.000Z".into(),
+        }
+    }
+
+    proptest::proptest! {
+        /// The hand-written JSON is serde_json's, byte for byte, whatever the strings hold.
+        #[test]
+        fn write_json_is_serde_json(bodies in proptest::collection::vec(".*", 1..4), key in ".*") {
+            let group = Group {
+                id: group_id(&key, "m0"),
+                key: key.clone(),
+                records: bodies.iter().enumerate().map(|(i, b)| message(i as u64, b)).collect::<Vec<_>>(),
+                first_time_ms: 1,
+                last_time_ms: u64::MAX,
+                bytes: 12_345,
+                reason: CompletionReason::MaxAge,
+            };
+            let mut ours = Vec::new();
+            group.write_json(&mut ours);
+            proptest::prop_assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&group).unwrap());
+            proptest::prop_assert_eq!(group.records[0].encode(), serde_json::to_vec(&group.records[0]).unwrap());
+        }
+    }
+
+    #[test]
+    fn control_characters_and_quotes_are_escaped_as_serde_json_does() {
+        let m = message(1, "a \"quote\", a \\ and \u{1} \n \u{7f} é 😀");
+        assert_eq!(m.encode(), serde_json::to_vec(&m).unwrap());
+        let back: ChatMessage = serde_json::from_slice(&m.encode()).unwrap();
+        assert_eq!(back, m);
+    }
 
     #[test]
     fn group_ids_are_stable_and_distinguish_key_from_record() {

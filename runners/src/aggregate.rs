@@ -113,6 +113,9 @@ pub(crate) struct AggregateArgs {
     /// Maximum messages per group (overrides [window] max_messages).
     #[arg(long, env = "CONFAB_MAX_MESSAGES")]
     max_messages: Option<usize>,
+    /// Maximum age of a group, from its first record (overrides [window] max_age_ms), e.g. 15s.
+    #[arg(long, env = "CONFAB_MAX_AGE", value_parser = humantime::parse_duration)]
+    max_age: Option<std::time::Duration>,
     /// Address of the metrics and health endpoints (overrides [http] listen).
     #[arg(long, env = "CONFAB_HTTP_LISTEN")]
     listen: Option<SocketAddr>,
@@ -142,6 +145,9 @@ fn effective(args: &AggregateArgs) -> anyhow::Result<AggregateConfig> {
     }
     if let Some(max) = args.max_messages {
         config.window.max_messages = max;
+    }
+    if let Some(age) = args.max_age {
+        config.window.max_age_ms = age.as_millis() as u64;
     }
     if let Some(listen) = args.listen {
         config.http.listen = Some(listen);
@@ -228,12 +234,13 @@ pub(crate) async fn run_pipeline(
     ready: Arc<AtomicBool>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<RunReport> {
-    let source = config.source.build().await?;
-    let mut sinks = Vec::new();
-    for sink in &config.sinks {
-        sinks.push(sink.build().await?);
-    }
-    let dead_letters = config.dead_letters.build().await?;
+    // Connected side by side: each is a round trip or more to its server, and a restart after a
+    // crash waits for all of them (the source's consumer-group join proceeds meanwhile).
+    let (source, sinks, dead_letters) = tokio::try_join!(
+        config.source.build(),
+        futures::future::try_join_all(config.sinks.iter().map(|sink| sink.build())),
+        config.dead_letters.build(),
+    )?;
     let key = config.key;
     let mut pipeline = Pipeline::new(move |m| key.key(m), decode_chat_message, dead_letters)
         .policy(config.window)

@@ -4,6 +4,7 @@ mod aggregate;
 mod auth;
 mod chat;
 mod http;
+mod loadgen;
 mod service;
 mod tune;
 mod up;
@@ -47,6 +48,9 @@ enum Command {
     Auth(auth::AuthArgs),
     /// Run the chat service (chats, messages into the stream, history, realtime events).
     Chat(chat::ChatArgs),
+    // No doc comment, as for Up: LoadgenArgs's long help (the open-loop model, the services'
+    // limits, examples) is what `confab loadgen --help` should show.
+    Loadgen(Box<loadgen::LoadgenArgs>),
     /// Find the window policy for your traffic: replays or synthesizes chat messages through the
     /// real operator in virtual time and reports Firestore cost against delivery delay.
     Tune(Box<tune::TuneArgs>),
@@ -74,6 +78,7 @@ fn run() -> anyhow::Result<()> {
         Command::Chat(args) => runtime()?.block_on(chat::run(args)),
         Command::Aggregate(args) => runtime()?.block_on(aggregate::run(args)),
         Command::Up(args) => runtime()?.block_on(up::run(args)),
+        Command::Loadgen(args) => runtime()?.block_on(loadgen::run(*args)),
     }
 }
 

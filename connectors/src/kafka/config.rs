@@ -55,9 +55,11 @@ pub struct KafkaSourceConfig {
     pub revoke_timeout_ms: u64,
     /// Records read ahead of the pipeline, in the source's queue. Past this the source stops
     /// taking records from librdkafka (backpressure), whose own prefetch is bounded by
-    /// `queued.min.messages` and `queued.max.messages.kbytes` (set them in `properties`), while
-    /// the consumer keeps serving the group protocol. At ~400 bytes per chat message, 100,000
-    /// records is ~40 MB.
+    /// `queued.min.messages` and `queued.max.messages.kbytes` (here derived from this limit, at
+    /// most 16 MiB, unless set in `properties`), while the consumer
+    /// keeps serving the group protocol. At ~400 bytes per chat message, 20,000 records is
+    /// ~8 MB. More read-ahead did not read a backlog faster once librdkafka refilled its queue
+    /// promptly (`fetch.queue.backoff.ms`), and costs memory.
     pub max_buffered_records: usize,
     /// Extra librdkafka consumer properties (`fetch.max.bytes`, `security.protocol`,
     /// `partition.assignment.strategy`, ...). Properties that the source's guarantees rest on
@@ -78,7 +80,7 @@ impl Default for KafkaSourceConfig {
             assignment_strategy: "cooperative-sticky".into(),
             session_timeout_ms: 10_000,
             revoke_timeout_ms: 10_000,
-            max_buffered_records: 100_000,
+            max_buffered_records: 20_000,
             properties: BTreeMap::new(),
         }
     }

@@ -60,8 +60,12 @@ fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
 }
 
 fn log_client_error(error: &KafkaError, reason: &str) {
-    // Transport errors repeat every few seconds while a broker is away; they are retried.
-    if is_retryable(error) {
+    // rust-rdkafka hands every consumer error event to the context too, including the end of a
+    // partition, which the source asks for (`enable.partition.eof`) and is no error at all.
+    if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+        tracing::trace!(%error, reason, "Kafka partition read to its end");
+    } else if is_retryable(error) {
+        // Transport errors repeat every few seconds while a broker is away; they are retried.
         tracing::debug!(%error, reason, "Kafka client error; librdkafka retries");
     } else {
         tracing::error!(%error, reason, "Kafka client error");

@@ -10,7 +10,7 @@ use std::fmt::Display;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use confab_pipeline::{Group, Sink, SinkError};
+use confab_pipeline::{Aggregatable, Group, Sink, SinkError};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde::Serialize;
@@ -111,7 +111,7 @@ where
 impl<K, R> Sink<K, R> for KafkaGroupSink
 where
     K: Serialize + Display + Send + Sync,
-    R: Serialize + Send + Sync,
+    R: Aggregatable + Sync,
 {
     fn name(&self) -> &str {
         "kafka"
@@ -122,9 +122,7 @@ where
         for group in groups {
             // Sized up front: growing the buffer copied each group's JSON several times.
             let mut payload = Vec::with_capacity(group.bytes + 64 * group.records.len() + 256);
-            serde_json::to_writer(&mut payload, group).map_err(|e| {
-                SinkError::fatal(format!("cannot encode group {} as JSON: {e}", group.id))
-            })?;
+            group.write_json(&mut payload);
             encoded.push((
                 group.key.to_string(),
                 payload,

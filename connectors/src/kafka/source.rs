@@ -21,11 +21,14 @@
 //!   close groups only when the log really is quiet, never merely because a fetch was slow.
 //! - **Backpressure without leaving the group or refetching.** Past `max_buffered_records` queued
 //!   records the thread stops taking records from librdkafka, whose own prefetch queue is bounded
-//!   (`queued.min.messages`, `queued.max.messages.kbytes`) and stops fetching when full. It still
-//!   polls once per [`FULL_POLL_INTERVAL`] so that rebalances are served (each such poll may add a
-//!   record past the limit). Partitions are never paused: a pause makes librdkafka drop what it
-//!   prefetched and fetch it again on resume, which stalled replays by a fetch round trip each
-//!   time (measured with connectors/examples/kafka_throughput.rs).
+//!   (`queued.min.messages`, `queued.max.messages.kbytes`: by `max_buffered_records`, at most
+//!   16 MiB, unless set in `properties`) and stops fetching when full. It still polls once per
+//!   [`FULL_POLL_INTERVAL`] so that rebalances are served (each such poll may add a record past
+//!   the limit). Partitions are never paused: a pause makes librdkafka drop what it prefetched
+//!   and fetch it again on resume, which stalled replays by a fetch round trip each time
+//!   (measured with connectors/examples/kafka_throughput.rs). librdkafka refills a drained
+//!   prefetch queue after `fetch.queue.backoff.ms`, set to 10 ms here (its 1 s default stalled
+//!   replays for most of a second each time the queue had been full).
 //! - **Transient commit failures do not stop the pipeline.** A commit refused for a retryable
 //!   reason (a rebalance in progress, the coordinator moving) is kept and retried with the next
 //!   commit or poll; the runtime treats any commit error as fatal, so it is not returned to it.
@@ -55,8 +58,28 @@ const POLL_SLICE: Duration = Duration::from_millis(100);
 const COMMIT_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// Quick in-place attempts of one commit before it is deferred.
 const COMMIT_ATTEMPTS: u32 = 3;
+/// librdkafka's bounds on what it prefetches ahead of the polling thread: messages per
+/// partition, and KiB. Unless set in `properties`, they follow `max_buffered_records` (half a KiB
+/// per record, at most 16 MiB, about 45,000 chat messages).
+const PREFETCH_MESSAGES: &str = "queued.min.messages";
+const PREFETCH_KBYTES: &str = "queued.max.messages.kbytes";
+const MAX_PREFETCH_KBYTES: usize = 16 * 1024;
+/// How long librdkafka waits before fetching again for a partition whose prefetch queue was full.
+/// Its default, 1 s, stalled a backlog replay for most of a second each time the pipeline drained
+/// a full queue (measured with connectors/examples/kafka_throughput.rs); 10 ms keeps the queue fed
+/// for a few idle fetch decisions more.
+const FETCH_QUEUE_BACKOFF: &str = "fetch.queue.backoff.ms";
+const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+/// How long the broker holds a fetch that found nothing new. A partition's end (and so
+/// [`Polled::Idle`], which lets the clock close idle groups) is only known when such a fetch
+/// returns: librdkafka's default, 500 ms, delayed every idle group by up to half a second and
+/// the end of a replay by as much. 50 ms costs an idle consumer 20 small requests a second.
+const FETCH_WAIT: &str = "fetch.wait.max.ms";
+const FETCH_WAIT_MS: &str = "50";
 /// While the queue is full, how often the thread still polls librdkafka (for rebalances).
 const FULL_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Most records the polling thread queues at once (under one lock, with one wake-up).
+const POLL_BATCH: usize = 512;
 
 /// A Kafka consumer-group member reading one topic. See the module docs for its guarantees.
 pub struct KafkaSource {
@@ -155,8 +178,27 @@ impl KafkaSource {
                 config.assignment_strategy.as_str(),
             ),
         ];
-        let client = client_config(&config.brokers, &owned, &config.properties)
+        let mut client = client_config(&config.brokers, &owned, &config.properties)
             .map_err(SourceError::fatal)?;
+        // The source does not pause partitions, so librdkafka's prefetch is part of the
+        // read-ahead: bound it by the same limit (librdkafka's defaults, 100,000 messages and
+        // 64 MiB, would dwarf a small max_buffered_records).
+        let max_buffered = config.max_buffered_records.max(1);
+        if !config.properties.contains_key(PREFETCH_MESSAGES) {
+            client.set(PREFETCH_MESSAGES, max_buffered.min(100_000).to_string());
+        }
+        if !config.properties.contains_key(PREFETCH_KBYTES) {
+            let kbytes = (max_buffered / 2).clamp(512, MAX_PREFETCH_KBYTES);
+            client.set(PREFETCH_KBYTES, kbytes.to_string());
+        }
+        for (name, value) in [
+            (FETCH_QUEUE_BACKOFF, FETCH_QUEUE_BACKOFF_MS),
+            (FETCH_WAIT, FETCH_WAIT_MS),
+        ] {
+            if !config.properties.contains_key(name) {
+                client.set(name, value);
+            }
+        }
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             arrived: tokio::sync::Notify::new(),
@@ -400,52 +442,85 @@ impl Drop for KafkaSource {
 
 /// The polling thread: reads records and events until told to stop, then closes the consumer
 /// (leaving the group) by dropping the last handle.
+///
+/// Each round blocks in one librdkafka poll, then takes whatever librdkafka already holds (up to
+/// [`POLL_BATCH`], and no more than the queue has room for) without waiting, and queues it all
+/// under one lock with one wake-up: per record, a lock and a notification cost more than the
+/// record's copy.
 fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>, max_buffered: usize) {
+    let mut batch = Vec::with_capacity(POLL_BATCH);
     while !shared.stop.load(Ordering::SeqCst) {
-        {
+        let room = {
             // Full: leave records in librdkafka's bounded prefetch until the source takes some,
             // but come back to poll now and then for rebalances.
-            let state = shared.lock();
+            let mut state = shared.lock();
             if state.buffered >= max_buffered {
-                let _ = shared
+                state = shared
                     .room
                     .wait_timeout_while(state, FULL_POLL_INTERVAL, |s| {
                         s.buffered >= max_buffered && !shared.stop.load(Ordering::SeqCst)
                     })
-                    .unwrap_or_else(|p| p.into_inner());
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             }
-        }
-        match consumer.poll(POLL_SLICE) {
-            None => {}
-            Some(Ok(message)) => {
-                let record = to_record(&message);
-                let mut state = shared.lock();
-                state.at_end.remove(&record.position.partition);
-                state.queue(record);
-                drop(state);
-                shared.arrived.notify_one();
-            }
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                let mut state = shared.lock();
-                let partition = partition as u32;
-                if state.assigned.contains(&partition) {
-                    state.at_end.insert(partition);
+            max_buffered
+                .saturating_sub(state.buffered)
+                .clamp(1, POLL_BATCH)
+        };
+        let mut wait = POLL_SLICE;
+        let mut failure = None;
+        while batch.len() < room {
+            match consumer.poll(wait) {
+                None => break,
+                Some(Ok(message)) => batch.push(Arrival::Record(to_record(&message))),
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    batch.push(Arrival::End(partition as u32))
                 }
-                drop(state);
-                shared.arrived.notify_one();
+                Some(Err(e)) => {
+                    failure = Some(e);
+                    break;
+                }
             }
-            Some(Err(e)) if is_fatal_consumer_error(&e) => {
+            wait = Duration::ZERO;
+        }
+        if !batch.is_empty() {
+            let mut state = shared.lock();
+            for arrival in batch.drain(..) {
+                match arrival {
+                    Arrival::Record(record) => {
+                        state.at_end.remove(&record.position.partition);
+                        state.queue(record);
+                    }
+                    Arrival::End(partition) => {
+                        if state.assigned.contains(&partition) {
+                            state.at_end.insert(partition);
+                        }
+                    }
+                }
+            }
+            drop(state);
+            shared.arrived.notify_one();
+        }
+        match failure {
+            None => {}
+            Some(e) if is_fatal_consumer_error(&e) => {
                 error!(error = %e, "Kafka consumer failed");
                 shared.lock().fatal = Some(format!("Kafka consumer failed: {e}"));
                 shared.arrived.notify_one();
             }
-            Some(Err(e)) if is_retryable(&e) => {
+            Some(e) if is_retryable(&e) => {
                 debug!(error = %e, "Kafka consumer error; librdkafka retries")
             }
-            Some(Err(e)) => warn!(error = %e, "Kafka consumer error"),
+            Some(e) => warn!(error = %e, "Kafka consumer error"),
         }
     }
     debug!("Kafka polling thread stopping; closing the consumer");
+}
+
+/// What one librdkafka poll yielded that the source queues: a record, or a partition's end.
+enum Arrival {
+    Record(SourceRecord),
+    End(u32),
 }
 
 fn to_record(message: &BorrowedMessage<'_>) -> SourceRecord {

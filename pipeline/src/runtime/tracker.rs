@@ -11,7 +11,7 @@
 //! group spanning it, until no group does. This relies on a key's records all being in one
 //! partition, which keyed partitioning (Kafka's default) guarantees.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::record::Position;
 
@@ -24,7 +24,7 @@ pub(crate) struct CommitTracker {
 #[derive(Debug, Default)]
 struct PartitionState {
     /// Offsets read and not yet acknowledged.
-    outstanding: BTreeSet<u64>,
+    outstanding: Outstanding,
     /// The offset after the last one read.
     next: u64,
     /// The last position committed (or `None` before the first commit).
@@ -37,7 +37,7 @@ struct PartitionState {
 impl PartitionState {
     /// The latest position at or below the low watermark that no acknowledged group spans.
     fn clean_cut(&self) -> u64 {
-        let mut cut = self.outstanding.first().copied().unwrap_or(self.next);
+        let mut cut = self.outstanding.first().unwrap_or(self.next);
         while let Some(first) = self
             .spans
             .range(..cut)
@@ -48,6 +48,69 @@ impl PartitionState {
             cut = first;
         }
         cut
+    }
+}
+
+/// A set of offsets that mostly arrive in order and leave roughly in order: a window of flags
+/// from the lowest member up, so that adding and removing are O(1) (a `BTreeSet` here cost more
+/// than decoding a record). Offsets inside the window that were never added (gaps in the log)
+/// are simply absent.
+#[derive(Debug, Default)]
+struct Outstanding {
+    /// The offset of `flags[0]`: the lowest member, whenever there is one.
+    base: u64,
+    /// `flags[i]`: whether `base + i` is a member. Never starts with `false`.
+    flags: VecDeque<bool>,
+    len: usize,
+}
+
+impl Outstanding {
+    fn insert(&mut self, offset: u64) {
+        if self.flags.is_empty() {
+            self.base = offset;
+        }
+        if offset < self.base {
+            // Older than the window (a re-read): grow it downwards.
+            for _ in offset + 1..self.base {
+                self.flags.push_front(false);
+            }
+            self.flags.push_front(true);
+            self.base = offset;
+            self.len += 1;
+            return;
+        }
+        let index = (offset - self.base) as usize;
+        if index >= self.flags.len() {
+            self.flags.resize(index, false);
+            self.flags.push_back(true);
+            self.len += 1;
+        } else if !self.flags[index] {
+            self.flags[index] = true;
+            self.len += 1;
+        }
+    }
+
+    fn remove(&mut self, offset: u64) {
+        let Some(index) = offset.checked_sub(self.base).map(|i| i as usize) else {
+            return;
+        };
+        if self.flags.get(index) != Some(&true) {
+            return;
+        }
+        self.flags[index] = false;
+        self.len -= 1;
+        while self.flags.front() == Some(&false) {
+            self.flags.pop_front();
+            self.base += 1;
+        }
+    }
+
+    fn first(&self) -> Option<u64> {
+        (!self.flags.is_empty()).then_some(self.base)
+    }
+
+    fn len(&self) -> usize {
+        self.len
     }
 }
 
@@ -63,7 +126,7 @@ impl CommitTracker {
     /// group, such as a dead letter).
     pub(crate) fn acked(&mut self, position: Position) {
         if let Some(state) = self.partitions.get_mut(&position.partition) {
-            state.outstanding.remove(&position.offset);
+            state.outstanding.remove(position.offset);
         }
     }
 
@@ -190,5 +253,26 @@ mod tests {
         t.acked(at(0, 1));
         // Low watermark is 4; group [2, 5] spans it, and group [0, 3] spans 2.
         assert_eq!(t.committable(), vec![at(0, 0)]);
+    }
+
+    proptest::proptest! {
+        /// The flag window behaves as the ordered set it replaced, for inserts and removals in
+        /// any order, with gaps and re-reads below the window.
+        #[test]
+        fn outstanding_matches_an_ordered_set(ops in proptest::collection::vec((proptest::bool::ANY, 0u64..64), 0..200)) {
+            let mut window = Outstanding::default();
+            let mut set = std::collections::BTreeSet::new();
+            for (add, offset) in ops {
+                if add {
+                    window.insert(offset);
+                    set.insert(offset);
+                } else {
+                    window.remove(offset);
+                    set.remove(&offset);
+                }
+                proptest::prop_assert_eq!(window.first(), set.first().copied());
+                proptest::prop_assert_eq!(window.len(), set.len());
+            }
+        }
     }
 }

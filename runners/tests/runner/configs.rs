@@ -82,6 +82,8 @@ fn flags_override_the_file() {
             "chat_and_sender",
             "--inactivity-timeout",
             "1500ms",
+            "--max-age",
+            "15s",
         ])
         .output()
         .expect("run confab");
@@ -97,4 +99,5 @@ fn flags_override_the_file() {
         printed.contains("inactivity_timeout_ms = 1500"),
         "{printed}"
     );
+    assert!(printed.contains("max_age_ms = 15000"), "{printed}");
 }

@@ -3,8 +3,13 @@
 //! Firestore exactly once (one group document holds it, in log order), in Cassandra exactly once,
 //! and the consumer group's committed offsets reach the end of every partition.
 //!
-//! Sized for CI by default; `CONFAB_CRASH_MESSAGES`, `CONFAB_CRASH_KILLS`, `CONFAB_CRASH_RATE` and
-//! `CONFAB_CRASH_SEED` (and `CONFAB_CRASH_DRAIN_SECONDS`, the wait for the last run) scale it up for the soak run reported in docs/RELIABILITY.md.
+//! Sized for CI by default; `CONFAB_CRASH_MESSAGES`, `CONFAB_CRASH_KILLS`, `CONFAB_CRASH_RATE`,
+//! `CONFAB_CRASH_CHATS` and `CONFAB_CRASH_SEED` (and `CONFAB_CRASH_DRAIN_SECONDS`, the wait for the
+//! last run) scale it up for the soak run reported in docs/RELIABILITY.md.
+//!
+//! The kills are spread over the whole production: lifetimes are drawn around
+//! `messages / rate / kills` (at least 0.3 s, mean at least 2 s), so a long soak is killed while
+//! its traffic arrives rather than only at its start.
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +34,9 @@ async fn sigkill_at_random_points_loses_and_doubles_nothing() {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1),
     );
-    let chats = (messages / 100).clamp(10, 2_000);
+    let chats = env_number("CONFAB_CRASH_CHATS", (messages / 100).clamp(10, 2_000)).max(2);
+    // Mean lifetime: the production time shared among the kills, and never under 2 s.
+    let mean_ms = (messages * 1_000 / rate.max(1) / kills.max(1)).max(2_000);
     eprintln!(
         "crash test: {messages} messages over {chats} chats at {rate}/s, {kills} SIGKILLs, seed {seed} (CONFAB_CRASH_SEED)"
     );
@@ -48,7 +55,7 @@ async fn sigkill_at_random_points_loses_and_doubles_nothing() {
     for kill in 0..kills {
         let mut aggregator = Aggregator::start(&config);
         // At a random point: sometimes before the first commit, mostly mid-stream.
-        let lifetime = Duration::from_millis(rng.between(300, 4_000));
+        let lifetime = Duration::from_millis(rng.between(300, 2 * mean_ms - 300));
         tokio::time::sleep(lifetime).await;
         aggregator.assert_running(&format!("before SIGKILL {}", kill + 1));
         aggregator.kill();

@@ -8,6 +8,7 @@ mod compose;
 mod configs;
 mod crash;
 mod harness;
+mod loadgen;
 mod poison;
 mod scale_out;
 mod tune;

@@ -13,14 +13,17 @@ use serde_json::{json, Value};
 use crate::confab;
 
 /// A running `confab up` and the address it printed.
-struct Up {
+pub(crate) struct Up {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
+    log: std::path::PathBuf,
     stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Up {
-    fn start(data_dir: &Path, web_dir: &Path, extra: &[&str]) -> Self {
+    /// Starts it on a free port; its log goes to `<data_dir>.log`.
+    pub(crate) fn start(data_dir: &Path, web_dir: &Path, extra: &[&str]) -> Self {
+        let log = data_dir.with_extension("log");
         let mut child = confab()
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -28,8 +31,13 @@ impl Up {
             .arg(web_dir)
             .args(extra)
             .env_remove("DATABASE_URL")
+            // Used only by an [aggregate] table with a Firestore sink.
+            .env(
+                "FIRESTORE_EMULATOR_HOST",
+                confab_connectors::env_or("FIRESTORE_EMULATOR_HOST", "127.0.0.1:8080"),
+            )
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start confab up");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
@@ -37,7 +45,11 @@ impl Up {
         let addr = loop {
             line.clear();
             let read = stdout.read_line(&mut line).expect("read stdout");
-            assert!(read > 0, "confab up exited before printing its URL");
+            assert!(
+                read > 0,
+                "confab up exited before printing its URL:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
             if let Some(rest) = line.trim().strip_prefix("confab is up: http://") {
                 break rest.trim_end_matches('/').to_owned();
             }
@@ -45,12 +57,14 @@ impl Up {
         let mut storage = String::new();
         stdout.read_line(&mut storage).expect("read stdout");
         assert!(
-            storage.contains(&data_dir.display().to_string()) && storage.contains("confab.db"),
+            storage.contains(&data_dir.display().to_string())
+                && (storage.contains("confab.db") || storage.contains("PostgreSQL")),
             "the second line says where the data lives: {storage}"
         );
         Self {
             child,
             addr,
+            log,
             stdout,
         }
     }
@@ -98,7 +112,7 @@ impl Up {
         (status, content_type, body.to_owned())
     }
 
-    fn json(
+    pub(crate) fn json(
         &self,
         method: &str,
         path: &str,
@@ -113,8 +127,18 @@ impl Up {
         (status, serde_json::from_str(&text).expect("JSON body"))
     }
 
+    /// What the process logged so far.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id (for `confab loadgen --watch`).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then the exit status and the rest of stdout.
-    fn stop(mut self) -> (bool, String) {
+    pub(crate) fn stop(mut self) -> (bool, String) {
         let killed = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -141,7 +165,7 @@ impl Drop for Up {
     }
 }
 
-fn web_dir(root: &Path) -> std::path::PathBuf {
+pub(crate) fn web_dir(root: &Path) -> std::path::PathBuf {
     let web = root.join("web");
     std::fs::create_dir_all(web.join("assets")).expect("web dir");
     std::fs::write(
