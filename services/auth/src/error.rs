@@ -7,6 +7,7 @@ use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use confab_service_kit::extract::Rejection;
 use confab_token::ErrorBody;
 
 /// An error answered to an HTTP caller.
@@ -118,6 +119,23 @@ impl From<crate::store::StoreError> for ApiError {
                 tracing::error!(error = %other, "A user database query failed.");
                 ApiError::Internal
             }
+        }
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> Self {
+        match rejection {
+            Rejection::BadRequest {
+                status,
+                code,
+                message,
+            } => ApiError::BadRequest {
+                status,
+                code,
+                message,
+            },
+            Rejection::Internal => ApiError::Internal,
         }
     }
 }

@@ -44,11 +44,11 @@ pub use users::{
     USERNAME_MAX_CHARS, USERNAME_MIN_CHARS,
 };
 
-use axum::extract::{DefaultBodyLimit, FromRef};
-use axum::http::{HeaderName, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::FromRef;
+use axum::http::HeaderName;
 use axum::Router;
-use confab_token::{ErrorBody, KeyError, TokenVerifier};
+use confab_service_kit::http::{service_layers, shutdown_signal};
+use confab_token::{KeyError, TokenVerifier};
 use keys::Signer;
 use password::{PasswordError, Passwords};
 use std::future::Future;
@@ -58,8 +58,6 @@ use std::time::Duration;
 use store::{Store, StoreError, User};
 use throttle::Limiter;
 use tokio::net::TcpListener;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -301,41 +299,13 @@ impl AppState {
 /// throttling sees client addresses (as [`serve_on`] does).
 pub fn app(state: AppState) -> Router {
     let max_body_bytes = state.inner.max_body_bytes;
-    Router::new()
+    let routes = Router::new()
         .merge(users::router())
         .merge(login::router())
         .merge(firebase::router())
         .merge(health::router())
-        .merge(discovery::router())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(CatchPanicLayer::custom(panic_response))
-        // Spans name the method and path only: a query string can carry an access token (the
-        // events stream accepts ?access_token= because EventSource cannot send headers).
-        .layer(TraceLayer::new_for_http().make_span_with(
-            |request: &axum::http::Request<axum::body::Body>| {
-                tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
-            },
-        ))
-        .with_state(state)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such endpoint; see /openapi.json".into())
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
-}
-
-fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    tracing::error!("A request handler panicked.");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        axum::Json(ErrorBody::new("internal", "internal error")),
-    )
-        .into_response()
+        .merge(discovery::router());
+    service_layers(routes, max_body_bytes).with_state(state)
 }
 
 /// Connects to the configured database and applies the migrations, nothing else
@@ -358,7 +328,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             addr: config.listen,
             source,
         })?;
-    serve_on(listener, state, shutdown_signal()).await
+    serve_on(listener, state, shutdown_signal("auth")).await
 }
 
 /// Serves [`app`] on a bound listener until `shutdown` completes, then finishes the requests in
@@ -381,29 +351,4 @@ pub async fn serve_on(
     .map_err(StartError::Serve);
     store.close().await;
     result
-}
-
-/// Completes on Ctrl-C, or on SIGTERM on Unix.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("Shutting down the auth service.");
 }

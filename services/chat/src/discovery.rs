@@ -9,9 +9,9 @@ use crate::AppState;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use confab_service_kit::openapi::BearerAuth;
 use confab_token::ErrorBody;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/openapi.json", get(openapi_json))
@@ -50,23 +50,6 @@ pub(crate) fn router() -> Router<AppState> {
     )
 )]
 pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
 
 /// This OpenAPI document.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta",

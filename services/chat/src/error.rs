@@ -9,6 +9,7 @@ use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use confab_service_kit::extract::Rejection;
 use confab_token::ErrorBody;
 
 /// The `Retry-After` sent with every 503: backends that are down usually come back within
@@ -115,6 +116,23 @@ impl ApiError {
             } => Some(*retry_after_secs),
             ApiError::Unavailable(_) | ApiError::NotReady(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
             _ => None,
+        }
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> Self {
+        match rejection {
+            Rejection::BadRequest {
+                status,
+                code,
+                message,
+            } => ApiError::BadRequest {
+                status,
+                code,
+                message,
+            },
+            Rejection::Internal => ApiError::Internal,
         }
     }
 }

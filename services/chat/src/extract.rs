@@ -1,15 +1,10 @@
-//! Extractors whose rejections are JSON [`ApiError`]s, and the caller of the events stream.
-//!
-//! axum's own `Json`, `Query` and `Path` answer malformed input with plain-text bodies; these
-//! wrappers keep axum's statuses (400 bad syntax, 422 wrong types or missing/unknown fields, 415
-//! wrong content type, 413 body too large) and put the explanation in the services' JSON error
-//! shape. They mirror the auth service's `extract` module; the two could move into
-//! `confab-token` together.
+//! The extractors whose rejections are JSON errors (the services share them:
+//! [`confab_service_kit::extract`]; a rejection becomes an [`ApiError`]), the chat id from the
+//! path, and the caller of the events stream.
 
 use crate::error::ApiError;
 use crate::AppState;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -17,64 +12,7 @@ use axum::response::{IntoResponse, Response};
 use confab_token::{AuthRejection, CurrentUser, TokenError};
 use uuid::Uuid;
 
-/// `axum::Json` with JSON rejections.
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
-pub struct ApiJson<T>(pub T);
-
-/// `axum::extract::Query` with JSON rejections.
-#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub struct ApiQuery<T>(pub T);
-
-/// `axum::extract::Path` with JSON rejections.
-#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
-pub struct ApiPath<T>(pub T);
-
-fn bad_request(status: StatusCode, code: &'static str, message: String) -> ApiError {
-    ApiError::BadRequest {
-        status,
-        code,
-        message,
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        let status = rejection.status();
-        let code = match (&rejection, status) {
-            (JsonRejection::JsonSyntaxError(_), _) => "invalid_json",
-            (_, StatusCode::PAYLOAD_TOO_LARGE) => "payload_too_large",
-            (_, StatusCode::UNSUPPORTED_MEDIA_TYPE) => "unsupported_media_type",
-            (_, StatusCode::UNPROCESSABLE_ENTITY) => "invalid_body",
-            _ => "bad_request",
-        };
-        bad_request(status, code, rejection.body_text())
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        bad_request(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            rejection.body_text(),
-        )
-    }
-}
-
-impl From<PathRejection> for ApiError {
-    fn from(rejection: PathRejection) -> Self {
-        let status = rejection.status();
-        if status.is_server_error() {
-            // A route/extractor mismatch is our bug, not the caller's.
-            tracing::error!(rejection = %rejection.body_text(), "A path extractor does not fit its route.");
-            return ApiError::Internal;
-        }
-        bad_request(status, "invalid_path", rejection.body_text())
-    }
-}
+pub use confab_service_kit::extract::{ApiJson, ApiPath, ApiQuery};
 
 /// A chat id from the path: a UUID, or 400 `invalid_path`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,13 +23,13 @@ impl<S: Send + Sync> FromRequestParts<S> for ChatIdPath {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let ApiPath(raw) = ApiPath::<String>::from_request_parts(parts, state).await?;
-        Uuid::parse_str(&raw).map(ChatIdPath).map_err(|_| {
-            bad_request(
-                StatusCode::BAD_REQUEST,
-                "invalid_path",
-                format!("{raw:?} is not a chat id (a UUID)"),
-            )
-        })
+        Uuid::parse_str(&raw)
+            .map(ChatIdPath)
+            .map_err(|_| ApiError::BadRequest {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_path",
+                message: format!("{raw:?} is not a chat id (a UUID)"),
+            })
     }
 }
 

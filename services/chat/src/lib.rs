@@ -60,11 +60,10 @@ pub use message_log::{LogError, MessageLog};
 pub use messages::{HistoryQuery, MessagePage, MessageView, SendMessage, DEFAULT_QUANTITY};
 pub use store::ChatStore;
 
-use axum::extract::{DefaultBodyLimit, FromRef};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::extract::FromRef;
 use axum::Router;
-use confab_token::{ErrorBody, KeyError, TokenVerifier};
+use confab_service_kit::http::{service_layers, shutdown_signal};
+use confab_token::{KeyError, TokenVerifier};
 use embedded::EmbeddedPipeline;
 use feed::{InProcessFeed, NoFeed};
 use history::{HistoryError, SqlHistory};
@@ -77,8 +76,6 @@ use std::time::Duration;
 use store::{Store, StoreError};
 use timeuuid::TimeUuidClock;
 use tokio::net::TcpListener;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 
 /// How often forgotten `client_message_id`s are deleted while serving.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
@@ -441,24 +438,13 @@ fn configured_kafka_feed(config: &KafkaEventsConfig) -> Result<Arc<dyn GroupFeed
 /// The HTTP API. Serve it with [`serve_on`], or drive it with `tower::ServiceExt::oneshot`.
 pub fn app(state: AppState) -> Router {
     let max_body_bytes = state.config().max_body_bytes;
-    Router::new()
+    let routes = Router::new()
         .merge(chats::router())
         .merge(messages::router())
         .merge(events::router())
         .merge(health::router())
-        .merge(discovery::router())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(CatchPanicLayer::custom(panic_response))
-        // Spans name the method and path only: a query string can carry an access token (the
-        // events stream accepts ?access_token= because EventSource cannot send headers).
-        .layer(TraceLayer::new_for_http().make_span_with(
-            |request: &axum::http::Request<axum::body::Body>| {
-                tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
-            },
-        ))
-        .with_state(state)
+        .merge(discovery::router());
+    service_layers(routes, max_body_bytes).with_state(state)
 }
 
 /// [`app`] whose events streams end when `stop` turns `true`, so that a graceful shutdown is
@@ -466,23 +452,6 @@ pub fn app(state: AppState) -> Router {
 /// uses it). Run [`prune_forever`] beside it to forget expired `client_message_id`s.
 pub fn app_until(state: AppState, stop: tokio::sync::watch::Receiver<bool>) -> Router {
     app(state).layer(axum::Extension(events::Shutdown(stop)))
-}
-
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such endpoint; see /openapi.json".into())
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
-}
-
-fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    tracing::error!("A request handler panicked.");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        axum::Json(ErrorBody::new("internal", "internal error")),
-    )
-        .into_response()
 }
 
 /// Connects to the configured database and applies the chat migrations, and with a Cassandra
@@ -520,7 +489,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             addr: config.listen,
             source,
         })?;
-    serve_on(listener, state, shutdown_signal()).await
+    serve_on(listener, state, shutdown_signal("chat")).await
 }
 
 /// Serves [`app`] on a bound listener until `shutdown` completes, then finishes the requests in
@@ -566,29 +535,4 @@ pub async fn prune_forever(state: AppState) {
             Err(err) => tracing::warn!(error = %err, "Could not prune client message ids."),
         }
     }
-}
-
-/// Completes on Ctrl-C, or on SIGTERM on Unix.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("Shutting down the chat service.");
 }

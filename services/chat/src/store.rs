@@ -26,16 +26,12 @@ pub use cassandra::{CassandraChatStore, MAX_LISTED_CHATS};
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use confab_pipeline::ChatMessage;
+use confab_service_kit::sql::{self, ConnectError, SqlPool};
 use confab_token::Secret;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use std::str::FromStr;
-use std::time::Duration;
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
 use uuid::Uuid;
-
-/// How long a request waits for a pooled connection before answering 503.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The table recording which chat migrations ran (the auth service uses sqlx's default).
 const MIGRATIONS_TABLE: &str = "_confab_chat_migrations";
@@ -299,51 +295,10 @@ pub(crate) fn now() -> DateTime<Utc> {
 impl Store {
     /// Connects to `database_url` (`postgres://` or `sqlite://`) and checks the connection.
     pub async fn connect(database_url: &Secret, max_connections: u32) -> Result<Self, StoreError> {
-        let url = database_url.expose();
-        let shown = redact(url);
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options =
-                PgConnectOptions::from_str(url).map_err(|source| StoreError::Connect {
-                    url: shown.clone(),
-                    source,
-                    hint: "",
-                })?;
-            let pool = PgPoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_with(options)
-                .await
-                .map_err(|source| StoreError::Connect {
-                    url: shown,
-                    source,
-                    hint: " (locally: start it with scripts/infra up postgres)",
-                })?;
-            Ok(Store::Postgres(pool))
-        } else if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
-                .map_err(|source| StoreError::Connect {
-                    url: shown.clone(),
-                    source,
-                    hint: "",
-                })?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_with(options)
-                .await
-                .map_err(|source| StoreError::Connect {
-                    url: shown,
-                    source,
-                    hint: "",
-                })?;
-            Ok(Store::Sqlite(pool))
-        } else {
-            Err(StoreError::UnsupportedUrl { url: shown })
-        }
+        Ok(match sql::connect(database_url, max_connections).await? {
+            SqlPool::Postgres(pool) => Store::Postgres(pool),
+            SqlPool::Sqlite(pool) => Store::Sqlite(pool),
+        })
     }
 
     /// Applies the migrations kept in `services/chat/migrations/` (embedded at build time),
@@ -661,14 +616,11 @@ impl ChatStore for Store {
     }
 }
 
-/// Errors a retry can fix (connection, pool, I/O) become [`StoreError::Unavailable`].
+/// Errors a retry can fix (connection, pool, I/O, and unlike the auth service's store also a
+/// busy database or a lost serialization race) become [`StoreError::Unavailable`].
 pub(crate) fn classify(err: sqlx::Error) -> StoreError {
     match err {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
+        err if sql::is_connection_error(&err) => StoreError::Unavailable(err),
         sqlx::Error::Database(db) if is_transient(db.code().as_deref()) => {
             StoreError::Unavailable(sqlx::Error::Database(db))
         }
@@ -690,17 +642,14 @@ fn is_transient(code: Option<&str>) -> bool {
     }
 }
 
-/// The URL with its password replaced, for messages.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+impl From<ConnectError> for StoreError {
+    fn from(err: ConnectError) -> Self {
+        match err {
+            ConnectError::UnsupportedUrl { url } => StoreError::UnsupportedUrl { url },
+            ConnectError::Connect { url, source, hint } => {
+                StoreError::Connect { url, source, hint }
+            }
+        }
     }
 }
 
@@ -708,13 +657,17 @@ pub(crate) fn redact(url: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn redact_hides_only_the_password() {
-        assert_eq!(
-            redact("postgres://confab:pw@127.0.0.1:5432/confab"),
-            "postgres://confab:***@127.0.0.1:5432/confab"
+    #[tokio::test]
+    async fn a_url_that_does_not_parse_is_named_without_its_password() {
+        let url = Secret::new("postgres://confab:pw@127.0.0.1:notaport/confab");
+        let err = Store::connect(&url, 1).await.expect_err("no port");
+        assert!(matches!(err, StoreError::Connect { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains("postgres://confab:***@127.0.0.1:notaport/confab"),
+            "{message}"
         );
-        assert_eq!(redact("sqlite://confab-auth.db"), "sqlite://confab-auth.db");
+        assert!(!message.contains(":pw@"), "{message}");
     }
 
     #[test]

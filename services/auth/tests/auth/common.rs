@@ -3,18 +3,18 @@
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use confab_auth::{app, AppState, Config};
+use confab_service_kit::test_support::{get_request, json_request, send, write_ed25519_pem};
 use confab_token::jsonwebtoken::{self, EncodingKey, Header};
 use confab_token::{Claims, Secret};
-use http_body_util::BodyExt;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
-use tower::ServiceExt;
 use uuid::Uuid;
+
+pub(crate) use confab_service_kit::test_support::{claims, sign_eddsa, TestDb, TestResponse};
 
 /// A password that satisfies the default rules.
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
@@ -47,116 +47,18 @@ macro_rules! on_both_backends {
 }
 pub(crate) use on_both_backends;
 
-/// A database made for one test; dropped with it.
-pub(crate) struct TestDb {
-    pub(crate) url: String,
-    dir: tempfile::TempDir,
-    pg_schema: Option<String>,
-}
-
-fn postgres_admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://confab:confab@127.0.0.1:5432/confab".to_owned())
-}
-
-impl TestDb {
-    pub(crate) async fn new(backend: Backend) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        match backend {
-            Backend::Sqlite => {
-                let url = format!("sqlite://{}", dir.path().join("auth.db").display());
-                TestDb {
-                    url,
-                    dir,
-                    pg_schema: None,
-                }
-            }
-            Backend::Postgres => {
-                let admin = postgres_admin_url();
-                let schema = format!("auth_test_{}", Uuid::new_v4().simple());
-                let pool = connect_admin(&admin).await;
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                    .execute(&pool)
-                    .await
-                    .expect("create the test schema");
-                pool.close().await;
-                let separator = if admin.contains('?') { '&' } else { '?' };
-                let url = format!("{admin}{separator}options[search_path]={schema}");
-                TestDb {
-                    url,
-                    dir,
-                    pg_schema: Some(schema),
-                }
-            }
-        }
-    }
-
-    /// A scratch directory that lives as long as the database.
-    pub(crate) fn dir(&self) -> PathBuf {
-        self.dir.path().to_owned()
-    }
-}
-
-async fn connect_admin(url: &str) -> sqlx::PgPool {
-    let attempt = tokio::time::timeout(
-        Duration::from_secs(10),
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url),
-    )
-    .await;
-    match attempt {
-        Ok(Ok(pool)) => pool,
-        Ok(Err(err)) => panic!(
-            "cannot reach PostgreSQL at {url} ({err}): start it with `scripts/infra up postgres` \
-             and export DATABASE_URL as printed by `scripts/infra env`"
-        ),
-        Err(_) => panic!(
-            "PostgreSQL at {url} did not answer within 10 s: start it with \
-             `scripts/infra up postgres`"
-        ),
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some(schema) = self.pg_schema.take() else {
-            return;
-        };
-        // Drop runs inside the test's runtime (or during a panic): clean up on a thread of
-        // our own so a failed test leaves no schema behind either.
-        let admin = postgres_admin_url();
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP SCHEMA IF EXISTS {schema} CASCADE"
-                    )))
-                    .execute(&pool)
-                    .await;
-                    pool.close().await;
-                }
-            });
-        });
-        let _ = cleanup.join();
+/// A fresh database of this backend for one test; dropped with it.
+pub(crate) async fn test_db(backend: Backend) -> TestDb {
+    match backend {
+        Backend::Sqlite => TestDb::sqlite("auth.db"),
+        Backend::Postgres => TestDb::postgres("auth_test").await,
     }
 }
 
 /// A PEM file with the [`SIGNING_SEED`] key.
 pub(crate) fn write_signing_key(dir: &std::path::Path) -> PathBuf {
-    use base64::Engine;
     let path = dir.join("signing.pem");
-    let der = confab_token::ed25519_pkcs8_from_seed(&SIGNING_SEED);
-    let pem = format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        base64::engine::general_purpose::STANDARD.encode(der)
-    );
-    std::fs::write(&path, pem).expect("write key");
+    write_ed25519_pem(&path, &SIGNING_SEED);
     path
 }
 
@@ -181,57 +83,13 @@ pub(crate) struct TestApp {
     _db: TestDb,
 }
 
-/// A response, body collected.
-#[derive(Debug)]
-pub(crate) struct TestResponse {
-    pub(crate) status: StatusCode,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: Vec<u8>,
-}
-
-impl TestResponse {
-    pub(crate) fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
-            panic!(
-                "body is not JSON ({err}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    /// Asserts the status and the `{error, message}` shape with this code.
-    #[track_caller]
-    pub(crate) fn assert_error(&self, status: StatusCode, code: &str) -> String {
-        assert_eq!(
-            self.status,
-            status,
-            "body: {}",
-            String::from_utf8_lossy(&self.body)
-        );
-        assert_eq!(
-            self.headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok()),
-            Some("application/json"),
-            "errors are JSON"
-        );
-        let body = self.json();
-        let object = body.as_object().expect("error body is an object");
-        assert_eq!(object.len(), 2, "exactly error and message: {body}");
-        assert_eq!(body["error"], code, "{body}");
-        let message = body["message"].as_str().expect("message is a string");
-        assert!(!message.is_empty());
-        message.to_owned()
-    }
-}
-
 impl TestApp {
     pub(crate) async fn new(backend: Backend) -> Self {
         Self::with_config(backend, |_| {}).await
     }
 
     pub(crate) async fn with_config(backend: Backend, change: impl FnOnce(&mut Config)) -> Self {
-        let db = TestDb::new(backend).await;
+        let db = test_db(backend).await;
         let mut config = test_config(&db);
         change(&mut config);
         let state = AppState::build(&config).await.expect("build the app");
@@ -252,35 +110,8 @@ impl TestApp {
     }
 
     /// Sends a request as coming from [`CLIENT`] unless it carries its own `ConnectInfo`.
-    pub(crate) async fn send(&self, mut request: Request<Body>) -> TestResponse {
-        if request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .is_none()
-        {
-            let addr: SocketAddr = CLIENT.parse().expect("addr");
-            request.extensions_mut().insert(ConnectInfo(addr));
-        }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("the router is infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes()
-            .to_vec();
-        TestResponse {
-            status,
-            headers,
-            body,
-        }
+    pub(crate) async fn send(&self, request: Request<Body>) -> TestResponse {
+        send(&self.router, request, CLIENT).await
     }
 
     pub(crate) async fn json(
@@ -290,24 +121,11 @@ impl TestApp {
         body: Value,
         token: Option<&str>,
     ) -> TestResponse {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", "application/json");
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        self.send(request.body(Body::from(body.to_string())).expect("request"))
-            .await
+        self.send(json_request(method, uri, &body, token)).await
     }
 
     pub(crate) async fn get(&self, uri: &str, token: Option<&str>) -> TestResponse {
-        let mut request = Request::builder().uri(uri);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        self.send(request.body(Body::empty()).expect("request"))
-            .await
+        self.send(get_request(uri, token)).await
     }
 
     pub(crate) async fn signup(&self, username: &str, password: &str) -> TestResponse {
@@ -383,32 +201,6 @@ pub(crate) fn signing_kid() -> String {
         .common
         .key_id
         .expect("kid")
-}
-
-/// Claims like the service issues, valid from `nbf` to `exp` (seconds from now).
-pub(crate) fn claims(user_id: Uuid, nbf_in: i64, exp_in: i64) -> Claims {
-    let now = jsonwebtoken::get_current_timestamp() as i64;
-    Claims {
-        sub: user_id.to_string(),
-        user_id,
-        username: "someone".into(),
-        iss: confab_token::DEFAULT_ISSUER.into(),
-        aud: confab_token::DEFAULT_AUDIENCE.into(),
-        iat: (now.min(now + nbf_in)) as u64,
-        nbf: (now + nbf_in) as u64,
-        exp: (now + exp_in) as u64,
-        jti: Uuid::new_v4(),
-    }
-}
-
-/// Signs claims with an Ed25519 seed under `kid`.
-pub(crate) fn sign_eddsa(seed: &[u8; 32], kid: Option<&str>, claims: &Claims) -> String {
-    // Before any direct use of jsonwebtoken: see confab_token::install_crypto_provider.
-    confab_token::install_crypto_provider();
-    let mut header = Header::new(jsonwebtoken::Algorithm::EdDSA);
-    header.kid = kid.map(str::to_owned);
-    let key = EncodingKey::from_ed_der(&confab_token::ed25519_pkcs8_from_seed(seed));
-    jsonwebtoken::encode(&header, claims, &key).expect("sign")
 }
 
 /// Signs claims with HS256 under `kid`.

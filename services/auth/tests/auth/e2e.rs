@@ -1,7 +1,7 @@
 //! One end-to-end run over a real TCP socket (port 0): sign up, log in, use the token, and shut
 //! down gracefully. It also checks that the real server passes client addresses to throttling.
 
-use crate::common::{on_both_backends, test_config, Backend, TestDb, PASSWORD};
+use crate::common::{on_both_backends, test_config, test_db, Backend, PASSWORD};
 use confab_auth::{serve_on, AppState};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -47,7 +47,7 @@ async fn http(
 }
 
 async fn a_real_server_signs_up_logs_in_and_serves_the_token(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = test_db(backend).await;
     let mut config = test_config(&db);
     config.throttle.login_failures_per_address = 2;
     let state = AppState::build(&config).await.expect("build");

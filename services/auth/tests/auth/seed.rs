@@ -1,6 +1,6 @@
 //! The first user seeded from configuration, and start-up failures that name their cause.
 
-use crate::common::{on_both_backends, test_config, Backend, TestApp, TestDb};
+use crate::common::{on_both_backends, test_config, test_db, Backend, TestApp};
 use axum::http::StatusCode;
 use confab_auth::{AppState, FirstUser, StartError};
 use confab_token::Secret;
@@ -12,7 +12,7 @@ on_both_backends!(
 );
 
 async fn the_first_user_is_seeded_once_and_never_overwritten(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = test_db(backend).await;
     let mut config = test_config(&db);
     config.first_user = Some(FirstUser {
         username: "Admin".into(),
@@ -40,7 +40,7 @@ async fn the_first_user_is_seeded_once_and_never_overwritten(backend: Backend) {
 }
 
 async fn an_invalid_first_user_stops_the_start(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = test_db(backend).await;
     let mut config = test_config(&db);
     config.first_user = Some(FirstUser {
         username: "admin".into(),
@@ -56,7 +56,7 @@ async fn an_invalid_first_user_stops_the_start(backend: Backend) {
 }
 
 async fn migrations_apply_alone_and_twice(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = test_db(backend).await;
     let config = test_config(&db);
     confab_auth::migrate(&config).await.expect("migrate");
     confab_auth::migrate(&config)

@@ -4,23 +4,23 @@
 //! default in embedded mode with a fast window policy), and request helpers.
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use confab_auth::keys::Signer;
 use confab_auth::JwtConfig;
 use confab_chat::{app, AppState, Backends, Config};
 use confab_pipeline::WindowPolicy;
-use confab_token::jsonwebtoken::{self, EncodingKey, Header};
+use confab_service_kit::test_support::{get_request, json_request, send, write_ed25519_pem};
 use confab_token::{Claims, Secret};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 use uuid::Uuid;
+
+pub(crate) use confab_service_kit::test_support::{claims, sign_eddsa, TestResponse};
 
 /// The Ed25519 seed the test auth service signs with.
 pub(crate) const SIGNING_SEED: [u8; 32] = [7; 32];
@@ -60,58 +60,41 @@ macro_rules! on_every_backend {
 }
 pub(crate) use on_every_backend;
 
-/// A database made for one test; dropped with it.
+/// A database made for one test, with the auth service's `users` table; dropped with it.
 pub(crate) struct TestDb {
-    pub(crate) url: String,
-    dir: tempfile::TempDir,
-    pg_schema: Option<String>,
+    sql: confab_service_kit::test_support::TestDb,
     /// The keyspace of the Cassandra chat store, created when the app starts.
     #[cfg_attr(not(feature = "cassandra"), allow(dead_code))]
     pub(crate) keyspace: Option<String>,
 }
 
-fn postgres_admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://confab:confab@127.0.0.1:5432/confab".to_owned())
+/// The SQL database's `url` and `dir()`.
+impl Deref for TestDb {
+    type Target = confab_service_kit::test_support::TestDb;
+
+    fn deref(&self) -> &Self::Target {
+        &self.sql
+    }
 }
 
 impl TestDb {
     pub(crate) async fn new(backend: Backend) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        use confab_service_kit::test_support::TestDb as SqlDb;
         let db = match backend {
-            Backend::Sqlite => {
-                let url = format!("sqlite://{}", dir.path().join("confab.db").display());
-                TestDb {
-                    url,
-                    dir,
-                    pg_schema: None,
-                    keyspace: None,
-                }
-            }
+            Backend::Sqlite => TestDb {
+                sql: SqlDb::sqlite("confab.db"),
+                keyspace: None,
+            },
             #[cfg(feature = "cassandra")]
             Backend::Cassandra => {
                 let mut db = Box::pin(TestDb::new(Backend::Postgres)).await;
                 db.keyspace = Some(unique_name("chat_store_test"));
                 return db;
             }
-            Backend::Postgres => {
-                let admin = postgres_admin_url();
-                let schema = format!("chat_test_{}", Uuid::new_v4().simple());
-                let pool = connect_admin(&admin).await;
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                    .execute(&pool)
-                    .await
-                    .expect("create the test schema");
-                pool.close().await;
-                let separator = if admin.contains('?') { '&' } else { '?' };
-                let url = format!("{admin}{separator}options[search_path]={schema}");
-                TestDb {
-                    url,
-                    dir,
-                    pg_schema: Some(schema),
-                    keyspace: None,
-                }
-            }
+            Backend::Postgres => TestDb {
+                sql: SqlDb::postgres("chat_test").await,
+                keyspace: None,
+            },
         };
         // The auth service owns the users table; the chat service reads it.
         let users = db.auth_store().await;
@@ -125,33 +108,6 @@ impl TestDb {
         confab_auth::store::Store::connect(&Secret::new(self.url.clone()), 2)
             .await
             .expect("connect the auth store")
-    }
-
-    /// A scratch directory that lives as long as the database.
-    pub(crate) fn dir(&self) -> PathBuf {
-        self.dir.path().to_owned()
-    }
-}
-
-async fn connect_admin(url: &str) -> sqlx::PgPool {
-    let attempt = tokio::time::timeout(
-        Duration::from_secs(10),
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url),
-    )
-    .await;
-    match attempt {
-        Ok(Ok(pool)) => pool,
-        Ok(Err(err)) => panic!(
-            "cannot reach PostgreSQL at {url} ({err}): start it with `scripts/infra up postgres` \
-             and export DATABASE_URL as printed by `scripts/infra env`"
-        ),
-        Err(_) => panic!(
-            "PostgreSQL at {url} did not answer within 10 s: start it with \
-             `scripts/infra up postgres`"
-        ),
     }
 }
 
@@ -191,47 +147,19 @@ fn drop_keyspace(keyspace: String) {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        // The keyspace first; the SQL database drops itself after.
         #[cfg(feature = "cassandra")]
         if let Some(keyspace) = self.keyspace.take() {
             drop_keyspace(keyspace);
         }
-        let Some(schema) = self.pg_schema.take() else {
-            return;
-        };
-        // Drop runs inside the test's runtime (or during a panic): clean up on a thread of
-        // our own so a failed test leaves no schema behind either.
-        let admin = postgres_admin_url();
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP SCHEMA IF EXISTS {schema} CASCADE"
-                    )))
-                    .execute(&pool)
-                    .await;
-                    pool.close().await;
-                }
-            });
-        });
-        let _ = cleanup.join();
     }
 }
 
 /// The auth service's signer with [`SIGNING_SEED`], as the test "auth service".
 pub(crate) fn signer(dir: &std::path::Path) -> Signer {
-    use base64::Engine;
     let path = dir.join("signing.pem");
     if !path.exists() {
-        let der = confab_token::ed25519_pkcs8_from_seed(&SIGNING_SEED);
-        let pem = format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            base64::engine::general_purpose::STANDARD.encode(der)
-        );
-        std::fs::write(&path, pem).expect("write key");
+        write_ed25519_pem(&path, &SIGNING_SEED);
     }
     Signer::from_config(&JwtConfig {
         ed25519_private_key_file: Some(path),
@@ -287,69 +215,6 @@ pub(crate) struct TestApp {
     pub(crate) db: TestDb,
 }
 
-/// A response, body collected.
-#[derive(Debug)]
-pub(crate) struct TestResponse {
-    pub(crate) status: StatusCode,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: Vec<u8>,
-}
-
-impl TestResponse {
-    pub(crate) fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
-            panic!(
-                "body is not JSON ({err}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    /// Asserts the status and the `{error, message}` shape with this code.
-    #[track_caller]
-    pub(crate) fn assert_error(&self, status: StatusCode, code: &str) -> String {
-        assert_eq!(
-            self.status,
-            status,
-            "body: {}",
-            String::from_utf8_lossy(&self.body)
-        );
-        assert_eq!(
-            self.headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok()),
-            Some("application/json"),
-            "errors are JSON"
-        );
-        let body = self.json();
-        let object = body.as_object().expect("error body is an object");
-        assert_eq!(object.len(), 2, "exactly error and message: {body}");
-        assert_eq!(body["error"], code, "{body}");
-        let message = body["message"].as_str().expect("message is a string");
-        assert!(!message.is_empty());
-        message.to_owned()
-    }
-
-    #[track_caller]
-    pub(crate) fn assert_status(&self, status: StatusCode) -> Value {
-        assert_eq!(
-            self.status,
-            status,
-            "body: {}",
-            String::from_utf8_lossy(&self.body)
-        );
-        self.json()
-    }
-
-    pub(crate) fn retry_after(&self) -> u64 {
-        self.headers["retry-after"]
-            .to_str()
-            .expect("ascii")
-            .parse()
-            .expect("seconds")
-    }
-}
-
 impl TestApp {
     pub(crate) async fn new(backend: Backend) -> Self {
         Self::with(backend, |_, _| {}).await
@@ -380,35 +245,8 @@ impl TestApp {
     }
 
     /// Sends a request through the router, as coming from a loopback client.
-    pub(crate) async fn send(&self, mut request: Request<Body>) -> TestResponse {
-        if request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .is_none()
-        {
-            let addr: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
-            request.extensions_mut().insert(ConnectInfo(addr));
-        }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("the router is infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes()
-            .to_vec();
-        TestResponse {
-            status,
-            headers,
-            body,
-        }
+    pub(crate) async fn send(&self, request: Request<Body>) -> TestResponse {
+        send(&self.router, request, "127.0.0.1:50000").await
     }
 
     pub(crate) async fn json(
@@ -418,24 +256,11 @@ impl TestApp {
         body: Value,
         token: Option<&str>,
     ) -> TestResponse {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", "application/json");
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        self.send(request.body(Body::from(body.to_string())).expect("request"))
-            .await
+        self.send(json_request(method, uri, &body, token)).await
     }
 
     pub(crate) async fn get(&self, uri: &str, token: Option<&str>) -> TestResponse {
-        let mut request = Request::builder().uri(uri);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        self.send(request.body(Body::empty()).expect("request"))
-            .await
+        self.send(get_request(uri, token)).await
     }
 
     /// Signs `name` up (directly in the auth service's store) and returns it with a token.
@@ -566,14 +391,11 @@ impl TestApp {
         } else {
             format!("/api/v1/chats/{chat}/events")
         };
-        let mut request = Request::builder().uri(uri);
-        if !in_query {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
+        let request = get_request(&uri, (!in_query).then_some(token));
         let response = self
             .router
             .clone()
-            .oneshot(request.body(Body::empty()).expect("request"))
+            .oneshot(request)
             .await
             .expect("infallible");
         EventStream {
@@ -655,33 +477,13 @@ impl EventStream {
     }
 }
 
-/// Claims like the auth service issues, valid from `nbf_in` to `exp_in` seconds from now.
-pub(crate) fn claims(user_id: Uuid, nbf_in: i64, exp_in: i64) -> Claims {
-    let now = jsonwebtoken::get_current_timestamp() as i64;
-    Claims {
-        sub: user_id.to_string(),
-        user_id,
-        username: "someone".into(),
-        iss: confab_token::DEFAULT_ISSUER.into(),
-        aud: confab_token::DEFAULT_AUDIENCE.into(),
-        iat: (now.min(now + nbf_in)) as u64,
-        nbf: (now + nbf_in) as u64,
-        exp: (now + exp_in) as u64,
-        jti: Uuid::new_v4(),
-    }
-}
-
 /// Signs claims with an Ed25519 seed, under that key's `kid`.
 pub(crate) fn sign(seed: &[u8; 32], claims: &Claims) -> String {
-    confab_token::install_crypto_provider();
     let kid = confab_token::ed25519_public_jwk_from_seed(seed)
         .expect("jwk")
         .common
         .key_id;
-    let mut header = Header::new(jsonwebtoken::Algorithm::EdDSA);
-    header.kid = kid;
-    let key = EncodingKey::from_ed_der(&confab_token::ed25519_pkcs8_from_seed(seed));
-    jsonwebtoken::encode(&header, claims, &key).expect("sign")
+    sign_eddsa(seed, kid.as_deref(), claims)
 }
 
 /// A short name unique to this run, usable as a topic or keyspace name.
