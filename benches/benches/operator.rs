@@ -1,12 +1,12 @@
 //! Throughput of the operator alone and of the full decode -> aggregate -> encode path, beside a
-//! decode-only baseline measured in the same run.
+//! decode-only baseline measured in the same run; and the two ways of encoding a record as JSON.
 //!
 //! Run with: cargo bench -p confab-benches --bench operator
 
 use std::sync::{Arc, Mutex};
 
 use confab_benches::{envelopes, messages, payloads, run, Input};
-use confab_pipeline::{ChatMessage, WindowPolicy};
+use confab_pipeline::{Aggregatable, ChatMessage, WindowPolicy};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const N: usize = 200_000;
@@ -49,6 +49,37 @@ fn benches(c: &mut Criterion) {
             )
         });
     }
+    group.finish();
+
+    // Encoding the same records as JSON: serde_json against Aggregatable::write_json (what the
+    // Kafka sink uses), in one run.
+    let mut group = c.benchmark_group("encode");
+    group.throughput(Throughput::Elements(N as u64));
+    group.sample_size(10);
+    group.bench_function("serde_json", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(1 << 16);
+            let mut total = 0;
+            for m in &decoded {
+                out.clear();
+                serde_json::to_writer(&mut out, m).expect("encodes");
+                total += out.len();
+            }
+            total
+        })
+    });
+    group.bench_function("write_json", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(1 << 16);
+            let mut total = 0;
+            for m in &decoded {
+                out.clear();
+                m.write_json(&mut out);
+                total += out.len();
+            }
+            total
+        })
+    });
     group.finish();
 }
 
