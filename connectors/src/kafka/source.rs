@@ -112,6 +112,10 @@ struct Shared {
     /// Wakes the polling thread when the source has taken records (room in the queue).
     room: Condvar,
     stop: AtomicBool,
+    /// What the polling thread has read but not queued yet (see [`poll_loop`]). Only that thread
+    /// touches it: in its loop, and in the rebalance callbacks, which librdkafka runs inside its
+    /// polls. So the lock is never contended; it exists to let a callback reach the batch.
+    staged: Mutex<Vec<Arrival>>,
 }
 
 #[derive(Default)]
@@ -159,6 +163,39 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Holds `arrival` until [`Shared::queue_staged`].
+    fn stage(&self, arrival: Arrival) {
+        self.staged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(arrival);
+    }
+
+    /// Queues what is staged, in order, under one lock, and wakes the source once.
+    fn queue_staged(&self) {
+        let mut staged = self.staged.lock().unwrap_or_else(|p| p.into_inner());
+        if staged.is_empty() {
+            return;
+        }
+        let mut state = self.lock();
+        for arrival in staged.drain(..) {
+            match arrival {
+                Arrival::Record(record) => {
+                    state.at_end.remove(&record.position.partition);
+                    state.queue(record);
+                }
+                Arrival::End(partition) => {
+                    if state.assigned.contains(&partition) {
+                        state.at_end.insert(partition);
+                    }
+                }
+            }
+        }
+        drop(state);
+        drop(staged);
+        self.arrived.notify_one();
+    }
 }
 
 impl KafkaSource {
@@ -205,6 +242,7 @@ impl KafkaSource {
             taken: Condvar::new(),
             room: Condvar::new(),
             stop: AtomicBool::new(false),
+            staged: Mutex::new(Vec::with_capacity(POLL_BATCH)),
         });
         let context = SourceContext {
             shared: Arc::clone(&shared),
@@ -445,10 +483,11 @@ impl Drop for KafkaSource {
 ///
 /// Each round blocks in one librdkafka poll, then takes whatever librdkafka already holds (up to
 /// [`POLL_BATCH`], and no more than the queue has room for) without waiting, and queues it all
-/// under one lock with one wake-up: per record, a lock and a notification cost more than the
-/// record's copy.
+/// under one lock with one wake-up: per record, the lock the source also takes and a
+/// notification cost more than the record's copy. What is read is staged in [`Shared::staged`]
+/// until then, so that a rebalance callback running inside a later poll of the round queues it
+/// before its own event: a revoked partition's records always come before its revocation.
 fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>, max_buffered: usize) {
-    let mut batch = Vec::with_capacity(POLL_BATCH);
     while !shared.stop.load(Ordering::SeqCst) {
         let room = {
             // Full: leave records in librdkafka's bounded prefetch until the source takes some,
@@ -469,38 +508,21 @@ fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>, ma
         };
         let mut wait = POLL_SLICE;
         let mut failure = None;
-        while batch.len() < room {
-            match consumer.poll(wait) {
+        for _ in 0..room {
+            // A rebalance callback may run inside this poll; it queues what is staged first.
+            let arrival = match consumer.poll(wait) {
                 None => break,
-                Some(Ok(message)) => batch.push(Arrival::Record(to_record(&message))),
-                Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    batch.push(Arrival::End(partition as u32))
-                }
+                Some(Ok(message)) => Arrival::Record(to_record(&message)),
+                Some(Err(KafkaError::PartitionEOF(partition))) => Arrival::End(partition as u32),
                 Some(Err(e)) => {
                     failure = Some(e);
                     break;
                 }
-            }
+            };
+            shared.stage(arrival);
             wait = Duration::ZERO;
         }
-        if !batch.is_empty() {
-            let mut state = shared.lock();
-            for arrival in batch.drain(..) {
-                match arrival {
-                    Arrival::Record(record) => {
-                        state.at_end.remove(&record.position.partition);
-                        state.queue(record);
-                    }
-                    Arrival::End(partition) => {
-                        if state.assigned.contains(&partition) {
-                            state.at_end.insert(partition);
-                        }
-                    }
-                }
-            }
-            drop(state);
-            shared.arrived.notify_one();
-        }
+        shared.queue_staged();
         match failure {
             None => {}
             Some(e) if is_fatal_consumer_error(&e) => {
@@ -588,6 +610,8 @@ impl ConsumerContext for SourceContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
+        // Records read before this rebalance go ahead of it (see `poll_loop`).
+        self.shared.queue_staged();
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
