@@ -85,11 +85,14 @@ async fn kafka_and_cassandra_restarts_and_a_frozen_firestore_lose_nothing() {
     let backlog = Backlog::create("faults", 3).await;
     let outputs = Outputs::new(&backlog.run);
     let dir = tempfile::tempdir().expect("temp dir");
-    // Small read-ahead limits, so that a frozen sink shows whether memory stays bounded.
+    // Small read-ahead limits, so that a frozen sink shows whether memory stays bounded. No
+    // static membership: with it, a broker away for longer than the session timeout fences the
+    // consumer when it rejoins (librdkafka issue 3437: FencedInstanceId, a fatal error), and the
+    // aggregator exits for its supervisor to restart, which is not what this test is about.
     let config = outputs.config(
         &backlog,
         dir.path(),
-        "faults-0",
+        "",
         "max_buffered_records = 2000",
         "max_unacked_bytes = 2097152",
     );

@@ -406,8 +406,10 @@ impl KafkaSource {
                 }
                 Err(e) => {
                     return Err(SourceError::fatal(format!(
-                        "cannot commit offsets of {} for group {}: {e}",
-                        self.topic, self.group_id
+                        "cannot commit offsets of {} for group {}: {e}{}",
+                        self.topic,
+                        self.group_id,
+                        fatal_hint(&e)
                     )))
                 }
             }
@@ -527,7 +529,7 @@ fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>, ma
             None => {}
             Some(e) if is_fatal_consumer_error(&e) => {
                 error!(error = %e, "Kafka consumer failed");
-                shared.lock().fatal = Some(format!("Kafka consumer failed: {e}"));
+                shared.lock().fatal = Some(format!("Kafka consumer failed: {e}{}", fatal_hint(&e)));
                 shared.arrived.notify_one();
             }
             Some(e) if is_retryable(&e) => {
@@ -563,6 +565,19 @@ fn to_record(message: &BorrowedMessage<'_>) -> SourceRecord {
         key: message.key().map(<[u8]>::to_vec),
         payload: message.payload().unwrap_or_default().to_vec(),
         headers,
+    }
+}
+
+/// What to do about a fatal consumer error, where there is something to say.
+fn fatal_hint(error: &KafkaError) -> &'static str {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::FencedInstanceId) => {
+            " (static membership: another consumer joined with this group.instance.id, or this \
+             one's session expired while the broker was away and librdkafka cannot rejoin with it; \
+             restart the aggregator, which resumes from the last commit, and check that every \
+             process has its own group.instance.id)"
+        }
+        _ => "",
     }
 }
 

@@ -283,8 +283,8 @@ impl Outputs {
 
     /// Writes the aggregator's config for `backlog` into `dir`. `instance` is the consumer's
     /// static group membership id, so that a restarted process takes its partitions back at once
-    /// instead of waiting for the killed one's session to expire. `source` and `runtime` are extra
-    /// lines for those tables.
+    /// instead of waiting for the killed one's session to expire (empty: no static membership).
+    /// `source` and `runtime` are extra lines for those tables.
     pub(crate) fn config(
         &self,
         backlog: &Backlog,
@@ -293,6 +293,11 @@ impl Outputs {
         source: &str,
         runtime: &str,
     ) -> PathBuf {
+        let membership = if instance.is_empty() {
+            String::new()
+        } else {
+            format!(r#"properties = {{ "group.instance.id" = "{instance}" }}"#)
+        };
         let config = format!(
             r#"
 key = "chat"
@@ -302,7 +307,7 @@ brokers = "{brokers}"
 topic = "{topic}"
 group_id = "{group}"
 session_timeout_ms = 6000
-properties = {{ "group.instance.id" = "{instance}" }}
+{membership}
 {source}
 [[sinks]]
 type = "firestore"
@@ -334,7 +339,12 @@ listen = "127.0.0.1:0"
             keyspace = self.keyspace,
             dead = dir.join("dead.jsonl").display(),
         );
-        let path = dir.join(format!("{instance}.toml"));
+        let name = if instance.is_empty() {
+            "aggregator"
+        } else {
+            instance
+        };
+        let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).expect("write config");
         path
     }
