@@ -1,6 +1,8 @@
 //! A completed group: the records of one key that the window policy put together, in log order,
 //! with a deterministic id so that a replay rewrites the same document.
 
+use std::io::Write as _;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -114,14 +116,15 @@ impl<K, D: Aggregatable> Group<K, D> {
             }
             record.write_json(out);
         }
-        let tail = format!(
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            out,
             "],\"first_time_ms\":{},\"last_time_ms\":{},\"bytes\":{},\"reason\":\"{}\"}}",
             self.first_time_ms,
             self.last_time_ms,
             self.bytes,
             self.reason.as_str()
         );
-        out.extend_from_slice(tail.as_bytes());
     }
 }
 
