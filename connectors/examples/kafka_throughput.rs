@@ -70,23 +70,25 @@ async fn main() -> anyhow::Result<()> {
         .max(1);
     let mut ratios = Vec::with_capacity(repeat);
     for run in 0..repeat {
-        let cpu = cpu_seconds()?;
+        let (cpu, broker) = (cpu_seconds()?, broker_cpu_seconds());
         let ceiling = plain_consumer(&brokers, &topic, messages, run).await?;
         let ceiling_cpu = cpu_seconds()? - cpu;
         println!(
-            "plain rdkafka consumer: {messages} messages in {:.2} s = {:.0} msg/s, {:.2} CPU µs/msg",
+            "plain rdkafka consumer: {messages} messages in {:.2} s = {:.0} msg/s, {:.2} CPU µs/msg{}",
             ceiling.as_secs_f64(),
             messages as f64 / ceiling.as_secs_f64(),
-            ceiling_cpu * 1e6 / messages as f64
+            ceiling_cpu * 1e6 / messages as f64,
+            broker_share(broker, messages)
         );
-        let cpu = cpu_seconds()?;
+        let (cpu, broker) = (cpu_seconds()?, broker_cpu_seconds());
         let (aggregator, groups) = aggregator(&brokers, &topic, &grouped, run).await?;
         let aggregator_cpu = cpu_seconds()? - cpu;
         println!(
-            "aggregator -> grouped topic: {messages} messages ({groups} groups) in {:.2} s = {:.0} msg/s, {:.2} CPU µs/msg",
+            "aggregator -> grouped topic: {messages} messages ({groups} groups) in {:.2} s = {:.0} msg/s, {:.2} CPU µs/msg{}",
             aggregator.as_secs_f64(),
             messages as f64 / aggregator.as_secs_f64(),
-            aggregator_cpu * 1e6 / messages as f64
+            aggregator_cpu * 1e6 / messages as f64,
+            broker_share(broker, messages)
         );
         let ratio = ceiling.as_secs_f64() / aggregator.as_secs_f64();
         println!(
@@ -107,10 +109,35 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// CPU time (user + system) this process has used so far, from /proc/self/stat: on a shared,
-/// busy machine CPU per message is a steadier figure than wall-clock rate.
+/// ", broker X CPU µs/msg": the broker's CPU since `before`, when the broker runs here.
+fn broker_share(before: Option<f64>, messages: usize) -> String {
+    match (before, broker_cpu_seconds()) {
+        (Some(before), Some(after)) => format!(
+            ", broker {:.2} CPU µs/msg",
+            (after - before) * 1e6 / messages as f64
+        ),
+        _ => String::new(),
+    }
+}
+
+/// CPU time (user + system) this process has used so far: on a shared, busy machine CPU per
+/// message is a steadier figure than wall-clock rate.
 fn cpu_seconds() -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    process_cpu_seconds("self")
+}
+
+/// CPU time of the local Kafka broker (the process running `kafka.Kafka`), if there is one.
+fn broker_cpu_seconds() -> Option<f64> {
+    let broker = std::fs::read_dir("/proc").ok()?.flatten().find(|entry| {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        cmdline.split(|&b| b == 0).any(|arg| arg == b"kafka.Kafka")
+    })?;
+    process_cpu_seconds(&broker.file_name().to_string_lossy()).ok()
+}
+
+/// CPU time (user + system) of process `pid` so far, from /proc/PID/stat.
+fn process_cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let fields: Vec<&str> = rest.split_whitespace().collect();
