@@ -20,13 +20,13 @@ pub fn messages(n: usize, chats: usize, burst: usize) -> Vec<ChatMessage> {
             let chat = (i / burst.max(1) as u64) % chats as u64;
             let ms = 1_700_000_000_000 + i * 20;
             ChatMessage {
-                message_id: uuid(i, 1),
-                chat_id: uuid(chat, 2),
-                from_user: uuid(chat * 2 + i % 2, 3),
-                to_user: uuid(chat * 2 + (i + 1) % 2, 3),
+                message_id: uuid(i, 1).into(),
+                chat_id: uuid(chat, 2).into(),
+                from_user: uuid(chat * 2 + i % 2, 3).into(),
+                to_user: uuid(chat * 2 + (i + 1) % 2, 3).into(),
                 body: "hey, are we still on for lunch tomorrow at noon?".into(),
                 time: timeuuid_from_ms(ms, (i % 10_000) as u16, [1, 2, 3, 4, 5, 6]),
-                time_iso: iso_from_ms(ms),
+                time_iso: iso_from_ms(ms).into(),
             }
         })
         .collect()
@@ -83,7 +83,10 @@ pub fn run(
         worker.dataflow::<u64, _, _>(|scope| {
             scope
                 .input_from(&mut handle)
-                .aggregate_by_key(|e: &Envelope<ChatMessage>| e.record.chat_id.clone(), policy)
+                .aggregate_by_key(
+                    |e: &Envelope<ChatMessage>| e.record.chat_id.to_string(),
+                    policy,
+                )
                 .inspect(move |group: &Group<String, Envelope<ChatMessage>>| {
                     g.fetch_add(1, Ordering::Relaxed);
                     if encode {

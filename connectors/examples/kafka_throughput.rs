@@ -20,7 +20,7 @@ use confab_connectors::kafka::{
 };
 use confab_pipeline::memory::MemoryDeadLetters;
 use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
-use confab_pipeline::{ChatMessage, Pipeline, RuntimeConfig, WindowPolicy};
+use confab_pipeline::{ChatKey, ChatMessage, Pipeline, RuntimeConfig, WindowPolicy};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -184,13 +184,13 @@ async fn fill(brokers: &str, topic: &str, messages: usize, chats: usize) -> anyh
                 let chat = format!("chat-{}", i % chats);
                 let ms = t0 + (i / chats) as u64 * 300 + (i % chats) as u64 % 300;
                 let message = ChatMessage {
-                    message_id: format!("m{i}"),
-                    chat_id: chat.clone(),
-                    from_user: format!("u{}", i % 7),
-                    to_user: format!("u{}", (i + 1) % 7),
+                    message_id: format!("m{i}").into(),
+                    chat_id: chat.clone().into(),
+                    from_user: format!("u{}", i % 7).into(),
+                    to_user: format!("u{}", (i + 1) % 7).into(),
                     body: "a chat message of ordinary length, about sixty bytes long".into(),
                     time: timeuuid_from_ms(ms, (i % 10_000) as u16, [1; 6]),
-                    time_iso: iso_from_ms(ms),
+                    time_iso: iso_from_ms(ms).into(),
                 };
                 (chat, message.encode())
             })
@@ -294,7 +294,7 @@ async fn aggregator(
         .map_err(|e| confab_pipeline::SourceError::fatal(e.message))
     },)?;
     let pipeline = Pipeline::new(
-        |m: &ChatMessage| m.chat_id.clone(),
+        |m: &ChatMessage| ChatKey::Chat.key(m),
         decode_chat_message,
         Arc::new(MemoryDeadLetters::default()),
     )

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use confab_pipeline::{ChatMessage, DeadLetterSink, Polled, Position, Sink, Source, SourceError};
+use confab_pipeline::{
+    ChatMessage, DeadLetterSink, Polled, Position, Sink, Source, SourceError, Text,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::embedded::{
@@ -203,7 +205,7 @@ impl SinkConfig {
     }
 
     /// Connects the sink, for groups keyed by chat id.
-    pub async fn build(&self) -> Result<Arc<dyn Sink<String, ChatMessage>>, BuildError> {
+    pub async fn build(&self) -> Result<Arc<dyn Sink<Text, ChatMessage>>, BuildError> {
         let fail = failed(self.name(), "sink");
         Ok(match self {
             #[cfg(feature = "kafka")]

@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
         ..RuntimeConfig::default()
     };
     let pipeline = Pipeline::new(
-        |m: &ChatMessage| m.chat_id.clone(),
+        |m: &ChatMessage| m.chat_id.to_string(),
         |record| ChatMessage::decode(&record.payload, usize::MAX).map_err(|e| e.to_string()),
         Arc::new(dead_letters.clone()),
     )
@@ -73,13 +73,13 @@ async fn main() -> anyhow::Result<()> {
             let chat = if i % 3 == 0 { "chat-b" } else { "chat-a" };
             let ms = clock.now_ms();
             let message = ChatMessage {
-                message_id: format!("m{i}"),
+                message_id: format!("m{i}").into(),
                 chat_id: chat.into(),
-                from_user: format!("user-{}", i % 2),
-                to_user: format!("user-{}", (i + 1) % 2),
-                body: format!("hello #{i}"),
+                from_user: format!("user-{}", i % 2).into(),
+                to_user: format!("user-{}", (i + 1) % 2).into(),
+                body: format!("hello #{i}").into(),
                 time: timeuuid_from_ms(ms, i as u16, [0, 0, 0, 0, 0, 1]),
-                time_iso: iso_from_ms(ms),
+                time_iso: iso_from_ms(ms).into(),
             };
             producer_log.append(chat.as_bytes(), message.encode());
             let pause = if i % 8 == 7 { 700 } else { 60 };

@@ -155,7 +155,7 @@ mod tests {
 
     fn message(i: u64, body: &str) -> ChatMessage {
         ChatMessage {
-            message_id: format!("m{i}"),
+            message_id: format!("m{i}").into(),
             chat_id: "c\"1".into(),
             from_user: "ü".into(),
             to_user: "u\\2".into(),

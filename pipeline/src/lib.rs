@@ -27,6 +27,7 @@ pub mod record;
 pub mod runtime;
 pub mod sink;
 pub mod source;
+pub mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use group::{group_id, CompletionReason, Group};
@@ -37,3 +38,4 @@ pub use record::{Aggregatable, ChatKey, ChatMessage, DecodeError, Envelope, Posi
 pub use runtime::{Pipeline, PipelineError, RunReport, RuntimeConfig};
 pub use sink::{DeadLetter, DeadLetterSink, ErrorKind, Sink, SinkError};
 pub use source::{Polled, Source, SourceError, SourceRecord};
+pub use text::Text;

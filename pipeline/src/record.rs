@@ -5,10 +5,14 @@
 //! milliseconds since the Unix epoch. Decoding checks every field a downstream sink relies on, so
 //! that a bad record is rejected here, with a reason, and goes to the dead-letter sink.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::text::Text;
 
 /// A record the operator can group: it has an event time, a size, and an id that is stable across
 /// replays of the log.
@@ -67,25 +71,87 @@ fn needs_escape(bytes: &[u8]) -> bool {
     blocks.remainder().iter().any(|&b| special(b))
 }
 
+/// Where the first `"`, `\\` or control character in `bytes` is, sixteen bytes at a time like
+/// [`needs_escape`]; `None` if there is none.
+fn first_special(bytes: &[u8]) -> Option<usize> {
+    let special = |b: u8| (b < 0x20) | (b == b'"') | (b == b'\\');
+    let mut blocks = bytes.chunks_exact(16);
+    let mut offset = 0;
+    for block in &mut blocks {
+        let mut found = 0u8;
+        for &b in block {
+            found |= u8::from(special(b));
+        }
+        if found != 0 {
+            return block.iter().position(|&b| special(b)).map(|i| offset + i);
+        }
+        offset += 16;
+    }
+    blocks
+        .remainder()
+        .iter()
+        .position(|&b| special(b))
+        .map(|i| offset + i)
+}
+
 /// A chat message as the chat service produces it and the seed's clients read it.
+///
+/// The text fields are [`Text`]: [`ChatMessage::decode`] keeps all of them in one shared copy of
+/// the record (one allocation per record instead of six), and [`Aggregatable::write_json`]
+/// copies that record back in one piece when it is already in the canonical form this type
+/// writes. Build one with `.into()` from `String`s or `&str`s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChatMessage {
     /// Unique id: a UUID v4 assigned by the chat service, or the client's idempotency key.
-    pub message_id: String,
+    pub message_id: Text,
     /// The chat (conversation) this message belongs to.
-    pub chat_id: String,
+    pub chat_id: Text,
     /// The sender's user id.
-    pub from_user: String,
+    pub from_user: Text,
     /// The recipient's user id.
-    pub to_user: String,
+    pub to_user: Text,
     /// The text of the message.
-    pub body: String,
+    pub body: Text,
     /// A version-1 TimeUUID: the message's event time, and its clustering key in the history.
     pub time: Uuid,
     /// The same instant as `time`, as RFC 3339 text (the seed's web client shows this).
-    pub time_iso: String,
+    pub time_iso: Text,
 }
+
+/// A chat message's fields as they appear in its JSON, borrowed from it where they hold no
+/// escape sequence (see [`ChatMessage::decode`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fields<'a> {
+    #[serde(borrow)]
+    message_id: Cow<'a, str>,
+    #[serde(borrow)]
+    chat_id: Cow<'a, str>,
+    #[serde(borrow)]
+    from_user: Cow<'a, str>,
+    #[serde(borrow)]
+    to_user: Cow<'a, str>,
+    #[serde(borrow)]
+    body: Cow<'a, str>,
+    #[serde(borrow)]
+    time: Cow<'a, str>,
+    #[serde(borrow)]
+    time_iso: Cow<'a, str>,
+}
+
+/// What [`ChatMessage::write_json`](Aggregatable::write_json) writes before each field's value,
+/// in order: the canonical form of a chat message is these, each followed by the field's string
+/// (written with no escape), then `"}`.
+const CANONICAL_PREFIXES: [&str; 7] = [
+    "{\"message_id\":\"",
+    "\",\"chat_id\":\"",
+    "\",\"from_user\":\"",
+    "\",\"to_user\":\"",
+    "\",\"body\":\"",
+    "\",\"time\":\"",
+    "\",\"time_iso\":\"",
+];
 
 /// Why a record could not be decoded into a [`ChatMessage`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -113,6 +179,10 @@ pub enum DecodeError {
 
 impl ChatMessage {
     /// Decodes and validates one JSON record of at most `max_bytes` bytes.
+    ///
+    /// The text fields share one copy of the record: when no field holds an escape sequence
+    /// (the usual case) that copy is `bytes` itself, and each field is a range of it; otherwise it
+    /// is the decoded fields one after the other.
     pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Self, DecodeError> {
         if bytes.len() > max_bytes {
             return Err(DecodeError::TooLarge {
@@ -120,10 +190,146 @@ impl ChatMessage {
                 limit: max_bytes,
             });
         }
-        let message: ChatMessage =
-            serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+        let message = match Self::decode_canonical(bytes) {
+            Some(message) => message,
+            None => Self::decode_any_json(bytes)?,
+        };
         message.validate()?;
         Ok(message)
+    }
+
+    /// Decodes any JSON layout of a chat message with serde_json, without the checks of
+    /// [`ChatMessage::validate`].
+    fn decode_any_json(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let fields: Fields<'_> =
+            serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+        let time = Uuid::try_parse(&fields.time)
+            .map_err(|e| DecodeError::Json(format!("invalid value for field `time`: {e}")))?;
+        let texts = [
+            &fields.message_id,
+            &fields.chat_id,
+            &fields.from_user,
+            &fields.to_user,
+            &fields.body,
+            &fields.time_iso,
+        ];
+        let borrowed = texts.iter().all(|t| matches!(t, Cow::Borrowed(_)));
+        // A JSON document that parsed is UTF-8 throughout (its strings were checked, the rest is
+        // ASCII punctuation and whitespace), so this does not fail for a borrowed record.
+        let (buffer, ranges) = match std::str::from_utf8(bytes) {
+            Ok(json) if borrowed => {
+                let buffer: Arc<str> = Arc::from(json);
+                let ranges = texts.map(|t| {
+                    let start = t.as_ptr() as usize - bytes.as_ptr() as usize;
+                    start..start + t.len()
+                });
+                (buffer, ranges)
+            }
+            _ => {
+                let mut joined = String::with_capacity(texts.iter().map(|t| t.len()).sum());
+                let ranges = texts.map(|t| {
+                    let start = joined.len();
+                    joined.push_str(t);
+                    start..joined.len()
+                });
+                (Arc::from(joined), ranges)
+            }
+        };
+        let [message_id, chat_id, from_user, to_user, body, time_iso] = ranges.map(|range| {
+            Text::slice(&buffer, range).ok_or_else(|| {
+                DecodeError::Json("a field does not lie on character boundaries".into())
+            })
+        });
+        Ok(ChatMessage {
+            message_id: message_id?,
+            chat_id: chat_id?,
+            from_user: from_user?,
+            to_user: to_user?,
+            body: body?,
+            time,
+            time_iso: time_iso?,
+        })
+    }
+
+    /// Decodes `bytes` if they are in exactly the form [`Aggregatable::write_json`] writes, with
+    /// no escape sequence in any string (what the chat service produces); `None` for anything
+    /// else, which [`ChatMessage::decode`] then hands to serde_json. For such input the result is
+    /// what serde_json reads, in a few fixed-position checks and one scan for each string's end.
+    fn decode_canonical(bytes: &[u8]) -> Option<Self> {
+        let json = std::str::from_utf8(bytes).ok()?;
+        let mut ranges: [std::ops::Range<usize>; 7] = Default::default();
+        let mut at = 0;
+        for (range, prefix) in ranges.iter_mut().zip(CANONICAL_PREFIXES) {
+            if !bytes.get(at..)?.starts_with(prefix.as_bytes()) {
+                return None;
+            }
+            at += prefix.len();
+            let len = first_special(&bytes[at..])?;
+            // The string ends at a quote; a backslash or a control character first means an
+            // escape sequence or invalid JSON: serde_json's business.
+            if bytes[at + len] != b'"' {
+                return None;
+            }
+            *range = at..at + len;
+            at += len;
+        }
+        if bytes.get(at..)? != b"\"}" {
+            return None;
+        }
+        let [message_id, chat_id, from_user, to_user, body, time, time_iso] = ranges;
+        let time = Uuid::try_parse(json.get(time)?).ok()?;
+        let buffer: Arc<str> = Arc::from(json);
+        let text = |range| Text::slice(&buffer, range);
+        Some(ChatMessage {
+            message_id: text(message_id)?,
+            chat_id: text(chat_id)?,
+            from_user: text(from_user)?,
+            to_user: text(to_user)?,
+            body: text(body)?,
+            time,
+            time_iso: text(time_iso)?,
+        })
+    }
+
+    /// The whole record, when every text field is a range of one decoded record in exactly the
+    /// form [`Aggregatable::write_json`] writes, with the same `time`: then copying that record is
+    /// writing the message.
+    fn canonical_json(&self) -> Option<&str> {
+        let buffer = self.message_id.buffer();
+        let mut time = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let time = self.time.hyphenated().encode_lower(&mut time);
+        let mut at = 0;
+        for (prefix, field) in CANONICAL_PREFIXES.iter().zip([
+            Some(&self.message_id),
+            Some(&self.chat_id),
+            Some(&self.from_user),
+            Some(&self.to_user),
+            Some(&self.body),
+            None,
+            Some(&self.time_iso),
+        ]) {
+            if buffer.get(at..at + prefix.len())? != *prefix {
+                return None;
+            }
+            at += prefix.len();
+            let end = match field {
+                Some(text) => {
+                    let range = text.range();
+                    if range.start != at || !text.is_slice_of(buffer, range.clone()) {
+                        return None;
+                    }
+                    range.end
+                }
+                None => {
+                    if buffer.get(at..at + time.len())? != time {
+                        return None;
+                    }
+                    at + time.len()
+                }
+            };
+            at = end;
+        }
+        (buffer.get(at..)? == "\"}").then_some(buffer)
     }
 
     /// Checks the invariants decoding promises: non-empty ids and a version-1 `time`.
@@ -169,24 +375,30 @@ impl Aggregatable for ChatMessage {
         &self.message_id
     }
     fn write_json(&self, out: &mut Vec<u8>) {
+        if let Some(json) = self.canonical_json() {
+            out.extend_from_slice(json.as_bytes());
+            return;
+        }
         // The fields in declaration order, as the derived Serialize writes them.
         let mut time = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let time = self.time.hyphenated().encode_lower(&mut time);
-        for (i, (name, value)) in [
-            ("message_id", self.message_id.as_str()),
-            ("chat_id", &self.chat_id),
-            ("from_user", &self.from_user),
-            ("to_user", &self.to_user),
-            ("body", &self.body),
-            ("time", time),
-            ("time_iso", &self.time_iso),
-        ]
-        .into_iter()
-        .enumerate()
+        for (i, (prefix, value)) in CANONICAL_PREFIXES
+            .iter()
+            .zip([
+                self.message_id.as_str(),
+                &self.chat_id,
+                &self.from_user,
+                &self.to_user,
+                &self.body,
+                time,
+                &self.time_iso,
+            ])
+            .enumerate()
         {
-            out.extend_from_slice(if i == 0 { b"{\"" } else { b",\"" });
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b"\":");
+            // A prefix starts with the previous value's closing quote and ends with this value's
+            // opening one: write_json_str writes both.
+            let from = usize::from(i > 0);
+            out.extend_from_slice(&prefix.as_bytes()[from..prefix.len() - 1]);
             write_json_str(out, value);
         }
         out.push(b'}');
@@ -205,11 +417,12 @@ pub enum ChatKey {
 }
 
 impl ChatKey {
-    /// The grouping key of `message`.
-    pub fn key(&self, message: &ChatMessage) -> String {
+    /// The grouping key of `message`. For [`ChatKey::Chat`] it shares the message's buffer, so
+    /// keying a record allocates nothing.
+    pub fn key(&self, message: &ChatMessage) -> Text {
         match self {
             ChatKey::Chat => message.chat_id.clone(),
-            ChatKey::ChatAndSender => format!("{}-{}", message.from_user, message.chat_id),
+            ChatKey::ChatAndSender => format!("{}-{}", message.from_user, message.chat_id).into(),
         }
     }
 
@@ -342,7 +555,7 @@ mod tests {
             to_user: "u2".into(),
             body: "hello".into(),
             time: timeuuid_from_ms(ms, 7, [1; 6]),
-            time_iso: iso_from_ms(ms),
+            time_iso: iso_from_ms(ms).into(),
         }
     }
 
@@ -365,6 +578,124 @@ mod tests {
         let m = message(1_700_000_000_000);
         assert_eq!(ChatMessage::decode(&m.encode(), 10_000), Ok(m.clone()));
         assert_eq!(m.event_time_ms(), 1_700_000_000_000);
+    }
+
+    #[test]
+    fn a_canonical_record_decodes_into_one_buffer_and_is_written_back_whole() {
+        let m = message(1_700_000_000_000);
+        let json = m.encode();
+        let decoded = ChatMessage::decode(&json, 10_000).expect("decodes");
+        let buffer = decoded.message_id.buffer();
+        for text in [
+            &decoded.chat_id,
+            &decoded.from_user,
+            &decoded.to_user,
+            &decoded.body,
+            &decoded.time_iso,
+        ] {
+            assert!(
+                Arc::ptr_eq(text.buffer(), buffer),
+                "{text} has its own buffer"
+            );
+        }
+        assert_eq!(buffer.as_bytes(), json.as_slice());
+        assert_eq!(decoded.canonical_json(), Some(&**buffer));
+        assert_eq!(decoded.encode(), json);
+    }
+
+    #[test]
+    fn a_changed_field_is_written_as_changed() {
+        let decoded = ChatMessage::decode(&message(5).encode(), 10_000).expect("decodes");
+        let mut later = decoded.clone();
+        later.time = timeuuid_from_ms(6, 7, [1; 6]);
+        assert_eq!(later.canonical_json(), None);
+        assert_eq!(later.encode(), serde_json::to_vec(&later).expect("encodes"));
+        let mut edited = decoded.clone();
+        edited.body = "edited".into();
+        assert_eq!(edited.canonical_json(), None);
+        assert_eq!(
+            edited.encode(),
+            serde_json::to_vec(&edited).expect("encodes")
+        );
+        // The same buffer, but a field taken from another place in it.
+        let mut swapped = decoded;
+        swapped.from_user = swapped.to_user.clone();
+        assert_eq!(swapped.canonical_json(), None);
+        assert_eq!(
+            swapped.encode(),
+            serde_json::to_vec(&swapped).expect("encodes")
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever the strings hold and however the JSON is laid out (field order, spaces,
+        /// escapes), decoding gives serde_json's reading of it, and writing gives serde_json's
+        /// canonical encoding of that.
+        #[test]
+        fn decode_then_write_is_serde_json(
+            texts in proptest::array::uniform6("\\PC{1,12}|.{1,8}"),
+            ms in 0u64..4_102_444_800_000,
+            reverse in proptest::bool::ANY,
+            pretty in proptest::bool::ANY,
+        ) {
+            let m = ChatMessage {
+                message_id: texts[0].as_str().into(),
+                chat_id: texts[1].as_str().into(),
+                from_user: texts[2].as_str().into(),
+                to_user: texts[3].as_str().into(),
+                body: texts[4].as_str().into(),
+                time: timeuuid_from_ms(ms, 3, [2; 6]),
+                time_iso: texts[5].as_str().into(),
+            };
+            let value = serde_json::to_value(&m).expect("to a value");
+            let mut fields: Vec<(String, serde_json::Value)> =
+                value.as_object().expect("an object").clone().into_iter().collect();
+            if reverse {
+                fields.reverse();
+            }
+            let object: serde_json::Map<String, serde_json::Value> = fields.into_iter().collect();
+            let json = if pretty {
+                serde_json::to_vec_pretty(&object)
+            } else {
+                serde_json::to_vec(&object)
+            }
+            .expect("encodes");
+            let decoded = ChatMessage::decode(&json, usize::MAX).expect("decodes");
+            proptest::prop_assert_eq!(&decoded, &m);
+            proptest::prop_assert_eq!(decoded.encode(), serde_json::to_vec(&m).expect("encodes"));
+            let canonical = m.encode();
+            let again = ChatMessage::decode(&canonical, usize::MAX).expect("decodes");
+            proptest::prop_assert_eq!(&again, &m);
+            proptest::prop_assert_eq!(again.encode(), canonical);
+        }
+    }
+
+    proptest::proptest! {
+        /// The fast path for canonical records reads what serde_json reads, and refuses (to let
+        /// serde_json decide) whatever serde_json would read differently or reject: checked on
+        /// canonical records with bytes overwritten, cut short or inserted.
+        #[test]
+        fn the_canonical_fast_path_agrees_with_serde_json(
+            body in "\\PC{0,40}",
+            edits in proptest::collection::vec((0usize..400, proptest::num::u8::ANY, 0u8..3), 0..3),
+        ) {
+            let mut m = message(1_700_000_000_000);
+            m.body = body.into();
+            let mut bytes = m.encode();
+            for (at, byte, kind) in edits {
+                let at = at % (bytes.len() + 1);
+                match kind {
+                    0 if at < bytes.len() => bytes[at] = byte,
+                    1 => bytes.truncate(at),
+                    _ => bytes.insert(at, byte),
+                }
+            }
+            let serde = ChatMessage::decode_any_json(&bytes).ok();
+            if let Some(fast) = ChatMessage::decode_canonical(&bytes) {
+                proptest::prop_assert_eq!(Some(&fast), serde.as_ref());
+                proptest::prop_assert_eq!(fast.encode(), serde_json::to_vec(&fast).expect("encodes"));
+            }
+        }
     }
 
     #[test]

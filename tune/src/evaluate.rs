@@ -19,7 +19,7 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 use crate::grid::Candidate;
 
 /// Groups with the virtual time they were emitted at, shared with the timely worker.
-type Delivered = Arc<Mutex<Vec<(u64, Group<String, ChatMessage>)>>>;
+type Delivered = Arc<Mutex<Vec<(u64, Group<confab_pipeline::Text, ChatMessage>)>>>;
 
 /// Firestore list prices and how many clients listen to each chat.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

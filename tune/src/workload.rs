@@ -169,13 +169,13 @@ pub fn generate(spec: &WorkloadSpec) -> Result<Vec<ChatMessage>, WorkloadError> 
         let (a, b) = pairs[chat];
         let (from, to) = if first { (a, b) } else { (b, a) };
         messages.push(ChatMessage {
-            message_id: format!("msg-{i:08}"),
-            chat_id: format!("chat-{chat:06}"),
-            from_user: format!("user-{from:06}"),
-            to_user: format!("user-{to:06}"),
-            body: "x".repeat(24 + i % 40),
+            message_id: format!("msg-{i:08}").into(),
+            chat_id: format!("chat-{chat:06}").into(),
+            from_user: format!("user-{from:06}").into(),
+            to_user: format!("user-{to:06}").into(),
+            body: "x".repeat(24 + i % 40).into(),
             time: timeuuid_from_ms(t, (i % 10_000) as u16, [0x0c, 0x0f, 0x0a, 0x0b, 0, 1]),
-            time_iso: iso_from_ms(t),
+            time_iso: iso_from_ms(t).into(),
         });
     }
     Ok(messages)

@@ -33,7 +33,7 @@ fn never_times_out(size: usize) -> WindowPolicy {
 fn ceil_div_by_key(messages: &[ChatMessage], key: ChatKey, size: usize) -> u64 {
     let mut per_key: HashMap<String, usize> = HashMap::new();
     for m in messages {
-        *per_key.entry(key.key(m)).or_default() += 1;
+        *per_key.entry(key.key(m).to_string()).or_default() += 1;
     }
     per_key.values().map(|n| n.div_ceil(size) as u64).sum()
 }
@@ -98,13 +98,13 @@ fn one_write_per_message_has_no_delay_and_costs_what_the_price_list_says() {
 #[test]
 fn delays_are_measured_from_each_message_to_its_groups_delivery() {
     let message = |i: u64, ms: u64| ChatMessage {
-        message_id: format!("m{i}"),
+        message_id: format!("m{i}").into(),
         chat_id: "c".into(),
         from_user: "a".into(),
         to_user: "b".into(),
         body: "hi".into(),
         time: timeuuid_from_ms(ms, i as u16, [0; 6]),
-        time_iso: iso_from_ms(ms),
+        time_iso: iso_from_ms(ms).into(),
     };
     let base = 1_700_000_000_000;
     let messages = Arc::new(vec![

@@ -140,13 +140,13 @@ impl History {
                 let (message_id, chat_id, from_user, to_user, body, time, time_iso) =
                     row.map_err(|e| CassandraError::query("reading a history row", e))?;
                 page.push(ChatMessage {
-                    message_id,
-                    chat_id,
-                    from_user,
-                    to_user,
-                    body: body.unwrap_or_default(),
+                    message_id: message_id.into(),
+                    chat_id: chat_id.into(),
+                    from_user: from_user.into(),
+                    to_user: to_user.into(),
+                    body: body.unwrap_or_default().into(),
                     time: time.into(),
-                    time_iso: time_iso.unwrap_or_default(),
+                    time_iso: time_iso.unwrap_or_default().into(),
                 });
             }
             if page.len() >= limit {

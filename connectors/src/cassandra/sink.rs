@@ -250,9 +250,9 @@ mod tests {
             chat_id: "c".into(),
             from_user: "a".into(),
             to_user: "b".into(),
-            body: "x".repeat(body_len),
+            body: "x".repeat(body_len).into(),
             time: timeuuid_from_ms(1, 0, [0; 6]),
-            time_iso: iso_from_ms(1),
+            time_iso: iso_from_ms(1).into(),
         }
     }
 

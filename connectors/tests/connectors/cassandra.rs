@@ -55,7 +55,7 @@ fn group(messages: Vec<ChatMessage>) -> Group<String, ChatMessage> {
         .collect();
     Group {
         id: group_id(&messages[0].chat_id, &messages[0].message_id),
-        key: messages[0].chat_id.clone(),
+        key: messages[0].chat_id.to_string(),
         first_time_ms: times.iter().copied().min().unwrap_or(0),
         last_time_ms: times.iter().copied().max().unwrap_or(0),
         bytes: 0,
@@ -79,7 +79,7 @@ async fn pagination_walks_buckets_newest_first_across_bucket_boundaries() {
             let mut m = chat_message("chat-p", i, t0 + 130 * i as u64);
             // Some large bodies, so a group needs several batches under the size limit.
             if i % 5 == 0 {
-                m.body = "y".repeat(12_000);
+                m.body = "y".repeat(12_000).into();
             }
             m
         })

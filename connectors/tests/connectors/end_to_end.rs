@@ -53,7 +53,7 @@ async fn kafka_to_firestore_and_cassandra_puts_every_message_once_and_commits_to
     let dead_letters = MemoryDeadLetters::default();
     let started = std::time::Instant::now();
     let report = Pipeline::new(
-        |m: &ChatMessage| m.chat_id.clone(),
+        |m: &ChatMessage| m.chat_id.to_string(),
         decode_chat_message,
         Arc::new(dead_letters.clone()),
     )
@@ -103,7 +103,7 @@ async fn kafka_to_firestore_and_cassandra_puts_every_message_once_and_commits_to
         assert_eq!(doc.message_count as usize, doc.list_of_messages.len());
         for m in &doc.list_of_messages {
             assert_eq!(m.chat_id, doc.chat_id);
-            if let Some(other) = doc_of.insert(m.message_id.clone(), doc.group_id.clone()) {
+            if let Some(other) = doc_of.insert(m.message_id.to_string(), doc.group_id.clone()) {
                 panic!(
                     "{} is in documents {other} and {}",
                     m.message_id, doc.group_id
@@ -111,7 +111,7 @@ async fn kafka_to_firestore_and_cassandra_puts_every_message_once_and_commits_to
             }
         }
     }
-    let all: BTreeSet<String> = messages.iter().map(|m| m.message_id.clone()).collect();
+    let all: BTreeSet<String> = messages.iter().map(|m| m.message_id.to_string()).collect();
     assert_eq!(doc_of.keys().cloned().collect::<BTreeSet<_>>(), all);
 
     // Cassandra: every message in exactly one row, in each chat's order.

@@ -152,7 +152,7 @@ async fn produce_messages(
 ) -> BTreeMap<u32, u64> {
     let records: Vec<(Vec<u8>, Vec<u8>)> = messages
         .iter()
-        .map(|m| (m.chat_id.clone().into_bytes(), m.encode()))
+        .map(|m| (m.chat_id.as_bytes().to_vec(), m.encode()))
         .collect();
     let mut ends = BTreeMap::new();
     for position in produce(fluvio, topic, None, &records).await {
@@ -342,7 +342,7 @@ async fn run_to_end(
     })
     .await;
     Pipeline::new(
-        |m: &ChatMessage| m.chat_id.clone(),
+        |m: &ChatMessage| m.chat_id.to_string(),
         decode_chat_message,
         dead_letters,
     )
@@ -408,7 +408,7 @@ async fn fluvio_restart_resumes_at_the_acknowledged_offsets_and_nothing_is_lost_
     let mut owner: HashMap<String, uuid::Uuid> = HashMap::new();
     for group in sink.groups() {
         for m in &group.records {
-            if let Some(other) = owner.insert(m.message_id.clone(), group.id) {
+            if let Some(other) = owner.insert(m.message_id.to_string(), group.id) {
                 panic!(
                     "message {} is in two groups: {other} and {}",
                     m.message_id, group.id
@@ -419,7 +419,7 @@ async fn fluvio_restart_resumes_at_the_acknowledged_offsets_and_nothing_is_lost_
     let all: BTreeSet<String> = first
         .iter()
         .chain(&second)
-        .map(|m| m.message_id.clone())
+        .map(|m| m.message_id.to_string())
         .collect();
     assert_eq!(
         owner.keys().cloned().collect::<BTreeSet<_>>(),
@@ -492,7 +492,7 @@ async fn fluvio_nothing_is_committed_past_records_no_sink_acknowledged() {
     let delivered: BTreeSet<String> = sink
         .groups()
         .into_iter()
-        .flat_map(|g| g.records.into_iter().map(|m| m.message_id))
+        .flat_map(|g| g.records.into_iter().map(|m| m.message_id.to_string()))
         .collect();
     assert_eq!(delivered.len(), 20);
 }
@@ -508,7 +508,7 @@ async fn fluvio_malformed_records_go_to_the_dead_letters_and_the_pipeline_keeps_
         .collect();
     let missing_field = br#"{"message_id":"x","chat_id":"chat-d"}"#.to_vec();
     let mut oversized = chat_message("chat-d", 99, ms);
-    oversized.body = "x".repeat(4096);
+    oversized.body = "x".repeat(4096).into();
     let garbage = b"\xff\xfe not json at all".to_vec();
     // good, garbage, good, missing field, good, oversized, good
     let payloads = [
@@ -549,12 +549,12 @@ async fn fluvio_malformed_records_go_to_the_dead_letters_and_the_pipeline_keeps_
     let delivered: Vec<String> = sink
         .groups()
         .iter()
-        .flat_map(|g| g.records.iter().map(|m| m.message_id.clone()))
+        .flat_map(|g| g.records.iter().map(|m| m.message_id.to_string()))
         .collect();
     assert_eq!(
         delivered,
         good.iter()
-            .map(|m| m.message_id.clone())
+            .map(|m| m.message_id.to_string())
             .collect::<Vec<_>>(),
         "every good record, in order, around the bad ones"
     );

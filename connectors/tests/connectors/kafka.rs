@@ -417,7 +417,7 @@ async fn revocation_handshake(strategy: &str) {
 fn group_of(messages: Vec<ChatMessage>) -> Group<String, ChatMessage> {
     Group {
         id: confab_pipeline::group_id(&messages[0].chat_id, &messages[0].message_id),
-        key: messages[0].chat_id.clone(),
+        key: messages[0].chat_id.to_string(),
         first_time_ms: 1,
         last_time_ms: 2,
         bytes: 10,
@@ -479,7 +479,7 @@ async fn dead_letters_land_in_the_dlq_topic_with_a_reason_and_the_pipeline_keeps
         .collect();
     let missing_field = br#"{"message_id":"x","chat_id":"chat-d"}"#.to_vec();
     let mut oversized = chat_message("chat-d", 99, ms);
-    oversized.body = "x".repeat(4096);
+    oversized.body = "x".repeat(4096).into();
     let bad: [&[u8]; 2] = [b"\xff\xfe not json at all", &missing_field];
     // good, garbage, good, missing field, good, oversized, good
     produce(&producer, &topic, None, b"chat-d", &good[0].encode(), &[]).await;
@@ -506,7 +506,7 @@ async fn dead_letters_land_in_the_dlq_topic_with_a_reason_and_the_pipeline_keeps
     })
     .await;
     let report = Pipeline::new(
-        |m: &ChatMessage| m.chat_id.clone(),
+        |m: &ChatMessage| m.chat_id.to_string(),
         decode_chat_message,
         Arc::new(dead_letters),
     )
@@ -523,12 +523,12 @@ async fn dead_letters_land_in_the_dlq_topic_with_a_reason_and_the_pipeline_keeps
     let delivered: Vec<String> = sink
         .groups()
         .iter()
-        .flat_map(|g| g.records.iter().map(|m| m.message_id.clone()))
+        .flat_map(|g| g.records.iter().map(|m| m.message_id.to_string()))
         .collect();
     assert_eq!(
         delivered,
         good.iter()
-            .map(|m| m.message_id.clone())
+            .map(|m| m.message_id.to_string())
             .collect::<Vec<_>>(),
         "every good record, in order, around the bad ones"
     );
@@ -604,7 +604,7 @@ async fn rebalance_a_second_consumer_joins_mid_run_and_nothing_is_lost_or_double
             let source = connect(&config).await;
             let mut shutdown = shutdown;
             Pipeline::new(
-                |m: &ChatMessage| m.chat_id.clone(),
+                |m: &ChatMessage| m.chat_id.to_string(),
                 decode_chat_message,
                 Arc::new(confab_pipeline::memory::MemoryDeadLetters::default()),
             )
@@ -666,7 +666,7 @@ async fn rebalance_a_second_consumer_joins_mid_run_and_nothing_is_lost_or_double
             .groups()
             .into_iter()
             .chain(second_sink.groups())
-            .flat_map(|g| g.records.into_iter().map(|m| m.message_id))
+            .flat_map(|g| g.records.into_iter().map(|m| m.message_id.to_string()))
             .collect();
         if seen.len() == all.len() {
             break;
@@ -694,7 +694,7 @@ async fn rebalance_a_second_consumer_joins_mid_run_and_nothing_is_lost_or_double
         by_group
             .entry(group.id)
             .or_default()
-            .extend(group.records.into_iter().map(|m| m.message_id));
+            .extend(group.records.into_iter().map(|m| m.message_id.to_string()));
     }
     let mut owner: HashMap<String, uuid::Uuid> = HashMap::new();
     for (id, messages) in &by_group {

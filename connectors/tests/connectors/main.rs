@@ -36,13 +36,13 @@ pub(crate) fn unique_name(prefix: &str) -> String {
 /// The `i`-th message of `chat`, at `ms` milliseconds since the epoch.
 pub(crate) fn chat_message(chat: &str, i: usize, ms: u64) -> ChatMessage {
     ChatMessage {
-        message_id: format!("{chat}-m{i}"),
-        chat_id: chat.to_string(),
-        from_user: format!("user-{}", i % 2),
-        to_user: format!("user-{}", (i + 1) % 2),
-        body: format!("message {i} of {chat}"),
+        message_id: format!("{chat}-m{i}").into(),
+        chat_id: chat.to_string().into(),
+        from_user: format!("user-{}", i % 2).into(),
+        to_user: format!("user-{}", (i + 1) % 2).into(),
+        body: format!("message {i} of {chat}").into(),
         time: timeuuid_from_ms(ms, (i % 10_000) as u16, [7; 6]),
-        time_iso: iso_from_ms(ms),
+        time_iso: iso_from_ms(ms).into(),
     }
 }
 

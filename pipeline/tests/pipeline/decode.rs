@@ -14,9 +14,9 @@ fn message(body: String, ms: u64) -> ChatMessage {
         chat_id: "c-1".into(),
         from_user: "u-1".into(),
         to_user: "u-2".into(),
-        body,
+        body: body.into(),
         time: timeuuid_from_ms(ms, 7, [1, 2, 3, 4, 5, 6]),
-        time_iso: iso_from_ms(ms),
+        time_iso: iso_from_ms(ms).into(),
     }
 }
 

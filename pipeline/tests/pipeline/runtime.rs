@@ -17,13 +17,13 @@ use tokio::sync::Notify;
 
 fn chat_message(i: u64, chat: u64, ms: u64) -> ChatMessage {
     ChatMessage {
-        message_id: format!("m{i}"),
-        chat_id: format!("chat-{chat}"),
-        from_user: format!("u{}", i % 2),
-        to_user: format!("u{}", (i + 1) % 2),
-        body: format!("message number {i}"),
+        message_id: format!("m{i}").into(),
+        chat_id: format!("chat-{chat}").into(),
+        from_user: format!("u{}", i % 2).into(),
+        to_user: format!("u{}", (i + 1) % 2).into(),
+        body: format!("message number {i}").into(),
         time: timeuuid_from_ms(ms, (i % 10_000) as u16, [0, 0, 0, 0, 0, 1]),
-        time_iso: iso_from_ms(ms),
+        time_iso: iso_from_ms(ms).into(),
     }
 }
 
@@ -37,9 +37,13 @@ fn pipeline(
     policy: WindowPolicy,
     config: RuntimeConfig,
 ) -> Pipeline<String, ChatMessage> {
-    let mut p = Pipeline::new(|m: &ChatMessage| m.chat_id.clone(), decode, Arc::new(dead))
-        .policy(policy)
-        .config(config);
+    let mut p = Pipeline::new(
+        |m: &ChatMessage| m.chat_id.to_string(),
+        decode,
+        Arc::new(dead),
+    )
+    .policy(policy)
+    .config(config);
     for sink in sinks {
         p = p.sink(sink);
     }
@@ -92,9 +96,9 @@ fn crashes_and_restarts_lose_nothing_and_double_nothing_after_dedup_by_group_id(
         let chat = x % 40;
         let m = chat_message(i, chat, ms);
         expected
-            .entry(m.chat_id.clone())
+            .entry(m.chat_id.to_string())
             .or_default()
-            .push(m.message_id.clone());
+            .push(m.message_id.to_string());
         log.append(m.chat_id.as_bytes(), m.encode());
     }
     log.close();
@@ -191,11 +195,11 @@ fn crashes_and_restarts_lose_nothing_and_double_nothing_after_dedup_by_group_id(
     let mut copies: HashMap<String, usize> = HashMap::new();
     for g in by_id.values() {
         for m in &g.records {
-            *copies.entry(m.message_id.clone()).or_default() += 1;
+            *copies.entry(m.message_id.to_string()).or_default() += 1;
             let index: u64 = m.message_id[1..].parse().expect("id");
             seen.entry(g.key.clone())
                 .or_default()
-                .push((index, m.message_id.clone()));
+                .push((index, m.message_id.to_string()));
         }
         let ids: Vec<u64> = g
             .records
@@ -504,13 +508,13 @@ async fn a_revoked_partitions_open_groups_are_left_to_its_next_owner() {
     let mut copies: HashMap<String, usize> = HashMap::new();
     for g in by_id.values() {
         for m in &g.records {
-            *copies.entry(m.message_id.clone()).or_default() += 1;
+            *copies.entry(m.message_id.to_string()).or_default() += 1;
         }
     }
     let partition_1: Vec<String> = (0..2_000)
         .map(|i| chat_message(i, i % 20, start + i * 10))
         .filter(|m| log.end_offsets().len() == 2 && partition_of(&log, &m.chat_id) == 1)
-        .map(|m| m.message_id)
+        .map(|m| m.message_id.to_string())
         .collect();
     assert!(!partition_1.is_empty());
     for id in &partition_1 {

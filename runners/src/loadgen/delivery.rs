@@ -121,15 +121,15 @@ impl Watcher {
                             };
                             let mut state = lock(&shared);
                             for m in group.list_of_messages {
-                                if state.done.contains(&m.message_id) {
+                                if state.done.contains(m.message_id.as_str()) {
                                     continue;
                                 }
-                                match state.pending.remove(&m.message_id) {
+                                match state.pending.remove(m.message_id.as_str()) {
                                     Some((intended, measured)) => {
-                                        state.matched(m.message_id, intended, measured, at)
+                                        state.matched(m.message_id.to_string(), intended, measured, at)
                                     }
                                     None => {
-                                        state.early.entry(m.message_id).or_insert(at);
+                                        state.early.entry(m.message_id.to_string()).or_insert(at);
                                     }
                                 }
                             }
@@ -201,7 +201,7 @@ impl Watcher {
         let found = docs
             .iter()
             .flat_map(|d| &d.list_of_messages)
-            .filter(|m| missing.contains(&m.message_id))
+            .filter(|m| missing.contains(m.message_id.as_str()))
             .count();
         Ok((delays, Some(found as u64)))
     }

@@ -34,13 +34,13 @@ pub(crate) fn repo_root() -> PathBuf {
 pub(crate) fn message_json(i: u64, chat: &str, ms: u64) -> String {
     use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
     let m = confab_pipeline::ChatMessage {
-        message_id: format!("m{i}"),
-        chat_id: chat.to_string(),
-        from_user: format!("u{}", i % 2),
-        to_user: format!("u{}", (i + 1) % 2),
-        body: format!("message {i}"),
+        message_id: format!("m{i}").into(),
+        chat_id: chat.into(),
+        from_user: format!("u{}", i % 2).into(),
+        to_user: format!("u{}", (i + 1) % 2).into(),
+        body: format!("message {i}").into(),
         time: timeuuid_from_ms(ms, (i % 10_000) as u16, [0, 0, 0, 0, 0, 7]),
-        time_iso: iso_from_ms(ms),
+        time_iso: iso_from_ms(ms).into(),
     };
     String::from_utf8(m.encode()).unwrap_or_default()
 }
@@ -394,7 +394,7 @@ listen = "127.0.0.1:0"
                     m.message_id
                 );
                 previous = Some(n);
-                if let Some(other) = holder.insert(m.message_id.clone(), doc.group_id.clone()) {
+                if let Some(other) = holder.insert(m.message_id.to_string(), doc.group_id.clone()) {
                     let describe = |d: &GroupDocument| {
                         let ids: Vec<&str> = d
                             .list_of_messages
@@ -444,7 +444,7 @@ listen = "127.0.0.1:0"
                 .page(chat, None, ids.len() + 100)
                 .await
                 .expect("page");
-            let mut got: Vec<String> = page.into_iter().map(|m| m.message_id).collect();
+            let mut got: Vec<String> = page.into_iter().map(|m| m.message_id.to_string()).collect();
             got.reverse();
             rows += got.len();
             assert_eq!(&got, ids, "Cassandra history of {chat}");

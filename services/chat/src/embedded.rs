@@ -71,7 +71,7 @@ impl EmbeddedPipeline {
         });
         let key = ChatKey::Chat;
         let pipeline = Pipeline::new(
-            move |message: &ChatMessage| key.key(message),
+            move |message: &ChatMessage| key.key(message).to_string(),
             confab_connectors::decode_chat_message,
             Arc::new(LoggedDeadLetters),
         )

@@ -193,13 +193,13 @@ mod tests {
 
     fn message(chat: &str, i: u64) -> ChatMessage {
         ChatMessage {
-            message_id: format!("m{i}"),
+            message_id: format!("m{i}").into(),
             chat_id: chat.into(),
             from_user: "a".into(),
             to_user: "b".into(),
-            body: format!("hello {i}"),
+            body: format!("hello {i}").into(),
             time: timeuuid_from_ms(1_000 + i, 0, [1; 6]),
-            time_iso: iso_from_ms(1_000 + i),
+            time_iso: iso_from_ms(1_000 + i).into(),
         }
     }
 

@@ -105,13 +105,13 @@ pub struct MessageView {
 impl From<ChatMessage> for MessageView {
     fn from(m: ChatMessage) -> Self {
         Self {
-            message_id: m.message_id,
-            chat_id: m.chat_id,
-            from_user: m.from_user,
-            to_user: m.to_user,
-            body: m.body,
+            message_id: m.message_id.to_string(),
+            chat_id: m.chat_id.to_string(),
+            from_user: m.from_user.to_string(),
+            to_user: m.to_user.to_string(),
+            body: m.body.to_string(),
             time: m.time,
-            time_iso: m.time_iso,
+            time_iso: m.time_iso.to_string(),
         }
     }
 }
@@ -284,13 +284,13 @@ async fn produce(
     };
     let peer = chat.peer_of(sender).ok_or(ApiError::Internal)?;
     let mut message = ChatMessage {
-        message_id: message_id.to_string(),
-        chat_id: chat.id.to_string(),
-        from_user: sender.to_string(),
-        to_user: peer.to_string(),
-        body: request.body.clone(),
+        message_id: message_id.to_string().into(),
+        chat_id: chat.id.to_string().into(),
+        from_user: sender.to_string().into(),
+        to_user: peer.to_string().into(),
+        body: request.body.clone().into(),
         time,
-        time_iso,
+        time_iso: time_iso.into(),
     };
     if let Some(id) = &request.client_message_id {
         // A concurrent retry may have stored its record first: produce that one.

@@ -87,13 +87,13 @@ impl History for SqlHistory {
         Ok(rows
             .into_iter()
             .map(|row| ChatMessage {
-                message_id: row.message_id,
-                chat_id: row.chat_id,
-                from_user: row.from_user,
-                to_user: row.to_user,
-                body: row.body,
+                message_id: row.message_id.into(),
+                chat_id: row.chat_id.into(),
+                from_user: row.from_user.into(),
+                to_user: row.to_user.into(),
+                body: row.body.into(),
                 time: row.time,
-                time_iso: row.time_iso,
+                time_iso: row.time_iso.into(),
             })
             .collect())
     }

@@ -87,13 +87,13 @@ async fn ninety_five_messages_across_buckets_walk_newest_first_on_both_routes() 
                 (&bob, &ann)
             };
             ChatMessage {
-                message_id: Uuid::new_v4().to_string(),
-                chat_id: chat.to_string(),
-                from_user: from.id.to_string(),
-                to_user: to.id.to_string(),
-                body: format!("message {i}"),
+                message_id: Uuid::new_v4().to_string().into(),
+                chat_id: chat.to_string().into(),
+                from_user: from.id.to_string().into(),
+                to_user: to.id.to_string().into(),
+                body: format!("message {i}").into(),
                 time: timeuuid_from_ms(ms, 0, [5; 6]),
-                time_iso: iso_from_ms(ms),
+                time_iso: iso_from_ms(ms).into(),
             }
         })
         .collect();
@@ -101,7 +101,7 @@ async fn ninety_five_messages_across_buckets_walk_newest_first_on_both_routes() 
         .chunks(12)
         .map(|records| Group {
             id: group_id(&records[0].chat_id, &records[0].message_id),
-            key: records[0].chat_id.clone(),
+            key: records[0].chat_id.to_string(),
             first_time_ms: 0,
             last_time_ms: 0,
             bytes: 0,

@@ -198,6 +198,6 @@ impl SqlHistoryAfter {
             .await
             .expect("page");
         store.close().await;
-        page.into_iter().map(|m| m.message_id).collect()
+        page.into_iter().map(|m| m.message_id.to_string()).collect()
     }
 }

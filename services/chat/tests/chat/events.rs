@@ -112,13 +112,13 @@ fn chat_group(chat: Uuid, bodies: &[&str]) -> ChatGroup {
         .iter()
         .enumerate()
         .map(|(i, body)| ChatMessage {
-            message_id: Uuid::new_v4().to_string(),
-            chat_id: chat.to_string(),
+            message_id: Uuid::new_v4().to_string().into(),
+            chat_id: chat.to_string().into(),
             from_user: "a".into(),
             to_user: "b".into(),
-            body: (*body).to_owned(),
+            body: (*body).to_owned().into(),
             time: timeuuid_from_ms(1_000 + i as u64, 0, [2; 6]),
-            time_iso: iso_from_ms(1_000 + i as u64),
+            time_iso: iso_from_ms(1_000 + i as u64).into(),
         })
         .collect();
     Group {

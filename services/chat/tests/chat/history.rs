@@ -175,20 +175,20 @@ async fn an_empty_chat_and_a_cursor_before_everything_give_empty_pages(backend: 
 
 fn message(chat: &str, i: u64, ms: u64, counter: u16) -> ChatMessage {
     ChatMessage {
-        message_id: format!("m{i}"),
-        chat_id: chat.to_owned(),
+        message_id: format!("m{i}").into(),
+        chat_id: chat.to_owned().into(),
         from_user: "u1".into(),
         to_user: "u2".into(),
-        body: format!("body {i}"),
+        body: format!("body {i}").into(),
         time: timeuuid_from_ms(ms, counter, [3; 6]),
-        time_iso: iso_from_ms(ms),
+        time_iso: iso_from_ms(ms).into(),
     }
 }
 
 fn group(records: Vec<ChatMessage>) -> Group<String, ChatMessage> {
     Group {
         id: group_id(&records[0].chat_id, &records[0].message_id),
-        key: records[0].chat_id.clone(),
+        key: records[0].chat_id.to_string(),
         first_time_ms: 0,
         last_time_ms: 0,
         bytes: 0,

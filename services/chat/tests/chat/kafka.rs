@@ -215,13 +215,13 @@ async fn an_unreachable_broker_answers_503_and_refuses_to_start() {
 fn group_of(chat: Uuid, body: &str) -> Group<String, ChatMessage> {
     let ms = 1_700_000_000_000;
     let record = ChatMessage {
-        message_id: Uuid::new_v4().to_string(),
-        chat_id: chat.to_string(),
+        message_id: Uuid::new_v4().to_string().into(),
+        chat_id: chat.to_string().into(),
         from_user: "a".into(),
         to_user: "b".into(),
         body: body.into(),
         time: timeuuid_from_ms(ms, 0, [4; 6]),
-        time_iso: iso_from_ms(ms),
+        time_iso: iso_from_ms(ms).into(),
     };
     Group {
         id: Uuid::new_v4(),
@@ -298,7 +298,7 @@ async fn api_to_kafka_to_the_pipeline_to_history_and_the_realtime_feed() {
     .unwrap_or_else(|e| panic!("{}", unreachable(e)));
     let key = ChatKey::Chat;
     let pipeline = Pipeline::new(
-        move |m: &ChatMessage| key.key(m),
+        move |m: &ChatMessage| key.key(m).to_string(),
         confab_connectors::decode_chat_message,
         Arc::new(MemoryDeadLetters::default()),
     )

@@ -446,7 +446,7 @@ async fn a_burst_above_the_limit_gets_429s_and_the_accepted_ones_are_all_in_hist
     app.say_ok(&bob, chat, "calm").await;
 
     let history = flushed_history(&app, chat).await;
-    let stored: HashSet<String> = history.iter().map(|m| m.message_id.clone()).collect();
+    let stored: HashSet<String> = history.iter().map(|m| m.message_id.to_string()).collect();
     let sent: HashSet<String> = accepted
         .iter()
         .map(|m| m["message_id"].as_str().expect("id").to_owned())
