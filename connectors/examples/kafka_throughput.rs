@@ -24,8 +24,9 @@ use confab_pipeline::{ChatKey, ChatMessage, Pipeline, RuntimeConfig, WindowPolic
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 
 const PARTITIONS: i32 = 4;
@@ -61,52 +62,82 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    // REPEAT=N runs both N times, interleaved, and reports the median of the N ratios: on a
-    // shared machine one pair of runs can be off by a third either way.
+    // REPEAT=N runs all three N times, interleaved, and reports the median of the N ratios: on
+    // a shared machine one run can be off by a third either way.
     let repeat: usize = std::env::var("REPEAT")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)
         .max(1);
-    let mut ratios = Vec::with_capacity(repeat);
+    let batch: usize = std::env::var("BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32)
+        .max(1);
+    let copied = format!("bench_copy_{run}");
+    create_topics(&brokers, &[&copied]).await?;
+    let (mut to_ceiling, mut to_copy) = (Vec::new(), Vec::new());
     for run in 0..repeat {
-        let (cpu, broker) = (cpu_seconds()?, broker_cpu_seconds());
-        let ceiling = plain_consumer(&brokers, &topic, messages, run).await?;
-        let ceiling_cpu = cpu_seconds()? - cpu;
-        println!(
-            "plain rdkafka consumer: {messages} messages in {:.2} s = {:.0} msg/s, {:.2} CPU µs/msg{}",
-            ceiling.as_secs_f64(),
-            messages as f64 / ceiling.as_secs_f64(),
-            ceiling_cpu * 1e6 / messages as f64,
-            broker_share(broker, messages)
-        );
-        let (cpu, broker) = (cpu_seconds()?, broker_cpu_seconds());
-        let (aggregator, groups) = aggregator(&brokers, &topic, &grouped, run).await?;
-        let aggregator_cpu = cpu_seconds()? - cpu;
-        println!(
-            "aggregator -> grouped topic: {messages} messages ({groups} groups) in {:.2} s = {:.0} msg/s, {:.2} CPU µs/msg{}",
-            aggregator.as_secs_f64(),
-            messages as f64 / aggregator.as_secs_f64(),
-            aggregator_cpu * 1e6 / messages as f64,
-            broker_share(broker, messages)
-        );
-        let ratio = ceiling.as_secs_f64() / aggregator.as_secs_f64();
-        println!(
-            "ratio: {ratio:.2} of the ceiling (wall clock); CPU per message {:.2}x the plain consumer's",
-            aggregator_cpu / ceiling_cpu
-        );
-        ratios.push(ratio);
+        let ceiling = measure("plain rdkafka consumer", messages, async {
+            Ok((
+                plain_consumer(&brokers, &topic, messages, run).await?,
+                String::new(),
+            ))
+        })
+        .await?;
+        let copy = measure(
+            &format!("read + write {batch} messages per record"),
+            messages,
+            async {
+                let elapsed = read_write(&brokers, &topic, &copied, messages, batch, run).await?;
+                Ok((elapsed, String::new()))
+            },
+        )
+        .await?;
+        let aggregated = measure("aggregator -> grouped topic", messages, async {
+            let (elapsed, groups) = aggregator(&brokers, &topic, &grouped, run).await?;
+            Ok((elapsed, format!(" ({groups} groups)")))
+        })
+        .await?;
+        let (a, b) = (aggregated / ceiling, aggregated / copy);
+        println!("ratio: {a:.2} of the plain consumer's rate (the goal's ceiling), {b:.2} of read + write's");
+        to_ceiling.push(a);
+        to_copy.push(b);
     }
     if repeat > 1 {
-        ratios.sort_by(f64::total_cmp);
-        println!(
-            "median ratio over {repeat} interleaved runs: {:.2} (min {:.2}, max {:.2})",
-            ratios[repeat / 2],
-            ratios[0],
-            ratios[repeat - 1]
-        );
+        for (name, ratios) in [
+            ("the plain consumer's rate", &mut to_ceiling),
+            ("read + write's rate", &mut to_copy),
+        ] {
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "median over {repeat} interleaved runs: {:.2} of {name} (min {:.2}, max {:.2})",
+                ratios[repeat / 2],
+                ratios[0],
+                ratios[repeat - 1]
+            );
+        }
     }
     Ok(())
+}
+
+/// Runs `work`, prints its rate, its CPU per message and the broker's, and returns its rate.
+async fn measure(
+    name: &str,
+    messages: usize,
+    work: impl std::future::Future<Output = anyhow::Result<(Duration, String)>>,
+) -> anyhow::Result<f64> {
+    let (cpu, broker) = (cpu_seconds()?, broker_cpu_seconds());
+    let (elapsed, note) = work.await?;
+    let cpu = cpu_seconds()? - cpu;
+    let rate = messages as f64 / elapsed.as_secs_f64();
+    println!(
+        "{name}: {messages} messages{note} in {:.2} s = {rate:.0} msg/s, {:.2} CPU µs/msg{}",
+        elapsed.as_secs_f64(),
+        cpu * 1e6 / messages as f64,
+        broker_share(broker, messages)
+    );
+    Ok(rate)
 }
 
 /// ", broker X CPU µs/msg": the broker's CPU since `before`, when the broker runs here.
@@ -259,6 +290,88 @@ async fn plain_consumer(
             bail!("read no bytes");
         }
         Ok(elapsed)
+    })
+    .await?
+}
+
+/// Reads the whole topic and writes its bytes to `out` with the grouped-topic sink's producer
+/// settings (idempotent, `acks=all`, LZ4), `batch` consecutive messages per record as a JSON
+/// array: the reading and writing a Kafka-to-Kafka stage cannot avoid, with no decoding and no
+/// grouping. Returns how long it took, until the last write was acknowledged.
+async fn read_write(
+    brokers: &str,
+    topic: &str,
+    out: &str,
+    messages: usize,
+    batch: usize,
+    run: usize,
+) -> anyhow::Result<Duration> {
+    let (brokers, topic, out) = (brokers.to_string(), topic.to_string(), out.to_string());
+    let sink = KafkaSinkConfig::default();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", format!("copy_{topic}_{run}"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("fetch.queue.backoff.ms", "10")
+            .set("fetch.wait.max.ms", "50")
+            .create()?;
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("compression.type", &sink.compression)
+            .create()?;
+        let started = Instant::now();
+        consumer.subscribe(&[&topic])?;
+        let (mut read, mut pending, mut key) = (0, 0, Vec::new());
+        let mut record = Vec::with_capacity(batch * 512);
+        let mut progress = Instant::now();
+        while read < messages {
+            match consumer.poll(Duration::from_millis(500)) {
+                Some(Ok(m)) => {
+                    read += 1;
+                    progress = Instant::now();
+                    record.push(if pending == 0 { b'[' } else { b',' });
+                    if pending == 0 {
+                        key = m.key().unwrap_or_default().to_vec();
+                    }
+                    record.extend_from_slice(m.payload().unwrap_or_default());
+                    pending += 1;
+                    if pending == batch || read == messages {
+                        record.push(b']');
+                        let mut next = BaseRecord::<[u8], [u8]>::to(&out)
+                            .key(&key)
+                            .payload(&record);
+                        loop {
+                            match producer.send(next) {
+                                Ok(()) => break,
+                                Err((
+                                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                                    r,
+                                )) => {
+                                    producer.poll(Duration::from_millis(1));
+                                    next = r;
+                                }
+                                Err((e, _)) => return Err(e.into()),
+                            }
+                        }
+                        producer.poll(Duration::ZERO);
+                        record.clear();
+                        pending = 0;
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None if progress.elapsed() > Duration::from_secs(30) => {
+                    bail!("the copy stalled after {read} messages")
+                }
+                None => {}
+            }
+        }
+        producer.flush(Duration::from_secs(60))?;
+        Ok(started.elapsed())
     })
     .await?
 }

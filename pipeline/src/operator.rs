@@ -261,67 +261,38 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
         let size = record.size_bytes();
         let policy = self.policy;
 
-        // Does the record arrive too late, or too large, for its key's open group?
-        let closes = self.open.get(&key).and_then(|open| {
-            if open
-                .records
-                .first()
-                .is_some_and(|first| !record.may_join(first))
-            {
-                return Some((CompletionReason::Reassigned, None));
-            }
-            let age_limit = open.first.saturating_add(policy.max_age_ms);
-            let idle_limit = open.last.saturating_add(policy.inactivity_timeout_ms);
-            if at >= age_limit.min(idle_limit) {
-                let reason = if age_limit <= idle_limit {
-                    CompletionReason::MaxAge
-                } else {
-                    CompletionReason::Inactivity
-                };
-                Some((reason, Some(open.deadline)))
-            } else if open.bytes + size > policy.max_bytes {
-                Some((CompletionReason::MaxBytes, None))
-            } else {
-                None
-            }
-        });
-        match closes {
-            Some((reason, Some(deadline))) => overdue.push((deadline, self.complete(&key, reason))),
-            Some((reason, None)) => ready.push(self.complete(&key, reason)),
-            None => {}
-        }
-
-        // Join the open group, or start one.
-        let (count, bytes) = match self.open.get_mut(&key) {
-            Some(open) => {
-                open.records.push(record);
-                open.first = open.first.min(at);
-                open.last = open.last.max(at);
-                open.bytes += size;
-                open.deadline = deadline(&policy, open.first, open.last).max(time + 1);
-                if let Some(m) = &self.metrics {
-                    m.add_open_bytes(size);
+        // The usual case, a record joining its key's open group, takes one lookup.
+        let step = match self.open.get_mut(&key) {
+            None => Step::Start(record),
+            Some(open) => match closing_reason(open, &record, at, size, &policy) {
+                Some(close) => Step::Close(close, record),
+                None => {
+                    open.records.push(record);
+                    open.first = open.first.min(at);
+                    open.last = open.last.max(at);
+                    open.bytes += size;
+                    open.deadline = deadline(&policy, open.first, open.last).max(time + 1);
+                    if let Some(m) = &self.metrics {
+                        m.add_open_bytes(size);
+                    }
+                    Step::Joined(open.records.len(), open.bytes)
                 }
-                (open.records.len(), open.bytes)
-            }
-            None => {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                let group_deadline = deadline(&policy, at, at).max(time + 1);
-                self.deadlines
-                    .push(Reverse((group_deadline, seq, Unordered(key.clone()))));
-                let open = OpenGroup {
-                    records: vec![record],
-                    first: at,
-                    last: at,
-                    bytes: size,
-                    deadline: group_deadline,
-                    seq,
-                };
-                self.open.insert(key.clone(), open);
-                if let Some(m) = &self.metrics {
-                    m.add_open_group(size);
+            },
+        };
+        let (count, bytes) = match step {
+            Step::Joined(count, bytes) => (count, bytes),
+            Step::Close((reason, deadline), record) => {
+                // The open group completes, and the record starts the next one.
+                let group = self.complete(&key, reason);
+                match deadline {
+                    Some(deadline) => overdue.push((deadline, group)),
+                    None => ready.push(group),
                 }
+                self.start(key.clone(), record, at, size, time);
+                (1, size)
+            }
+            Step::Start(record) => {
+                self.start(key.clone(), record, at, size, time);
                 (1, size)
             }
         };
@@ -340,6 +311,30 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
             if self.open.contains_key(&victim) {
                 ready.push(self.complete(&victim, CompletionReason::Capacity));
             }
+        }
+    }
+
+    /// Opens a group for `key` with `record`, its first.
+    fn start(&mut self, key: K, record: D, at: u64, size: usize, time: u64) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let group_deadline = deadline(&self.policy, at, at).max(time + 1);
+        self.deadlines
+            .push(Reverse((group_deadline, seq, Unordered(key.clone()))));
+        self.open.insert(
+            key,
+            OpenGroup {
+                // Sized for one: most open groups of a million chats hold one record.
+                records: vec![record],
+                first: at,
+                last: at,
+                bytes: size,
+                deadline: group_deadline,
+                seq,
+            },
+        );
+        if let Some(m) = &self.metrics {
+            m.add_open_group(size);
         }
     }
 
@@ -459,6 +454,50 @@ impl<K> Ord for Unordered<K> {
 #[cold]
 fn unreachable_group<K: fmt::Debug>(key: &K) -> ! {
     panic!("aggregate_by_key: no open group for key {key:?}")
+}
+
+/// What a record does to its key's open group.
+enum Step<D> {
+    /// It joined; the group now has this many records and bytes.
+    Joined(usize, usize),
+    /// The group completes first (why, and the deadline it passed, if it is overdue); the record
+    /// starts the next one.
+    Close((CompletionReason, Option<u64>), D),
+    /// No group was open: the record starts one.
+    Start(D),
+}
+
+/// Whether `record` (event time `at`, `size` bytes) arrives too late, too large, or from another
+/// assignment for `open`, and if so why the group completes (with its deadline when the record
+/// came after it).
+fn closing_reason<D: Aggregatable>(
+    open: &OpenGroup<D>,
+    record: &D,
+    at: u64,
+    size: usize,
+    policy: &WindowPolicy,
+) -> Option<(CompletionReason, Option<u64>)> {
+    if open
+        .records
+        .first()
+        .is_some_and(|first| !record.may_join(first))
+    {
+        return Some((CompletionReason::Reassigned, None));
+    }
+    let age_limit = open.first.saturating_add(policy.max_age_ms);
+    let idle_limit = open.last.saturating_add(policy.inactivity_timeout_ms);
+    if at >= age_limit.min(idle_limit) {
+        let reason = if age_limit <= idle_limit {
+            CompletionReason::MaxAge
+        } else {
+            CompletionReason::Inactivity
+        };
+        Some((reason, Some(open.deadline)))
+    } else if open.bytes + size > policy.max_bytes {
+        Some((CompletionReason::MaxBytes, None))
+    } else {
+        None
+    }
 }
 
 /// The deadline of a group whose records span `first..=last`.
