@@ -273,6 +273,12 @@ async fn plain_consumer(
             // `None` is also what a poll that served a rebalance returns.
             match consumer.poll(Duration::from_millis(500)) {
                 Some(Ok(m)) => {
+                    if read == 0 && std::env::var_os("TIMELINE").is_some() {
+                        eprintln!(
+                            "plain consumer: first record after {} ms",
+                            started.elapsed().as_millis()
+                        );
+                    }
                     read += 1;
                     bytes += m.payload_len();
                     progress = Instant::now();
