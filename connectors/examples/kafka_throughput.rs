@@ -140,6 +140,22 @@ async fn measure(
     Ok(rate)
 }
 
+/// (busy, total) jiffies of all cores so far, from the first line of /proc/stat.
+fn machine_cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    let total: u64 = fields.iter().take(8).sum();
+    Some((total - idle, total))
+}
+
 /// ", broker X CPU µs/msg": the broker's CPU since `before`, when the broker runs here.
 fn broker_share(before: Option<f64>, messages: usize) -> String {
     match (before, broker_cpu_seconds()) {
@@ -425,10 +441,20 @@ async fn aggregator(
         let metrics = pipeline.metrics_handle();
         tokio::spawn(async move {
             use std::sync::atomic::Ordering::Relaxed;
+            let mut last = machine_cpu_ticks();
             loop {
                 tokio::time::sleep(Duration::from_millis(20)).await;
+                // How busy the machine's cores were since the last line (100 % = all busy).
+                let now = machine_cpu_ticks();
+                let busy = match (last, now) {
+                    (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
+                        format!("{:>3.0} %", 100.0 * (b1 - b0) as f64 / (t1 - t0) as f64)
+                    }
+                    _ => "  ? %".into(),
+                };
+                last = now;
                 eprintln!(
-                    "{:>6} ms in {:>7} out {:>7} groups {:>6} open {:>5} in-flight {:>9} B lag {:>6} pauses {}",
+                    "{:>6} ms cpu {busy} in {:>7} out {:>7} groups {:>6} open {:>5} in-flight {:>9} B lag {:>6} pauses {}",
                     started.elapsed().as_millis(),
                     metrics.messages_in.load(Relaxed),
                     metrics.messages_out.load(Relaxed),
