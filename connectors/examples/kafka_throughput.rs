@@ -261,6 +261,21 @@ async fn fill(brokers: &str, topic: &str, messages: usize, chats: usize) -> anyh
     Ok(())
 }
 
+/// A plain consumer in group `group`, from the earliest offset, committing nothing, with the
+/// source's fetch settings (see connectors/src/kafka/source.rs): with librdkafka's defaults it
+/// waits out a 1 s refetch backoff whenever its prefetch queue fills, which the aggregator does
+/// not, and the comparison would flatter the aggregator.
+fn reader(brokers: &str, group: &str) -> rdkafka::error::KafkaResult<BaseConsumer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.queue.backoff.ms", "10")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+}
+
 /// Reads the whole topic with a plain consumer; returns how long it took.
 async fn plain_consumer(
     brokers: &str,
@@ -270,16 +285,7 @@ async fn plain_consumer(
 ) -> anyhow::Result<Duration> {
     let (brokers, topic) = (brokers.to_string(), topic.to_string());
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", format!("ceiling_{topic}_{run}"))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            // The source's fetch settings (see connectors/src/kafka/source.rs), so that the
-            // ceiling is not held back by librdkafka's 1 s refetch backoff after a full queue.
-            .set("fetch.queue.backoff.ms", "10")
-            .set("fetch.wait.max.ms", "50")
-            .create()?;
+        let consumer = reader(&brokers, &format!("ceiling_{topic}_{run}"))?;
         let started = Instant::now();
         consumer.subscribe(&[&topic])?;
         let mut read = 0;
@@ -331,14 +337,7 @@ async fn read_write(
     let (brokers, topic, out) = (brokers.to_string(), topic.to_string(), out.to_string());
     let sink = KafkaSinkConfig::default();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", format!("copy_{topic}_{run}"))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .set("fetch.queue.backoff.ms", "10")
-            .set("fetch.wait.max.ms", "50")
-            .create()?;
+        let consumer = reader(&brokers, &format!("copy_{topic}_{run}"))?;
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
             .set("acks", "all")
