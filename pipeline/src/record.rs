@@ -140,6 +140,17 @@ struct Fields<'a> {
     time_iso: Cow<'a, str>,
 }
 
+/// A chat message's fields in declaration order (the order of [`CANONICAL_PREFIXES`]).
+const FIELD_NAMES: [&str; 7] = [
+    "message_id",
+    "chat_id",
+    "from_user",
+    "to_user",
+    "body",
+    "time",
+    "time_iso",
+];
+
 /// What [`ChatMessage::write_json`](Aggregatable::write_json) writes before each field's value,
 /// in order: the canonical form of a chat message is these, each followed by the field's string
 /// (written with no escape), then `"}`.
@@ -251,35 +262,52 @@ impl ChatMessage {
         })
     }
 
-    /// Decodes `bytes` if they are in exactly the form [`Aggregatable::write_json`] writes, with
-    /// no escape sequence in any string (what the chat service produces); `None` for anything
-    /// else, which [`ChatMessage::decode`] then hands to serde_json. For such input the result is
-    /// what serde_json reads, in a few fixed-position checks and one scan for each string's end.
+    /// Decodes `bytes` if they are a compact JSON object (no whitespace) of exactly the seven
+    /// fields, in any order, with no escape sequence in any string: what the chat service writes
+    /// (the canonical order of [`Aggregatable::write_json`]) and what the seed's services wrote
+    /// (another order). `None` for anything else, which [`ChatMessage::decode`] then hands to
+    /// serde_json. For such input the result is what serde_json reads, in one pass over the bytes.
     fn decode_canonical(bytes: &[u8]) -> Option<Self> {
         let json = std::str::from_utf8(bytes).ok()?;
-        let mut ranges: [std::ops::Range<usize>; 7] = Default::default();
-        let mut at = 0;
-        for (range, prefix) in ranges.iter_mut().zip(CANONICAL_PREFIXES) {
-            if !bytes.get(at..)?.starts_with(prefix.as_bytes()) {
+        let mut ranges: [Option<std::ops::Range<usize>>; 7] = Default::default();
+        let mut at = 1;
+        if bytes.first() != Some(&b'{') {
+            return None;
+        }
+        for i in 0..FIELD_NAMES.len() {
+            // `"name":"value"` then `,` (or `}` after the last).
+            if bytes.get(at) != Some(&b'"') {
                 return None;
             }
-            at += prefix.len();
+            let name_len = first_special(&bytes[at + 1..])?;
+            let name = &bytes[at + 1..at + 1 + name_len];
+            let field = FIELD_NAMES.iter().position(|f| f.as_bytes() == name)?;
+            at += 1 + name_len;
+            if bytes.get(at..at + 3)? != b"\":\"" {
+                return None;
+            }
+            at += 3;
             let len = first_special(&bytes[at..])?;
             // The string ends at a quote; a backslash or a control character first means an
             // escape sequence or invalid JSON: serde_json's business.
-            if bytes[at + len] != b'"' {
+            if bytes[at + len] != b'"' || ranges[field].is_some() {
                 return None;
             }
-            *range = at..at + len;
-            at += len;
+            ranges[field] = Some(at..at + len);
+            at += len + 1;
+            let last = i + 1 == FIELD_NAMES.len();
+            if bytes.get(at) != Some(if last { &b'}' } else { &b',' }) {
+                return None;
+            }
+            at += 1;
         }
-        if bytes.get(at..)? != b"\"}" {
+        if at != bytes.len() {
             return None;
         }
         let [message_id, chat_id, from_user, to_user, body, time, time_iso] = ranges;
-        let time = Uuid::try_parse(json.get(time)?).ok()?;
+        let time = Uuid::try_parse(json.get(time?)?).ok()?;
         let buffer: Arc<str> = Arc::from(json);
-        let text = |range| Text::slice(&buffer, range);
+        let text = |range: Option<std::ops::Range<usize>>| Text::slice(&buffer, range?);
         Some(ChatMessage {
             message_id: text(message_id)?,
             chat_id: text(chat_id)?,
@@ -694,6 +722,34 @@ mod tests {
             if let Some(fast) = ChatMessage::decode_canonical(&bytes) {
                 proptest::prop_assert_eq!(Some(&fast), serde.as_ref());
                 proptest::prop_assert_eq!(fast.encode(), serde_json::to_vec(&fast).expect("encodes"));
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Compact JSON with the fields in any order: the fast path takes every record without
+        /// an escape sequence, and reads what serde_json reads.
+        #[test]
+        fn the_fast_path_takes_any_field_order(
+            order in proptest::strategy::Strategy::prop_shuffle(proptest::strategy::Just(FIELD_NAMES)),
+            body in "\\PC{0,20}",
+            ms in 0u64..4_102_444_800_000,
+        ) {
+            let mut m = message(ms);
+            m.body = body.into();
+            let value = serde_json::to_value(&m).expect("to a value");
+            let fields: Vec<String> = order
+                .iter()
+                .map(|name| format!("\"{name}\":{}", value[name]))
+                .collect();
+            let json = format!("{{{}}}", fields.join(","));
+            let fast = ChatMessage::decode_canonical(json.as_bytes());
+            if !json.contains('\\') {
+                proptest::prop_assert!(fast.is_some(), "refused {}", json);
+            }
+            if let Some(fast) = fast {
+                proptest::prop_assert_eq!(&fast, &m);
+                proptest::prop_assert_eq!(Some(fast), ChatMessage::decode_any_json(json.as_bytes()).ok());
             }
         }
     }
