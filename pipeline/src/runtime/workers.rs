@@ -127,11 +127,11 @@ where
             if let Some(rx) = feed.as_mut() {
                 loop {
                     match rx.try_recv() {
-                        Ok(Feed::Records(records)) => {
+                        Ok(Feed::Records(mut records)) => {
                             busy = true;
-                            for record in records {
-                                input.send(record);
-                            }
+                            // The batch goes in as one message, without copying each record
+                            // into the input's own buffer.
+                            input.send_batch(&mut records);
                         }
                         Ok(Feed::Advance(time)) => {
                             if time > *input.time() {
