@@ -140,17 +140,6 @@ struct Fields<'a> {
     time_iso: Cow<'a, str>,
 }
 
-/// A chat message's fields in declaration order (the order of [`CANONICAL_PREFIXES`]).
-const FIELD_NAMES: [&str; 7] = [
-    "message_id",
-    "chat_id",
-    "from_user",
-    "to_user",
-    "body",
-    "time",
-    "time_iso",
-];
-
 /// What [`ChatMessage::write_json`](Aggregatable::write_json) writes before each field's value,
 /// in order: the canonical form of a chat message is these, each followed by the field's string
 /// (written with no escape), then `"}`.
@@ -189,6 +178,17 @@ pub enum DecodeError {
 }
 
 impl ChatMessage {
+    /// The JSON field names, in declaration order (the order [`Aggregatable::write_json`] writes).
+    pub const FIELDS: [&'static str; 7] = [
+        "message_id",
+        "chat_id",
+        "from_user",
+        "to_user",
+        "body",
+        "time",
+        "time_iso",
+    ];
+
     /// Decodes and validates one JSON record of at most `max_bytes` bytes.
     ///
     /// The text fields share one copy of the record: when no field holds an escape sequence
@@ -274,14 +274,14 @@ impl ChatMessage {
         if bytes.first() != Some(&b'{') {
             return None;
         }
-        for i in 0..FIELD_NAMES.len() {
+        for i in 0..Self::FIELDS.len() {
             // `"name":"value"` then `,` (or `}` after the last).
             if bytes.get(at) != Some(&b'"') {
                 return None;
             }
             let name_len = first_special(&bytes[at + 1..])?;
             let name = &bytes[at + 1..at + 1 + name_len];
-            let field = FIELD_NAMES.iter().position(|f| f.as_bytes() == name)?;
+            let field = Self::FIELDS.iter().position(|f| f.as_bytes() == name)?;
             at += 1 + name_len;
             if bytes.get(at..at + 3)? != b"\":\"" {
                 return None;
@@ -295,7 +295,7 @@ impl ChatMessage {
             }
             ranges[field] = Some(at..at + len);
             at += len + 1;
-            let last = i + 1 == FIELD_NAMES.len();
+            let last = i + 1 == Self::FIELDS.len();
             if bytes.get(at) != Some(if last { &b'}' } else { &b',' }) {
                 return None;
             }
@@ -731,7 +731,7 @@ mod tests {
         /// an escape sequence, and reads what serde_json reads.
         #[test]
         fn the_fast_path_takes_any_field_order(
-            order in proptest::strategy::Strategy::prop_shuffle(proptest::strategy::Just(FIELD_NAMES)),
+            order in proptest::strategy::Strategy::prop_shuffle(proptest::strategy::Just(ChatMessage::FIELDS)),
             body in "\\PC{0,20}",
             ms in 0u64..4_102_444_800_000,
         ) {

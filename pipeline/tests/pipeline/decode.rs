@@ -52,15 +52,7 @@ fn arb_spoil() -> impl Strategy<Value = Spoil> {
     ]
 }
 
-const FIELDS: [&str; 7] = [
-    "message_id",
-    "chat_id",
-    "from_user",
-    "to_user",
-    "body",
-    "time",
-    "time_iso",
-];
+const FIELDS: [&str; 7] = ChatMessage::FIELDS;
 
 fn spoil(valid: &ChatMessage, how: &Spoil) -> Vec<u8> {
     let bytes = valid.encode();
