@@ -279,9 +279,20 @@ impl ChatMessage {
             if bytes.get(at) != Some(&b'"') {
                 return None;
             }
-            let name_len = first_special(&bytes[at + 1..])?;
-            let name = &bytes[at + 1..at + 1 + name_len];
-            let field = Self::FIELDS.iter().position(|f| f.as_bytes() == name)?;
+            // The chat service's order first (one comparison), then any other.
+            let expected = Self::FIELDS[i].as_bytes();
+            let rest = &bytes[at + 1..];
+            let (field, name_len) =
+                if rest.starts_with(expected) && rest.get(expected.len()) == Some(&b'"') {
+                    (i, expected.len())
+                } else {
+                    let name_len = first_special(rest)?;
+                    let name = &rest[..name_len];
+                    (
+                        Self::FIELDS.iter().position(|f| f.as_bytes() == name)?,
+                        name_len,
+                    )
+                };
             at += 1 + name_len;
             if bytes.get(at..at + 3)? != b"\":\"" {
                 return None;
