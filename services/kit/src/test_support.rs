@@ -101,27 +101,32 @@ impl Drop for TestDb {
         let Some(schema) = self.pg_schema.take() else {
             return;
         };
-        // Drop runs inside the test's runtime (or during a panic): clean up on a thread of
-        // our own so a failed test leaves no schema behind either.
         let admin = postgres_admin_url();
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP SCHEMA IF EXISTS {schema} CASCADE"
-                    )))
-                    .execute(&pool)
-                    .await;
-                    pool.close().await;
-                }
-            });
+        cleanup_on_own_thread(async move {
+            if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                )))
+                .execute(&pool)
+                .await;
+                pool.close().await;
+            }
         });
-        let _ = cleanup.join();
     }
+}
+
+/// Runs a test's async clean-up to the end on a thread and runtime of its own, and waits for
+/// it. For `Drop`, which runs inside the test's runtime (where it cannot block on a future) or
+/// during a panic: a failed test leaves nothing behind either.
+pub fn cleanup_on_own_thread(cleanup: impl std::future::Future<Output = ()> + Send + 'static) {
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(cleanup);
+    });
+    let _ = thread.join();
 }
 
 /// A response, body collected.

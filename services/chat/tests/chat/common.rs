@@ -128,21 +128,14 @@ pub(crate) fn cassandra_store_config(
 /// Drops a test keyspace (on a thread of its own: this runs in `Drop`, maybe during a panic).
 #[cfg(feature = "cassandra")]
 fn drop_keyspace(keyspace: String) {
-    let cleanup = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let config = cassandra_store_config(&keyspace);
-            if let Ok(session) = confab_connectors::cassandra::connect(&config).await {
-                let _ = session
-                    .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), &[])
-                    .await;
-            }
-        });
+    confab_service_kit::test_support::cleanup_on_own_thread(async move {
+        let config = cassandra_store_config(&keyspace);
+        if let Ok(session) = confab_connectors::cassandra::connect(&config).await {
+            let _ = session
+                .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), &[])
+                .await;
+        }
     });
-    let _ = cleanup.join();
 }
 
 impl Drop for TestDb {
