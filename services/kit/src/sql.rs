@@ -9,8 +9,9 @@
 //! the error classification both services agree on.
 
 use confab_token::Secret;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -64,17 +65,10 @@ pub async fn connect(database_url: &Secret, max_connections: u32) -> Result<SqlP
     };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let options = PgConnectOptions::from_str(url).map_err(unparsable)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(|source| ConnectError::Connect {
-                url: shown,
-                source,
-                hint: " (locally: start it with scripts/infra up postgres)",
-            })?;
-        Ok(SqlPool::Postgres(pool))
+        let hint = " (locally: start it with scripts/infra up postgres)";
+        Ok(SqlPool::Postgres(
+            pool(options, max_connections, shown, hint).await?,
+        ))
     } else if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(unparsable)?
@@ -82,20 +76,32 @@ pub async fn connect(database_url: &Secret, max_connections: u32) -> Result<SqlP
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(|source| ConnectError::Connect {
-                url: shown,
-                source,
-                hint: "",
-            })?;
-        Ok(SqlPool::Sqlite(pool))
+        Ok(SqlPool::Sqlite(
+            pool(options, max_connections, shown, "").await?,
+        ))
     } else {
         Err(ConnectError::UnsupportedUrl { url: shown })
     }
+}
+
+/// A pool of at most `max_connections` connections made with `options`, one of them opened now;
+/// a failure names the URL as `shown`, followed by `hint`.
+async fn pool<DB: sqlx::Database>(
+    options: <DB::Connection as sqlx::Connection>::Options,
+    max_connections: u32,
+    shown: String,
+    hint: &'static str,
+) -> Result<sqlx::Pool<DB>, ConnectError> {
+    PoolOptions::<DB>::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(|source| ConnectError::Connect {
+            url: shown,
+            source,
+            hint,
+        })
 }
 
 /// Whether the error is the connection's, not the statement's (I/O, TLS, a pool that timed out
