@@ -7,7 +7,6 @@ use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use confab_service_kit::extract::Rejection;
 use confab_token::ErrorBody;
 
 /// An error answered to an HTTP caller.
@@ -123,22 +122,7 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-impl From<Rejection> for ApiError {
-    fn from(rejection: Rejection) -> Self {
-        match rejection {
-            Rejection::BadRequest {
-                status,
-                code,
-                message,
-            } => ApiError::BadRequest {
-                status,
-                code,
-                message,
-            },
-            Rejection::Internal => ApiError::Internal,
-        }
-    }
-}
+confab_service_kit::api_error_from_rejection!(ApiError);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

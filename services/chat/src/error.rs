@@ -9,7 +9,6 @@ use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use confab_service_kit::extract::Rejection;
 use confab_token::ErrorBody;
 
 /// The `Retry-After` sent with every 503: backends that are down usually come back within
@@ -120,22 +119,7 @@ impl ApiError {
     }
 }
 
-impl From<Rejection> for ApiError {
-    fn from(rejection: Rejection) -> Self {
-        match rejection {
-            Rejection::BadRequest {
-                status,
-                code,
-                message,
-            } => ApiError::BadRequest {
-                status,
-                code,
-                message,
-            },
-            Rejection::Internal => ApiError::Internal,
-        }
-    }
-}
+confab_service_kit::api_error_from_rejection!(ApiError);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -7,8 +7,9 @@
 //! `payload_too_large`, `bad_request`, `invalid_query` or `invalid_path`. A path extractor that
 //! does not fit its route is the service's bug: 500 `internal`, logged.
 //!
-//! Each service converts a [`Rejection`] into its own `ApiError` (`From<Rejection>`), so its own
-//! extractors can build on these with `?`.
+//! Each service converts a [`Rejection`] into its own `ApiError` (`From<Rejection>`, written by
+//! [`api_error_from_rejection!`](crate::api_error_from_rejection)), so its own extractors can
+//! build on these with `?`.
 
 use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
@@ -55,6 +56,31 @@ pub enum Rejection {
     /// A path extractor does not fit its route (500); logged, not explained to the caller.
     #[error("internal error")]
     Internal,
+}
+
+/// Implements `From<Rejection>` for a service's `ApiError` enum, whose variants
+/// `BadRequest { status, code, message }` and `Internal` mirror [`Rejection`]'s. The match is
+/// exhaustive in each service, so a new kind of rejection must be handled by both.
+#[macro_export]
+macro_rules! api_error_from_rejection {
+    ($api_error:ty) => {
+        impl From<$crate::extract::Rejection> for $api_error {
+            fn from(rejection: $crate::extract::Rejection) -> Self {
+                match rejection {
+                    $crate::extract::Rejection::BadRequest {
+                        status,
+                        code,
+                        message,
+                    } => Self::BadRequest {
+                        status,
+                        code,
+                        message,
+                    },
+                    $crate::extract::Rejection::Internal => Self::Internal,
+                }
+            }
+        }
+    };
 }
 
 impl Rejection {
