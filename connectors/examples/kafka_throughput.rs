@@ -8,7 +8,8 @@
 //!
 //! Environment: `REPEAT=N` runs both N times, interleaved, and prints the median ratio;
 //! `BUFFERED=N` sets the source's `max_buffered_records`; `TIMELINE=1` prints the
-//! pipeline's counters every 20 ms.
+//! pipeline's counters every 20 ms; `ONLY=aggregator` runs the aggregator alone (to profile it;
+//! no ratio then).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,6 +78,16 @@ async fn main() -> anyhow::Result<()> {
     let copied = format!("bench_copy_{run}");
     create_topics(&brokers, &[&copied]).await?;
     let (mut to_ceiling, mut to_copy) = (Vec::new(), Vec::new());
+    if std::env::var("ONLY").is_ok_and(|only| only == "aggregator") {
+        for run in 0..repeat {
+            measure("aggregator -> grouped topic", messages, async {
+                let (elapsed, groups) = aggregator(&brokers, &topic, &grouped, run).await?;
+                Ok((elapsed, format!(" ({groups} groups)")))
+            })
+            .await?;
+        }
+        return Ok(());
+    }
     for run in 0..repeat {
         let ceiling = measure("plain rdkafka consumer", messages, async {
             Ok((
