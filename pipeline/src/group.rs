@@ -24,6 +24,9 @@ pub enum CompletionReason {
     EndOfInput,
     /// The operator's cap on open groups or open bytes forced the group out early.
     Capacity,
+    /// A record of the same key came from a later commit epoch (`commit_epoch_ms` of event
+    /// time), so the log has a point no group straddles, where offsets can be committed.
+    Epoch,
     /// A record of the same key came from a newer assignment of its partition (after a
     /// rebalance), so this group, begun under the old one, was closed; the runtime drops it.
     Reassigned,
@@ -31,13 +34,14 @@ pub enum CompletionReason {
 
 impl CompletionReason {
     /// Every reason, for metrics that report each one.
-    pub const ALL: [CompletionReason; 7] = [
+    pub const ALL: [CompletionReason; 8] = [
         Self::Inactivity,
         Self::MaxMessages,
         Self::MaxBytes,
         Self::MaxAge,
         Self::EndOfInput,
         Self::Capacity,
+        Self::Epoch,
         Self::Reassigned,
     ];
 
@@ -50,6 +54,7 @@ impl CompletionReason {
             Self::MaxAge => "max_age",
             Self::EndOfInput => "end_of_input",
             Self::Capacity => "capacity",
+            Self::Epoch => "epoch",
             Self::Reassigned => "reassigned",
         }
     }

@@ -87,6 +87,13 @@ pub struct AggregateOptions {
     pub limits: OperatorLimits,
     /// Where to report open groups, open bytes and completions; none by default.
     pub metrics: Option<Arc<Metrics>>,
+    /// When not 0, no group spans a multiple of this many milliseconds of event time: a record
+    /// of a later epoch than its key's open group closes that group
+    /// ([`CompletionReason::Epoch`]). Groups of keys interleaved in a log overlap one another, so
+    /// without epochs a busy log may never reach a point that no group straddles, and
+    /// commit-after-ack commits only at such points (see the runtime's commit tracker). The
+    /// runtime sets [`crate::RuntimeConfig::commit_epoch_ms`]; 0 (off) by default here.
+    pub epoch_ms: u64,
 }
 
 /// The extension trait that adds the operator to timely streams of records timestamped with
@@ -220,6 +227,7 @@ struct OpenGroup<D> {
 /// One worker's operator state.
 struct State<K, D> {
     policy: WindowPolicy,
+    epoch_ms: u64,
     limits: OperatorLimits,
     metrics: Option<Arc<Metrics>>,
     open: FxHashMap<K, OpenGroup<D>>,
@@ -236,6 +244,7 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
     fn new(policy: WindowPolicy, options: AggregateOptions) -> Self {
         Self {
             policy,
+            epoch_ms: options.epoch_ms,
             limits: options.limits,
             metrics: options.metrics,
             open: FxHashMap::default(),
@@ -264,7 +273,7 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
         // The usual case, a record joining its key's open group, takes one lookup.
         let step = match self.open.get_mut(&key) {
             None => Step::Start(record),
-            Some(open) => match closing_reason(open, &record, at, size, &policy) {
+            Some(open) => match closing_reason(open, &record, at, size, &policy, self.epoch_ms) {
                 Some(close) => Step::Close(close, record),
                 None => {
                     open.records.push(record);
@@ -476,6 +485,7 @@ fn closing_reason<D: Aggregatable>(
     at: u64,
     size: usize,
     policy: &WindowPolicy,
+    epoch_ms: u64,
 ) -> Option<(CompletionReason, Option<u64>)> {
     if open
         .records
@@ -493,6 +503,9 @@ fn closing_reason<D: Aggregatable>(
             CompletionReason::Inactivity
         };
         Some((reason, Some(open.deadline)))
+    } else if epoch_ms > 0 && at / epoch_ms > open.first / epoch_ms {
+        // A late record of an earlier epoch still joins; only a later one closes the group.
+        Some((CompletionReason::Epoch, None))
     } else if open.bytes + size > policy.max_bytes {
         Some((CompletionReason::MaxBytes, None))
     } else {

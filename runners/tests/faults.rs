@@ -58,13 +58,30 @@ async fn wait_lag_below(backlog: &Backlog, aggregator: &mut Aggregator, below: i
         .create()
         .expect("consumer");
     let started = Instant::now();
+    let mut said = Instant::now();
     loop {
-        let lag = backlog.lag(&consumer);
-        if lag.is_some_and(|l| l < below) {
+        // Blocking librdkafka calls: off the runtime's workers, which the producers share.
+        let lag = tokio::task::block_in_place(|| backlog.lag(&consumer));
+        if said.elapsed() > Duration::from_secs(5) {
             eprintln!(
-                "faults: recovered after {what} in {:.1} s (lag {lag:?})",
+                "faults: {:.1} s after {what}: lag {lag:?}",
                 started.elapsed().as_secs_f64()
             );
+            said = Instant::now();
+        }
+        if lag.is_some_and(|l| l < below) {
+            let took = started.elapsed();
+            eprintln!(
+                "faults: recovered after {what} in {:.1} s (lag {lag:?})",
+                took.as_secs_f64()
+            );
+            if took > Duration::from_secs(10) {
+                // Slow but within bounds: what the aggregator said meanwhile, to see why.
+                eprintln!(
+                    "faults: the aggregator's log so far:\n{}",
+                    aggregator.log_tail()
+                );
+            }
             return;
         }
         aggregator.assert_running(&format!("after {what}"));

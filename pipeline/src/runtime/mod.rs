@@ -61,6 +61,13 @@ pub struct RuntimeConfig {
     pub max_unacked_bytes: u64,
     /// How often acknowledged positions are committed.
     pub commit_interval_ms: u64,
+    /// No group spans a multiple of this many milliseconds of event time (0: no such limit).
+    /// An offset is committed only where no acknowledged group straddles it, so that a replay
+    /// rebuilds the same groups; in a busy log the groups of interleaved chats always overlap,
+    /// and without this limit the committed offsets could stay behind for as long as the
+    /// traffic lasts. With it they move at least once per epoch, for at most one extra group
+    /// per chat per epoch.
+    pub commit_epoch_ms: u64,
     /// Most groups in one sink write.
     pub sink_batch_max_groups: usize,
     /// Most sink batches in flight at once.
@@ -84,6 +91,7 @@ impl Default for RuntimeConfig {
             max_record_bytes: 64 * 1024,
             max_unacked_bytes: 64 * 1024 * 1024,
             commit_interval_ms: 1000,
+            commit_epoch_ms: 60_000,
             sink_batch_max_groups: 200,
             sink_concurrency: 4,
             retry_initial_ms: 100,
@@ -232,6 +240,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         let options = AggregateOptions {
             limits: self.limits,
             metrics: Some(Arc::clone(&self.metrics)),
+            epoch_ms: config.commit_epoch_ms,
         };
         let policy = self.policy;
         let workers = config.workers;

@@ -38,14 +38,12 @@ impl PartitionState {
     /// The latest position at or below the low watermark that no acknowledged group spans.
     fn clean_cut(&self) -> u64 {
         let mut cut = self.outstanding.first().unwrap_or(self.next);
-        while let Some(first) = self
-            .spans
-            .range(..cut)
-            .filter(|(_, &last)| last >= cut)
-            .map(|(&first, _)| first)
-            .min()
-        {
-            cut = first;
+        // One pass, latest first: a span that straddles the cut moves it to the span's first
+        // offset, and every span after it in this order starts earlier still, so none is missed.
+        for (&first, &last) in self.spans.range(..cut).rev() {
+            if last >= cut {
+                cut = first;
+            }
         }
         cut
     }
@@ -219,6 +217,30 @@ mod tests {
         t.acked(at(1, 3));
         assert_eq!(t.committable(), vec![at(0, 15), at(1, 4)]);
         assert_eq!(t.outstanding(), 0);
+    }
+
+    #[test]
+    fn the_cut_follows_a_chain_of_overlapping_groups_back_to_its_start() {
+        // Acknowledged groups {1,6}, {2,3}, {5,12}, {10,20}; offset 15 is still open. 15 lies
+        // inside {10,20}, whose 10 lies inside {5,12}, whose 5 lies inside {1,6}: the only clean
+        // cut at or below 15 is 1. {2,3} straddles none of these cuts and changes nothing.
+        let mut t = CommitTracker::default();
+        for o in 0..=20 {
+            t.read(at(0, o));
+        }
+        t.acked(at(0, 0));
+        for group in [[1, 6], [2, 3], [5, 12], [10, 20]] {
+            t.acked_group(&group.map(|o| at(0, o)));
+        }
+        for o in (4..15)
+            .chain(16..20)
+            .filter(|o| ![5, 6, 10, 12].contains(o))
+        {
+            t.acked(at(0, o));
+        }
+        assert_eq!(t.committable(), vec![at(0, 1)]);
+        t.acked(at(0, 15));
+        assert_eq!(t.committable(), vec![at(0, 21)], "nothing open: the end");
     }
 
     #[test]

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use confab_pipeline::memory::{MemoryDeadLetters, MemoryLog, MemorySink};
 use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::{
-    ChatMessage, CompletionReason, Group, ManualClock, Pipeline, RuntimeConfig, Sink, SinkError,
-    SourceRecord, WindowPolicy,
+    Aggregatable, ChatMessage, CompletionReason, Group, ManualClock, Pipeline, RuntimeConfig, Sink,
+    SinkError, SourceRecord, WindowPolicy,
 };
 use tokio::sync::Notify;
 
@@ -596,4 +596,106 @@ async fn a_backlog_read_one_partition_after_another_forms_the_groups_of_the_log(
     assert!(groups
         .iter()
         .all(|g| g.len() == 40 && g.reason == CompletionReason::Inactivity));
+}
+
+/// Chats interleaved at random in a busy log: their groups overlap, so (almost) no offset lies
+/// outside every group, and commit-after-ack, which commits only where no acknowledged group
+/// straddles the position, could not move while the traffic lasted. Epochs of event time give
+/// the log such points: here the committed offsets reach each epoch's start while the pipeline
+/// runs, and every message is still in exactly one group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_move_through_a_busy_log_of_overlapping_groups_at_each_epoch() {
+    const EPOCH_MS: u64 = 1_000;
+    let log = MemoryLog::new(2);
+    // An epoch boundary, so record i is at boundary + 10 i ms: 100 records per epoch.
+    let start = 1_700_000_040_000;
+    assert_eq!(start % EPOCH_MS, 0);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut last_epoch_start = vec![None; 2];
+    let records = 2_000;
+    for i in 0..records {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let ms = start + i * 10;
+        let m = chat_message(i, x % 20, ms);
+        let at = log.append(m.chat_id.as_bytes(), m.encode());
+        // The first offset of the last epoch, per partition.
+        let first_of_last = ms >= start + (records * 10 / EPOCH_MS - 1) * EPOCH_MS;
+        let slot = &mut last_epoch_start[at.partition as usize];
+        if first_of_last && slot.is_none() {
+            *slot = Some(at.offset);
+        }
+    }
+    let sink = MemorySink::default();
+    // Groups close only at 10 messages (or at an epoch's end): no timeout fires in this test.
+    let policy = WindowPolicy {
+        inactivity_timeout_ms: 3_600_000,
+        max_age_ms: 3_600_000,
+        max_messages: 10,
+        ..WindowPolicy::default()
+    };
+    let clock = ManualClock::new(start);
+    let config = RuntimeConfig {
+        commit_interval_ms: 10,
+        commit_epoch_ms: EPOCH_MS,
+        ..RuntimeConfig::default()
+    };
+    let p = pipeline(
+        vec![Arc::new(sink.clone())],
+        MemoryDeadLetters::default(),
+        policy,
+        config,
+    )
+    .clock(Arc::new(clock.clone()));
+    let stop = Arc::new(Notify::new());
+    let stopped = Arc::clone(&stop);
+    let run = tokio::spawn(p.run(log.source("g"), async move { stopped.notified().await }));
+
+    // The clock moves only for the commit interval (10 ms a step, 20 s at most: far below the
+    // hour-long timeouts, so it closes no group).
+    let reached = |committed: &[confab_pipeline::Position]| {
+        committed
+            .iter()
+            .all(|c| c.offset >= last_epoch_start[c.partition as usize].unwrap_or(0))
+    };
+    for _ in 0..2_000 {
+        if reached(&log.committed("g")) {
+            break;
+        }
+        clock.advance(10);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let committed = log.committed("g");
+    assert!(
+        reached(&committed),
+        "committed {committed:?} while running, not yet the last epoch's start {last_epoch_start:?}"
+    );
+    let epoch_groups = sink
+        .groups()
+        .iter()
+        .filter(|g| g.reason == CompletionReason::Epoch)
+        .count();
+    assert!(epoch_groups > 0, "no group was closed by an epoch");
+
+    stop.notify_one();
+    run.await.expect("join").expect("run");
+    let groups = sink.groups();
+    let mut seen: Vec<String> = groups
+        .iter()
+        .flat_map(|g| g.records.iter().map(|m| m.message_id.to_string()))
+        .collect();
+    seen.sort();
+    let mut expected: Vec<String> = (0..records).map(|i| format!("m{i}")).collect();
+    expected.sort();
+    assert_eq!(seen, expected, "every message in exactly one group");
+    for g in &groups {
+        let epochs: std::collections::BTreeSet<u64> = g
+            .records
+            .iter()
+            .map(|m| m.event_time_ms() / EPOCH_MS)
+            .collect();
+        assert_eq!(epochs.len(), 1, "group {} spans epochs {epochs:?}", g.id);
+    }
+    assert_eq!(log.committed("g"), log.end_offsets());
 }
