@@ -111,7 +111,9 @@ async fn kafka_and_cassandra_restarts_and_a_frozen_firestore_lose_nothing() {
         dir.path(),
         "",
         "max_buffered_records = 2000",
-        "max_unacked_bytes = 2097152",
+        // Short commit epochs: under the steady producer, commits move every 2 s, so the lag
+        // below shows when the pipeline moves again, not when an epoch of the default 60 s ends.
+        "max_unacked_bytes = 2097152\ncommit_epoch_ms = 2000",
     );
     let mut aggregator = Aggregator::start(&config);
     let steady = backlog.produce_live("steady", 0, STEADY, 100, RATE);
