@@ -88,8 +88,8 @@ pub struct AggregateOptions {
     /// Where to report open groups, open bytes and completions; none by default.
     pub metrics: Option<Arc<Metrics>>,
     /// When not 0, no group spans a multiple of this many milliseconds of event time: a record
-    /// of a later epoch than its key's open group closes that group
-    /// ([`CompletionReason::Epoch`]). Groups of keys interleaved in a log overlap one another, so
+    /// of a later epoch than the record that began its key's open group closes that group
+    /// ([`CompletionReason::Epoch`]; a late record of an earlier epoch still joins). Groups of keys interleaved in a log overlap one another, so
     /// without epochs a busy log may never reach a point that no group straddles, and
     /// commit-after-ack commits only at such points (see the runtime's commit tracker). The
     /// runtime sets [`crate::RuntimeConfig::commit_epoch_ms`]; 0 (off) by default here.
@@ -222,6 +222,9 @@ struct OpenGroup<D> {
     deadline: u64,
     /// Distinguishes this group from earlier groups of the same key in the deadline queue.
     seq: u64,
+    /// The end of the commit epoch its first record fell in (`u64::MAX` without epochs): a
+    /// record at or after it closes the group. Kept so that joining costs no division.
+    epoch_end: u64,
 }
 
 /// One worker's operator state.
@@ -273,7 +276,7 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
         // The usual case, a record joining its key's open group, takes one lookup.
         let step = match self.open.get_mut(&key) {
             None => Step::Start(record),
-            Some(open) => match closing_reason(open, &record, at, size, &policy, self.epoch_ms) {
+            Some(open) => match closing_reason(open, &record, at, size, &policy) {
                 Some(close) => Step::Close(close, record),
                 None => {
                     open.records.push(record);
@@ -340,6 +343,10 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
                 bytes: size,
                 deadline: group_deadline,
                 seq,
+                epoch_end: match self.epoch_ms {
+                    0 => u64::MAX,
+                    e => (at / e).saturating_add(1).saturating_mul(e),
+                },
             },
         );
         if let Some(m) = &self.metrics {
@@ -485,7 +492,6 @@ fn closing_reason<D: Aggregatable>(
     at: u64,
     size: usize,
     policy: &WindowPolicy,
-    epoch_ms: u64,
 ) -> Option<(CompletionReason, Option<u64>)> {
     if open
         .records
@@ -503,7 +509,7 @@ fn closing_reason<D: Aggregatable>(
             CompletionReason::Inactivity
         };
         Some((reason, Some(open.deadline)))
-    } else if epoch_ms > 0 && at / epoch_ms > open.first / epoch_ms {
+    } else if at >= open.epoch_end {
         // A late record of an earlier epoch still joins; only a later one closes the group.
         Some((CompletionReason::Epoch, None))
     } else if open.bytes + size > policy.max_bytes {
