@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use confab_pipeline::memory::{MemoryDeadLetters, MemoryLog, MemorySink};
 use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::{
-    Aggregatable, ChatMessage, CompletionReason, Group, ManualClock, Pipeline, RuntimeConfig, Sink,
-    SinkError, SourceRecord, WindowPolicy,
+    Aggregatable, ChatMessage, CompletionReason, Group, ManualClock, Pipeline, PipelineError,
+    RunReport, RuntimeConfig, Sink, SinkError, Source, SourceRecord, WindowPolicy,
 };
 use tokio::sync::Notify;
 
@@ -25,6 +25,31 @@ fn chat_message(i: u64, chat: u64, ms: u64) -> ChatMessage {
         time: timeuuid_from_ms(ms, (i % 10_000) as u16, [0, 0, 0, 0, 0, 1]),
         time_iso: iso_from_ms(ms).into(),
     }
+}
+
+/// A policy under which groups complete only at `max_messages` (or at the end): its timeouts
+/// are an hour long, far beyond any test's clock.
+fn hour_long_timeouts(max_messages: usize) -> WindowPolicy {
+    WindowPolicy {
+        inactivity_timeout_ms: 3_600_000,
+        max_age_ms: 3_600_000,
+        max_messages,
+        ..WindowPolicy::default()
+    }
+}
+
+/// Runs `p` on `source` in a task until the returned `Notify` is notified (or the input ends).
+fn run_until_stopped<S: Source + Send + Sync + 'static>(
+    p: Pipeline<String, ChatMessage>,
+    source: S,
+) -> (
+    tokio::task::JoinHandle<Result<RunReport, PipelineError>>,
+    Arc<Notify>,
+) {
+    let stop = Arc::new(Notify::new());
+    let stopped = Arc::clone(&stop);
+    let run = tokio::spawn(p.run(source, async move { stopped.notified().await }));
+    (run, stop)
 }
 
 fn decode(record: &SourceRecord) -> Result<ChatMessage, String> {
@@ -250,9 +275,7 @@ async fn an_idle_chat_completes_by_inactivity_in_virtual_time() {
     )
     .clock(Arc::new(clock.clone()));
     let metrics = p.metrics_handle();
-    let stop = Arc::new(Notify::new());
-    let stopped = Arc::clone(&stop);
-    let run = tokio::spawn(p.run(log.source("g"), async move { stopped.notified().await }));
+    let (run, stop) = run_until_stopped(p, log.source("g"));
 
     // The record is read, and virtual time stands just short of its deadline plus lateness.
     wait_until(|| metrics.messages_in.load(SeqCst) == 1).await;
@@ -282,12 +305,7 @@ async fn shutdown_flushes_every_open_group_and_commits_to_the_end() {
     }
     let sink = MemorySink::default();
     // Nothing would complete on its own for an hour.
-    let policy = WindowPolicy {
-        inactivity_timeout_ms: 3_600_000,
-        max_age_ms: 3_600_000,
-        max_messages: 1_000,
-        ..WindowPolicy::default()
-    };
+    let policy = hour_long_timeouts(1_000);
     let clock = ManualClock::new(start);
     let p = pipeline(
         vec![Arc::new(sink.clone())],
@@ -297,9 +315,7 @@ async fn shutdown_flushes_every_open_group_and_commits_to_the_end() {
     )
     .clock(Arc::new(clock));
     let metrics = p.metrics_handle();
-    let stop = Arc::new(Notify::new());
-    let stopped = Arc::clone(&stop);
-    let run = tokio::spawn(p.run(log.source("g"), async move { stopped.notified().await }));
+    let (run, stop) = run_until_stopped(p, log.source("g"));
     wait_until(|| metrics.open_groups.load(SeqCst) == 7).await;
     assert!(sink.groups().is_empty());
     stop.notify_one();
@@ -415,9 +431,7 @@ async fn a_down_sink_pauses_the_source_instead_of_buffering_without_bound() {
         config,
     );
     let metrics = p.metrics_handle();
-    let stop = Arc::new(Notify::new());
-    let stopped = Arc::clone(&stop);
-    let run = tokio::spawn(p.run(log.source("g"), async move { stopped.notified().await }));
+    let (run, stop) = run_until_stopped(p, log.source("g"));
 
     wait_until(|| metrics.backpressure_pauses.load(SeqCst) > 20).await;
     let read_while_down = metrics.messages_in.load(SeqCst);
@@ -453,12 +467,7 @@ async fn a_revoked_partitions_open_groups_are_left_to_its_next_owner() {
     };
     append(0, 1_000);
     // Groups stay open for an hour unless they reach 7 messages.
-    let policy = WindowPolicy {
-        inactivity_timeout_ms: 3_600_000,
-        max_age_ms: 3_600_000,
-        max_messages: 7,
-        ..WindowPolicy::default()
-    };
+    let policy = hour_long_timeouts(7);
     let config = RuntimeConfig {
         commit_interval_ms: 0,
         poll_wait_ms: 5,
@@ -476,9 +485,7 @@ async fn a_revoked_partitions_open_groups_are_left_to_its_next_owner() {
         let metrics = p.metrics_handle();
         let source = log.source_assigned("g", partitions);
         let revoker = source.revoker();
-        let stop = Arc::new(Notify::new());
-        let stopped = Arc::clone(&stop);
-        let run = tokio::spawn(p.run(source, async move { stopped.notified().await }));
+        let (run, stop) = run_until_stopped(p, source);
         (metrics, revoker, stop, run)
     };
 
@@ -578,9 +585,7 @@ async fn a_backlog_read_one_partition_after_another_forms_the_groups_of_the_log(
         config,
     )
     .clock(Arc::new(clock));
-    let stop = Arc::new(Notify::new());
-    let stopped = Arc::clone(&stop);
-    let run = tokio::spawn(p.run(log.source("g"), async move { stopped.notified().await }));
+    let (run, stop) = run_until_stopped(p, log.source("g"));
     // Once both partitions are read, the idle clock completes both chats by inactivity.
     wait_until(|| sink.groups().iter().map(|g| g.len()).sum::<usize>() == 80).await;
     stop.notify_one();
@@ -629,12 +634,7 @@ async fn commits_move_through_a_busy_log_of_overlapping_groups_at_each_epoch() {
     }
     let sink = MemorySink::default();
     // Groups close only at 10 messages (or at an epoch's end): no timeout fires in this test.
-    let policy = WindowPolicy {
-        inactivity_timeout_ms: 3_600_000,
-        max_age_ms: 3_600_000,
-        max_messages: 10,
-        ..WindowPolicy::default()
-    };
+    let policy = hour_long_timeouts(10);
     let clock = ManualClock::new(start);
     let config = RuntimeConfig {
         commit_interval_ms: 10,
@@ -648,9 +648,7 @@ async fn commits_move_through_a_busy_log_of_overlapping_groups_at_each_epoch() {
         config,
     )
     .clock(Arc::new(clock.clone()));
-    let stop = Arc::new(Notify::new());
-    let stopped = Arc::clone(&stop);
-    let run = tokio::spawn(p.run(log.source("g"), async move { stopped.notified().await }));
+    let (run, stop) = run_until_stopped(p, log.source("g"));
 
     // The clock moves only for the commit interval (10 ms a step, 20 s at most: far below the
     // hour-long timeouts, so it closes no group).
