@@ -89,10 +89,11 @@ pub struct AggregateOptions {
     pub metrics: Option<Arc<Metrics>>,
     /// When not 0, no group spans a multiple of this many milliseconds of event time: a record
     /// of a later epoch than the record that began its key's open group closes that group
-    /// ([`CompletionReason::Epoch`]; a late record of an earlier epoch still joins). Groups of keys interleaved in a log overlap one another, so
-    /// without epochs a busy log may never reach a point that no group straddles, and
-    /// commit-after-ack commits only at such points (see the runtime's commit tracker). The
-    /// runtime sets [`crate::RuntimeConfig::commit_epoch_ms`]; 0 (off) by default here.
+    /// ([`CompletionReason::Epoch`]; a late record of an earlier epoch still joins). Groups of
+    /// keys interleaved in a log overlap one another, so without epochs a busy log may never
+    /// reach a point that no group straddles, and commit-after-ack commits only at such points
+    /// (see the runtime's commit tracker). The runtime sets
+    /// [`crate::RuntimeConfig::commit_epoch_ms`]; 0 (off) by default here.
     pub epoch_ms: u64,
 }
 
