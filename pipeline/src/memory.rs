@@ -138,6 +138,24 @@ impl MemoryLog {
     }
 }
 
+impl MemoryLog {
+    /// A reader of every partition for consumer `group`, starting at each partition's current
+    /// end: a tail that sees only what is appended from now on (it need never commit).
+    pub fn source_at_end(&self, group: &str) -> MemorySource {
+        let next = self
+            .end_offsets()
+            .into_iter()
+            .map(|p| (p.partition, p.offset))
+            .collect();
+        MemorySource {
+            log: self.clone(),
+            group: group.to_string(),
+            next,
+            revoked: Revoker::default(),
+        }
+    }
+}
+
 /// Takes partitions away from a running [`MemorySource`]: its next poll reports
 /// [`Polled::Revoked`] and it reads them no more.
 #[derive(Clone, Default)]

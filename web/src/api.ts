@@ -35,10 +35,12 @@ export interface MessagePage {
   next_cursor: string | null;
 }
 
-export interface GroupEvent {
-  group_id: string;
+/** A typing notice from the person's events stream. */
+export interface Typing {
   chat_id: string;
-  messages: Message[];
+  user_id: string;
+  /** Server time (ms since the epoch) the notice was received. */
+  at_ms: number;
 }
 
 export interface Stats {
@@ -253,8 +255,40 @@ export async function firebaseToken(session: Session): Promise<FirebaseToken> {
   return request<FirebaseToken>('POST', '/api/v1/auth/firebase-token', { session });
 }
 
-/** The realtime stream of a chat's message groups (EventSource cannot send headers). */
-export function events(session: Session, chatId: string): EventSource {
-  const query = new URLSearchParams({ access_token: session.token });
-  return new EventSource(`/api/v1/chats/${encodeURIComponent(chatId)}/events?${query}`);
+/**
+ * Opens the person's events stream (GET /api/v1/events): every chat's messages as they are
+ * sent, new chats, typing notices. Read with fetch, so the token travels in a header, never in
+ * the URL; `lastEventId` resumes after that event. Resolves to the open response, or throws an
+ * ApiError (401 logs out, 429 and 503 say when to retry).
+ */
+export async function openEvents(session: Session, lastEventId: string | null, signal: AbortSignal): Promise<Response> {
+  const headers: Record<string, string> = { Accept: 'text/event-stream', Authorization: `Bearer ${session.token}` };
+  if (lastEventId) headers['Last-Event-ID'] = lastEventId;
+  let response: Response;
+  try {
+    response = await fetch('/api/v1/events', { headers, signal, cache: 'no-store' });
+  } catch (err) {
+    if (signal.aborted) throw err;
+    throw new ApiError('Cannot reach the server. Is confab running? Retrying may help.', 0, 'network');
+  }
+  if (response.ok && response.body) return response;
+  let text = '';
+  try {
+    text = ((await response.json()) as { message?: string }).message ?? '';
+  } catch {
+    // Not our JSON.
+  }
+  if (response.status === 401) {
+    onUnauthorized();
+    throw new ApiError('Your session has expired. Please log in again.', 401, 'unauthorized');
+  }
+  throw new ApiError(`${sentence(text) || `The events stream failed (${response.status}).`}`, response.status, 'events');
+}
+
+/** Tells the chat's other member that this person is typing (best effort). */
+export async function typing(session: Session, chatId: string): Promise<void> {
+  await fetch(`/api/v1/chats/${encodeURIComponent(chatId)}/typing`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${session.token}` },
+  });
 }

@@ -1,7 +1,8 @@
 // One open chat: the latest history page, older pages as the list is scrolled to the top,
-// new message groups in realtime (the events stream or Firestore, see realtime.ts), and the
-// composer (Enter sends, Shift+Enter starts a new line). Messages are deduplicated by
-// message_id, whichever path brought them.
+// new messages in realtime (from the person's events stream, which main.ts hands over, or from
+// Firestore, see realtime.ts), the other member's typing notices, and the composer (Enter
+// sends, Shift+Enter starts a new line; typing sends a notice every few seconds). Messages are
+// deduplicated by message_id, whichever path brought them.
 
 import * as api from './api';
 import type { Message, Session, User } from './api';
@@ -13,6 +14,10 @@ import type { Realtime, Subscription } from './realtime';
 export const PAGE_SIZE = 20;
 /** How close to the top (px) scrolling has to come to load the next older page. */
 const LOAD_MARGIN = 48;
+/** At most one typing notice per this many ms while typing. */
+const TYPING_EVERY_MS = 3000;
+/** How long a typing notice shows without another. */
+const TYPING_SHOWN_MS = 5000;
 
 interface Hooks {
   onError: (text: string) => void;
@@ -32,6 +37,9 @@ export class ChatView {
   private loadingOlder = false;
   private subscription: Subscription | null = null;
   private closed = false;
+  private lastTypingSent = 0;
+  private typingTimer = 0;
+  private readonly typingLine: HTMLElement;
   /** Event time (ms) of the newest message from history or realtime (not from a send). */
   private newestMs: number | null = null;
 
@@ -39,7 +47,8 @@ export class ChatView {
     private readonly session: Session,
     readonly chatId: string,
     private readonly peer: User,
-    private readonly realtime: Realtime,
+    /** The Firestore listener; null when messages come from the person's events stream. */
+    private readonly realtime: Realtime | null,
     private readonly hooks: Hooks,
   ) {
     this.list = h('ol', { class: 'messages', ariaLabel: `Messages with ${peer.username}`, ariaLive: 'polite' });
@@ -55,20 +64,69 @@ export class ChatView {
         void this.send();
       }
     });
+    this.input.addEventListener('input', () => this.typed());
     this.status = h('span', { class: 'live', title: 'Realtime connection' }, 'connecting…');
     this.notice = h('p', { class: 'realtime-error', role: 'alert', ariaLive: 'polite' });
     this.notice.hidden = true;
+    this.typingLine = h('p', { class: 'typing', ariaLive: 'polite' });
+    this.typingLine.hidden = true;
     const sendButton = h('button', { class: 'primary', type: 'button', on: { click: () => void this.send() } }, 'Send');
-    this.element = h('div', { class: 'chat', data: { chatId, realtime: realtime.mode } },
+    this.element = h('div', { class: 'chat', data: { chatId, realtime: realtime?.mode ?? 'sse' } },
       h('header', { class: 'chat-head' },
         h('span', { class: 'avatar' }, peer.username.charAt(0).toUpperCase()),
         h('h2', {}, peer.username),
         this.status),
       this.notice,
       this.list,
+      this.typingLine,
       h('div', { class: 'composer' }, this.input, sendButton));
-    // Realtime starts once the latest page is read, after its newest message (see `since`).
+    // Firestore starts once the latest page is read, after its newest message (see `since`);
+    // the events stream is already open, and what it brings meanwhile is merged.
     void this.loadLatest().then(() => this.connect());
+  }
+
+  /** Messages of this chat from the person's events stream. */
+  addLive(messages: Message[]): void {
+    if (this.realtime) return; // Firestore brings this chat's messages
+    for (const message of messages) {
+      if (message.from_user !== this.session.id) this.hideTyping();
+    }
+    this.add(messages, 'auto');
+  }
+
+  /** Whether the person's events stream is open; `error` says why not when it needs saying. */
+  setLive(live: boolean, error?: string): void {
+    if (this.realtime) return; // the Firestore listener reports its own state
+    this.status.textContent = live ? 'live' : 'reconnecting…';
+    this.status.classList.toggle('on', live);
+    this.notice.textContent = error ?? '';
+    this.notice.hidden = !error;
+  }
+
+  /** The stream may have missed messages: read the latest page again (duplicates drop). */
+  reloadLatest(): void {
+    void this.loadLatest();
+  }
+
+  /** The other member is typing. */
+  showTyping(): void {
+    this.typingLine.textContent = `${this.peer.username} is typing…`;
+    this.typingLine.hidden = false;
+    clearTimeout(this.typingTimer);
+    this.typingTimer = window.setTimeout(() => this.hideTyping(), TYPING_SHOWN_MS);
+  }
+
+  private hideTyping(): void {
+    clearTimeout(this.typingTimer);
+    this.typingLine.hidden = true;
+  }
+
+  /** Sends a typing notice, at most every few seconds, while there is text. */
+  private typed(): void {
+    const now = Date.now();
+    if (this.input.value.trim() === '' || now - this.lastTypingSent < TYPING_EVERY_MS) return;
+    this.lastTypingSent = now;
+    api.typing(this.session, this.chatId).catch(() => {});
   }
 
   focus(): void {
@@ -77,6 +135,7 @@ export class ChatView {
 
   close(): void {
     this.closed = true;
+    clearTimeout(this.typingTimer);
     this.subscription?.close();
   }
 
@@ -127,7 +186,7 @@ export class ChatView {
   }
 
   private connect(): void {
-    if (this.closed) return;
+    if (this.closed || !this.realtime) return;
     this.subscription = this.realtime.subscribe(this.chatId, {
       since: () => this.newestMs,
       onMessages: (messages) => this.add(messages, 'auto'),
@@ -158,8 +217,9 @@ export class ChatView {
     const clientId = crypto.randomUUID();
     this.input.value = '';
     try {
+      this.lastTypingSent = 0;
       const message = await api.send(this.session, this.chatId, body, clientId);
-      // Not `confirmed`: its group is not written yet, so realtime must still deliver it.
+      // Not `confirmed`: its group is not written yet, so Firestore must still deliver it.
       this.add([message], 'bottom', false, false);
       this.hooks.onSent(message);
       this.hooks.onError('');

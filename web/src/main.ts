@@ -1,13 +1,17 @@
 // confab's web client: sign up and log in, find users, start or open chats, and chat in
-// realtime (the aggregator's message groups, by server-sent events or from Firestore, as the
-// server's /api/v1/config says), with history pages loaded as you scroll up. Every piece of
-// user data reaches the page as text, never as HTML.
+// realtime, with history pages loaded as you scroll up. One events stream per page (live.ts)
+// carries everything for the person's chats as it happens: messages (shown at once, or, when
+// the server's /api/v1/config says `firestore`, read from the aggregator's Firestore documents
+// by the open chat), new chats, typing notices; the chat list keeps itself current from it
+// (a preview and an unread count per chat) without polling. Every piece of user data reaches
+// the page as text, never as HTML.
 
 import './style.css';
 import * as api from './api';
-import type { Chat, Message, Session, User } from './api';
+import type { Chat, Message, Session, Typing, User } from './api';
 import { h, replace } from './dom';
 import { ChatView } from './chat';
+import { LiveStream } from './live';
 import { createRealtime, type Realtime } from './realtime';
 
 const root = document.getElementById('app') as HTMLElement;
@@ -17,7 +21,11 @@ let chats: Chat[] = [];
 let users: User[] = [];
 let current: ChatView | null = null;
 let realtime: Realtime | null = null;
+let live: LiveStream | null = null;
+let liveUp = false;
 let timers: number[] = [];
+/** Per chat: the last message's text and the messages from the peer not seen yet. */
+const chatMeta = new Map<string, { preview: string; unread: number }>();
 
 api.setUnauthorizedHandler(() => logOut('Your session has expired. Please log in again.'));
 
@@ -86,6 +94,10 @@ function logOut(notice = ''): void {
   current = null;
   realtime?.close();
   realtime = null;
+  live?.close();
+  live = null;
+  liveUp = false;
+  chatMeta.clear();
   delete document.body.dataset.realtime;
   for (const timer of timers) clearInterval(timer);
   timers = [];
@@ -121,6 +133,8 @@ function renderChats(): void {
   replace(chatList, ...chats.map((chat) => {
     const peer = peerOf(chat);
     const active = current?.chatId === chat.chat_id;
+    const meta = chatMeta.get(chat.chat_id);
+    const unread = meta?.unread ?? 0;
     return h('li', {},
       h('button', {
         class: active ? 'item active' : 'item',
@@ -129,7 +143,9 @@ function renderChats(): void {
       },
       h('span', { class: 'avatar' }, peer.username.charAt(0).toUpperCase()),
       h('span', { class: 'name' }, peer.username),
-      h('time', { class: 'when' }, shortTime(chat.last_activity))),
+      h('time', { class: 'when' }, shortTime(chat.last_activity)),
+      h('span', { class: 'preview' }, meta?.preview ?? ''),
+      unread > 0 ? h('span', { class: 'unread', ariaLabel: `${unread} unread` }, String(unread)) : ''),
     );
   }));
 }
@@ -200,7 +216,7 @@ async function startChat(user: User): Promise<void> {
   }
 }
 
-/** The server's realtime path, once per session (the events stream if the server cannot say). */
+/** The server's realtime path for messages, once per session (the events stream if it cannot say). */
 async function startRealtime(me: Session): Promise<void> {
   try {
     const { config, clockOffsetMs } = await api.clientConfig();
@@ -209,19 +225,85 @@ async function startRealtime(me: Session): Promise<void> {
   } catch (err) {
     if (session !== me) return;
     showBanner(`${errorText(err)} New messages come through the events stream.`);
-    realtime = createRealtime({ realtime: 'sse' }, me, 0);
+    realtime = null;
   }
-  document.body.dataset.realtime = realtime.mode;
+  document.body.dataset.realtime = realtime?.mode ?? 'sse';
+}
+
+/** How long the first page waits for the events stream before reading the lists anyway. */
+const FIRST_READY_WAIT_MS = 3000;
+
+/**
+ * Opens the person's events stream; resolves once it is open (or after a short wait), so the
+ * chat list and history read after it miss nothing: what arrives meanwhile is merged.
+ */
+function startLive(me: Session): Promise<void> {
+  let opened: () => void = () => {};
+  const ready = new Promise<void>((resolve) => {
+    opened = resolve;
+    window.setTimeout(resolve, FIRST_READY_WAIT_MS);
+  });
+  live = new LiveStream(me, {
+    onReady: () => {
+      liveUp = true;
+      current?.setLive(true);
+      opened();
+    },
+    onMessage: (message) => onLiveMessage(message),
+    onChat: (chat) => {
+      if (!chats.some((c) => c.chat_id === chat.chat_id)) {
+        chats.unshift(chat);
+        renderChats();
+      }
+    },
+    onTyping: (notice: Typing) => {
+      if (notice.user_id !== me.id && current?.chatId === notice.chat_id) current.showTyping();
+    },
+    onReset: () => {
+      void refreshChats();
+      current?.reloadLatest();
+    },
+    onDown: (error) => {
+      liveUp = false;
+      current?.setLive(false, error);
+    },
+  });
+  live.start();
+  return ready;
+}
+
+/** A message of one of the person's chats, as soon as it was sent. */
+function onLiveMessage(message: Message): void {
+  const chat = chats.find((c) => c.chat_id === message.chat_id);
+  if (!chat) {
+    // A chat started through another server: the list has it now.
+    void refreshChats().then(() => onLiveMessage(message));
+    return;
+  }
+  const meta = chatMeta.get(chat.chat_id) ?? { preview: '', unread: 0 };
+  meta.preview = message.body.slice(0, 80);
+  const open = current?.chatId === chat.chat_id;
+  if (message.from_user !== session?.id && !open) meta.unread += 1;
+  chatMeta.set(chat.chat_id, meta);
+  chat.last_activity = message.time_iso;
+  if (open) current?.addLive([message]);
+  bumpChat(chat.chat_id, true);
 }
 
 function openChat(chat: Chat): void {
-  if (!session || !realtime) return;
-  if (current?.chatId === chat.chat_id) return;
+  if (!session) return;
+  const meta = chatMeta.get(chat.chat_id);
+  if (meta) meta.unread = 0;
+  if (current?.chatId === chat.chat_id) {
+    renderChats();
+    return;
+  }
   current?.close();
   current = new ChatView(session, chat.chat_id, peerOf(chat), realtime, {
     onError: showBanner,
     onSent: (message: Message) => bumpChat(message.chat_id),
   });
+  current.setLive(liveUp);
   replace(pane, current.element);
   history.replaceState(null, '', `#/chats/${chat.chat_id}`);
   document.body.classList.add('in-chat');
@@ -229,13 +311,13 @@ function openChat(chat: Chat): void {
   current.focus();
 }
 
-function bumpChat(chatId: string): void {
+function bumpChat(chatId: string, redraw = false): void {
   const index = chats.findIndex((c) => c.chat_id === chatId);
   if (index > 0) {
     const [chat] = chats.splice(index, 1);
     chats.unshift(chat);
-    renderChats();
   }
+  if (index > 0 || redraw) renderChats();
 }
 
 async function home(): Promise<void> {
@@ -265,11 +347,11 @@ async function home(): Promise<void> {
     clearTimeout(debounce);
     debounce = window.setTimeout(() => void refreshUsers(), 300);
   };
-  // Before the chat list shows, so every chat opens with it.
-  await startRealtime(me);
+  // Before the chat list shows, so every chat opens with it; the events stream before the
+  // lists are read, so nothing sent in between is missed.
+  await Promise.all([startRealtime(me), startLive(me)]);
   await Promise.all([refreshChats(), refreshUsers(), refreshStats()]);
-  timers.push(window.setInterval(() => void refreshChats(), 5000));
-  timers.push(window.setInterval(() => void refreshStats(), 2000));
+  timers.push(window.setInterval(() => void refreshStats(), 5000));
   const wanted = /^#\/chats\/([0-9a-f-]{36})$/.exec(location.hash)?.[1];
   const chat = chats.find((c) => c.chat_id === wanted);
   if (chat) openChat(chat);

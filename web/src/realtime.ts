@@ -1,11 +1,11 @@
-// New messages as they are written, from one of two paths the server chooses
-// (GET /api/v1/config): the chat service's server-sent events, or the aggregator's group
-// documents in Firestore through the Firebase JS SDK. The SDK is imported only on the Firestore
-// path (./firestore.ts is its own chunk), so the events-stream client does not carry it.
-// Either way the chat view gets the same calls and drops duplicates by message_id.
+// The Firestore path for a chat's messages (GET /api/v1/config says `firestore`): the
+// aggregator's group documents through the Firebase JS SDK, the seed's shape. The SDK is
+// imported only on this path (./firestore.ts is its own chunk), so the default client, which
+// gets messages from the person's events stream (live.ts), does not carry it. The chat view
+// drops duplicates by message_id.
 
 import * as api from './api';
-import type { ClientConfig, FirestoreSettings, GroupEvent, Message, Session } from './api';
+import type { ClientConfig, FirestoreSettings, Message, Session } from './api';
 import type { FirestoreConnection } from './firestore';
 
 export type RealtimeMode = 'sse' | 'firestore';
@@ -49,61 +49,10 @@ function backoff(attempt: number): number {
   return Math.min(30_000, 1000 * 2 ** Math.min(attempt, 5));
 }
 
-export function createRealtime(config: ClientConfig, session: Session, clockOffsetMs: number): Realtime {
+/** The Firestore listener when the server asks for it; null for the events stream. */
+export function createRealtime(config: ClientConfig, session: Session, clockOffsetMs: number): Realtime | null {
   if (config.realtime === 'firestore') return new FirestoreRealtime(session, config.firestore, clockOffsetMs);
-  return new SseRealtime(session);
-}
-
-/** The chat service's events stream, reconnecting with backoff when the browser gives up. */
-class SseRealtime implements Realtime {
-  readonly mode = 'sse';
-
-  constructor(private readonly session: Session) {}
-
-  subscribe(chatId: string, handlers: RealtimeHandlers): Subscription {
-    let closed = false;
-    let retry = 0;
-    let source: EventSource | null = null;
-    let timer = 0;
-    const connect = () => {
-      if (closed) return;
-      const current = api.events(this.session, chatId);
-      source = current;
-      current.addEventListener('ready', () => {
-        retry = 0;
-        handlers.onLive();
-      });
-      current.addEventListener('group', (event) => {
-        try {
-          const group = JSON.parse((event as MessageEvent<string>).data) as GroupEvent;
-          handlers.onMessages(group.messages);
-        } catch {
-          // A malformed event is skipped; history still has the messages.
-        }
-      });
-      current.addEventListener('lagged', () => handlers.onGap());
-      current.onerror = () => {
-        handlers.onDown();
-        if (current.readyState === EventSource.CLOSED) {
-          // The browser gave up (e.g. the server answered an error): retry with backoff.
-          retry += 1;
-          timer = window.setTimeout(connect, backoff(retry));
-        } else {
-          retry = Math.max(retry, 1);
-        }
-      };
-    };
-    connect();
-    return {
-      close: () => {
-        closed = true;
-        clearTimeout(timer);
-        source?.close();
-      },
-    };
-  }
-
-  close(): void {}
+  return null;
 }
 
 /** Firestore through the lazily loaded SDK; signs in once per session, retries with backoff. */

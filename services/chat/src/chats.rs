@@ -217,7 +217,9 @@ pub(crate) async fn create_chat(
     match chats.create_chat(user.id, peer.id).await {
         Ok(Created::New(chat)) => {
             tracing::info!(chat_id = %chat.id, created_by = %user.id, peer = %peer.id, "Started a chat.");
-            Ok(respond(StatusCode::CREATED, chat))
+            let response = respond(StatusCode::CREATED, chat);
+            state.realtime().publish_chat(&response.2 .0);
+            Ok(response)
         }
         Ok(Created::Existing(chat)) => {
             state.limiters().new_chats.refund(&key);

@@ -37,8 +37,10 @@ pub struct Config {
     pub log: LogConfig,
     /// Where history pages are read from.
     pub history: HistoryConfig,
-    /// What feeds `GET /api/v1/chats/{chat_id}/events`.
+    /// What feeds the per-chat stream's `group` events (the group lane).
     pub events: EventsConfig,
+    /// The live lane: each person's events stream, fed by this instance's tail of the log.
+    pub realtime: RealtimeConfig,
     /// The in-process aggregator that runs when `log.type = "memory"`.
     pub embedded: EmbeddedConfig,
     /// Spam controls.
@@ -62,6 +64,7 @@ impl Default for Config {
             log: LogConfig::default(),
             history: HistoryConfig::default(),
             events: EventsConfig::default(),
+            realtime: RealtimeConfig::default(),
             embedded: EmbeddedConfig::default(),
             limits: LimitsConfig::default(),
             max_page_quantity: 100,
@@ -222,6 +225,43 @@ impl Default for KafkaEventsConfig {
     }
 }
 
+/// The live lane: one events stream per person (`GET /api/v1/events`), fed by this instance's
+/// own tail of the message log and routed by chat membership ([`crate::realtime`]).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RealtimeConfig {
+    /// Whether this instance tails the log and serves the live lane. Off, `GET /api/v1/events`
+    /// answers 503 and the per-chat stream carries only completed groups.
+    pub live: bool,
+    /// How long a person's recent events are kept for a reconnect to resume from
+    /// (`Last-Event-ID`), in seconds; a reconnect after longer gets a `reset` and refetches.
+    pub resume_window_secs: u64,
+    /// Most events kept per person for resuming; a stream further behind than this gets a
+    /// `reset` (it never buffers without bound, and never drops silently).
+    pub window_events: usize,
+    /// Open events streams per person (tabs and devices); one more gets 429.
+    pub max_streams_per_user: usize,
+    /// Open events streams in this instance; one more gets 503.
+    pub max_streams: usize,
+    /// Seconds between keep-alive comments on an idle stream (NATs drop idle connections after
+    /// about a minute).
+    pub keep_alive_secs: u64,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        Self {
+            live: true,
+            // Ably keeps 2 minutes, Zulip 10: long enough for a network change or a laptop lid.
+            resume_window_secs: 120,
+            window_events: 1024,
+            max_streams_per_user: 16,
+            max_streams: 50_000,
+            keep_alive_secs: 15,
+        }
+    }
+}
+
 /// The in-process aggregator of the embedded mode.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -336,6 +376,25 @@ impl Config {
         }
         if self.embedded.broadcast_capacity == 0 {
             return Err(invalid("embedded.broadcast_capacity", "must be at least 1"));
+        }
+        let realtime = &self.realtime;
+        if realtime.resume_window_secs == 0 {
+            return Err(invalid("realtime.resume_window_secs", "must be at least 1"));
+        }
+        if realtime.window_events == 0 {
+            return Err(invalid("realtime.window_events", "must be at least 1"));
+        }
+        if realtime.max_streams_per_user == 0 || realtime.max_streams == 0 {
+            return Err(invalid(
+                "realtime.max_streams",
+                "max_streams and max_streams_per_user must be at least 1",
+            ));
+        }
+        if !(1..=300).contains(&realtime.keep_alive_secs) {
+            return Err(invalid(
+                "realtime.keep_alive_secs",
+                "must be between 1 and 300",
+            ));
         }
         self.embedded
             .policy

@@ -5,6 +5,7 @@ use crate::chats::{ChatPage, ChatView, Member, NewChat};
 use crate::events::GroupEvent;
 use crate::health::Status;
 use crate::messages::{MessagePage, MessageView, SendMessage};
+use crate::realtime::TypingEvent;
 use crate::AppState;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -32,19 +33,21 @@ pub(crate) fn router() -> Router<AppState> {
         crate::messages::history_page,
         crate::messages::seed_history_page,
         crate::events::events,
+        crate::realtime::person::person_events,
+        crate::realtime::person::typing,
         crate::health::healthz,
         crate::health::readyz,
         openapi_json,
     ),
     components(schemas(
         NewChat, Member, ChatView, ChatPage, SendMessage, MessageView, MessagePage, GroupEvent,
-        Status, ErrorBody
+        TypingEvent, Status, ErrorBody
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "chats", description = "Starting and listing chats"),
         (name = "messages", description = "Sending messages and reading history"),
-        (name = "events", description = "Realtime message groups"),
+        (name = "events", description = "Realtime: each person's live stream, typing notices, and per-chat streams"),
         (name = "health", description = "Liveness and readiness"),
         (name = "meta", description = "This document"),
     )

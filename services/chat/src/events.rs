@@ -1,40 +1,39 @@
-//! `GET /api/v1/chats/{chat_id}/events`: server-sent events of the chat's completed message
-//! groups, for members only.
+//! `GET /api/v1/chats/{chat_id}/events`: one chat's view of its member's live stream
+//! ([`crate::realtime`]), for members only: the chat's completed message groups and, with the
+//! live lane on, its messages as soon as the log acknowledged them.
 //!
 //! Events (each `data` is JSON):
-//! - `ready` once subscribed (`{"chat_id"}`): groups completed from now on will follow;
+//! - `ready` once subscribed (`{"chat_id"}`): what follows is from now on;
+//! - `message` per message of the chat ([`MessageView`]), seconds before its group;
 //! - `group` per completed group holding messages of this chat ([`GroupEvent`]); the SSE `id`
 //!   is the group id;
-//! - `lagged` (`{"skipped": n}`) when this stream fell behind and missed `n` groups: reload the
-//!   latest history page.
+//! - `lagged` when this stream fell behind and missed events: reload the latest history page;
+//! - `expired` when the token that opened the stream expires; the stream then ends.
 //!
-//! A comment line is sent every 15 s to keep proxies from closing an idle stream. The stream
-//! ends when the feed closes or the server shuts down. Browsers' `EventSource` cannot send an
+//! A comment line is sent every `realtime.keep_alive_secs` to keep proxies from closing an idle
+//! stream. The stream ends when the server shuts down. Browsers' `EventSource` cannot send an
 //! `Authorization` header, so this endpoint also accepts `?access_token=`
-//! ([`StreamUser`](crate::extract::StreamUser)). Groups are best effort (a realtime view):
-//! clients merge them into the view by `message_id` and use history to fill gaps.
+//! ([`StreamUser`](crate::extract::StreamUser)); the person stream (`GET /api/v1/events`) does
+//! not, and is what the web client uses. Clients merge events by `message_id` and use history
+//! to fill gaps.
 
 use crate::error::ApiError;
 use crate::extract::{ChatIdPath, StreamUser};
 use crate::feed::ChatGroup;
 use crate::messages::{member_chat, MessageView};
+use crate::realtime::{self, LiveStream, View};
 use crate::AppState;
 use axum::extract::State;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::Event;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use confab_token::ErrorBody;
-use futures::stream::{self, Stream};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use utoipa::ToSchema;
 use uuid::Uuid;
-
-/// How often an idle stream sends a keep-alive comment.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/api/v1/chats/{chat_id}/events", get(events))
@@ -64,7 +63,7 @@ pub struct GroupEvent {
 
 impl GroupEvent {
     /// The part of `group` that belongs to `chat_id`, if any.
-    fn of(group: &ChatGroup, chat_id: &str) -> Option<Self> {
+    pub(crate) fn of(group: &ChatGroup, chat_id: &str) -> Option<Self> {
         let messages: Vec<MessageView> = group
             .records
             .iter()
@@ -86,67 +85,7 @@ impl GroupEvent {
     }
 }
 
-struct Subscription {
-    groups: broadcast::Receiver<Arc<ChatGroup>>,
-    chat_id: String,
-    shutdown: Option<watch::Receiver<bool>>,
-    ready_sent: bool,
-}
-
-impl Subscription {
-    async fn next_event(&mut self) -> Option<Event> {
-        if !self.ready_sent {
-            self.ready_sent = true;
-            return Some(
-                Event::default()
-                    .event("ready")
-                    .data(serde_json::json!({ "chat_id": self.chat_id }).to_string()),
-            );
-        }
-        loop {
-            let received = match &mut self.shutdown {
-                Some(shutdown) => tokio::select! {
-                    received = self.groups.recv() => received,
-                    _ = shutdown.wait_for(|stop| *stop) => return None,
-                },
-                None => self.groups.recv().await,
-            };
-            match received {
-                Ok(group) => {
-                    let Some(event) = GroupEvent::of(&group, &self.chat_id) else {
-                        continue;
-                    };
-                    let data = serde_json::to_string(&event).unwrap_or_default();
-                    return Some(
-                        Event::default()
-                            .event("group")
-                            .id(event.group_id.to_string())
-                            .data(data),
-                    );
-                }
-                Err(RecvError::Lagged(skipped)) => {
-                    return Some(
-                        Event::default()
-                            .event("lagged")
-                            .data(serde_json::json!({ "skipped": skipped }).to_string()),
-                    )
-                }
-                Err(RecvError::Closed) => return None,
-            }
-        }
-    }
-}
-
-fn into_stream(
-    subscription: Subscription,
-) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
-    stream::unfold(subscription, |mut subscription| async move {
-        let event = subscription.next_event().await?;
-        Some((Ok(event), subscription))
-    })
-}
-
-/// Server-sent events of the chat's completed message groups.
+/// Server-sent events of the chat's completed groups, and its messages as they are sent.
 #[utoipa::path(
     get,
     path = "/api/v1/chats/{chat_id}/events",
@@ -157,12 +96,13 @@ fn into_stream(
     ),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A text/event-stream of `ready`, `group` (GroupEvent JSON) and `lagged` events", content_type = "text/event-stream"),
+        (status = 200, description = "A text/event-stream of `ready`, `message` (MessageView JSON), `group` (GroupEvent JSON) and `lagged` events", content_type = "text/event-stream"),
         (status = 400, description = "Malformed chat id", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Not a member of the chat", body = ErrorBody),
         (status = 404, description = "No such chat", body = ErrorBody),
-        (status = 503, description = "No realtime feed is configured, or the database is unavailable", body = ErrorBody),
+        (status = 429, description = "Too many streams open for this person", body = ErrorBody),
+        (status = 503, description = "No group feed is configured, or the database is unavailable", body = ErrorBody),
     )
 )]
 pub(crate) async fn events(
@@ -170,19 +110,28 @@ pub(crate) async fn events(
     State(state): State<AppState>,
     ChatIdPath(chat_id): ChatIdPath,
     shutdown: Option<Extension<Shutdown>>,
-) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     member_chat(&state, chat_id, user.id).await?;
-    let groups = state
-        .feed()
-        .subscribe()
-        .ok_or(ApiError::Unavailable("the realtime event feed"))?;
-    let subscription = Subscription {
-        groups,
-        chat_id: chat_id.to_string(),
-        shutdown: shutdown.map(|Extension(Shutdown(rx))| rx),
-        ready_sent: false,
-    };
-    Ok(Sse::new(into_stream(subscription)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    if state.feed().subscribe().is_none() {
+        return Err(ApiError::Unavailable("the realtime event feed"));
+    }
+    let realtime = state.realtime();
+    let attached = realtime
+        .hub()
+        .attach(user.id, None)
+        .map_err(realtime::refused)?;
+    let ready = Event::default()
+        .event("ready")
+        .data(serde_json::json!({ "chat_id": chat_id }).to_string());
+    let stream = LiveStream::new(
+        attached.cursor,
+        View::Chat(chat_id),
+        vec![ready],
+        realtime::deadline(user.claims.exp),
+        shutdown.map(|Extension(Shutdown(rx))| rx),
+    );
+    let keep_alive = Duration::from_secs(realtime.hub().config().keep_alive_secs);
+    Ok(stream.into_sse(keep_alive).into_response())
 }
 
 #[cfg(test)]
@@ -225,36 +174,5 @@ mod tests {
         );
         assert_eq!(event.reason, "inactivity");
         assert!(GroupEvent::of(&group, "c3").is_none());
-    }
-
-    #[tokio::test]
-    async fn a_subscription_says_ready_then_streams_groups_and_lag() {
-        let (sender, groups) = broadcast::channel(1);
-        let mut subscription = Subscription {
-            groups,
-            chat_id: "c1".into(),
-            shutdown: None,
-            ready_sent: false,
-        };
-        assert!(subscription.next_event().await.is_some(), "ready");
-        let group = |i| {
-            Arc::new(Group {
-                id: Uuid::from_u128(i),
-                key: "c1".to_owned(),
-                records: vec![message("c1", i as u64)],
-                first_time_ms: 0,
-                last_time_ms: 0,
-                bytes: 0,
-                reason: CompletionReason::MaxMessages,
-            })
-        };
-        sender.send(group(1)).expect("send");
-        sender.send(group(2)).expect("send");
-        let lagged = format!("{:?}", subscription.next_event().await.expect("lagged"));
-        assert!(lagged.contains("lagged"), "{lagged}");
-        let next = format!("{:?}", subscription.next_event().await.expect("group"));
-        assert!(next.contains("group") && next.contains("m2"), "{next}");
-        drop(sender);
-        assert!(subscription.next_event().await.is_none(), "closed");
     }
 }

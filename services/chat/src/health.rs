@@ -90,6 +90,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>
     within("the message log", state.log().check()).await?;
     within("the history store", state.history().check()).await?;
     within("the event feed", async { state.feed().check() }).await?;
+    within("the live lane", async { state.realtime().check() }).await?;
     if state.embedded_running().await == Some(false) {
         return Err(ApiError::NotReady(
             "the embedded aggregator stopped; see the service's log".into(),

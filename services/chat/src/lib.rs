@@ -8,7 +8,10 @@
 //!   it cannot); a `client_message_id` makes retries return the same message.
 //! - `GET /api/v1/chats/{chat_id}/messages?time=&quantity=` and the seed's
 //!   `GET /chat/{chat_id}?time=&quantity=` page through history, newest first.
-//! - `GET /api/v1/chats/{chat_id}/events` streams completed message groups (server-sent events).
+//! - `GET /api/v1/events` streams everything for the caller's chats as it happens: messages the
+//!   log acknowledged, new chats, typing notices (server-sent events, resumable; [`realtime`]);
+//!   `POST /api/v1/chats/{chat_id}/typing` sends a typing notice.
+//! - `GET /api/v1/chats/{chat_id}/events` streams one chat's messages and completed groups.
 //! - `GET /healthz`, `GET /readyz` (database, log, history, feed), `GET /openapi.json`.
 //!
 //! Only a chat's two members can read or post to it (403 otherwise); the sender is always the
@@ -37,9 +40,12 @@ pub mod extract;
 pub mod feed;
 mod health;
 pub mod history;
+#[cfg(feature = "kafka")]
+mod kafka_tail;
 pub mod limits;
 pub mod message_log;
 mod messages;
+pub mod realtime;
 pub mod store;
 pub mod timeuuid;
 
@@ -48,7 +54,7 @@ pub use chats::{
 };
 pub use config::{
     Config, ConfigError, EmbeddedConfig, EventsConfig, HistoryConfig, KafkaEventsConfig,
-    KafkaLogConfig, LimitsConfig, LogConfig, StoreConfig,
+    KafkaLogConfig, LimitsConfig, LogConfig, RealtimeConfig, StoreConfig,
 };
 pub use discovery::ApiDoc;
 pub use error::ApiError;
@@ -147,6 +153,8 @@ pub struct Limiters {
     pub sends: TokenBuckets,
     /// New chats per user per hour.
     pub new_chats: TokenBuckets,
+    /// Typing notices per user.
+    pub typing: TokenBuckets,
 }
 
 struct Inner {
@@ -156,6 +164,7 @@ struct Inner {
     log: Arc<dyn MessageLog>,
     history: Arc<dyn History>,
     feed: Arc<dyn GroupFeed>,
+    realtime: realtime::Realtime,
     embedded: tokio::sync::Mutex<Option<EmbeddedPipeline>>,
     pipeline_metrics: Option<Arc<confab_pipeline::Metrics>>,
     clock: TimeUuidClock,
@@ -247,6 +256,8 @@ impl AppState {
             },
             (None, EventsConfig::Kafka(kafka)) => configured_kafka_feed(kafka)?,
         };
+        let realtime = realtime::Realtime::start(&config.realtime, log.as_ref(), feed.as_ref())
+            .map_err(StartError::Feed)?;
         let limits = &config.limits;
         let limiters = Limiters {
             sends: TokenBuckets::new(
@@ -255,6 +266,8 @@ impl AppState {
                 limits.max_tracked_users,
             ),
             new_chats: TokenBuckets::per_hour(limits.new_chats_per_hour, limits.max_tracked_users),
+            // A client sends a notice every few seconds while its person types; more is noise.
+            typing: TokenBuckets::new(1.0, 5, limits.max_tracked_users),
         };
         let pipeline_metrics = embedded.as_ref().map(EmbeddedPipeline::metrics);
         let state = AppState {
@@ -265,6 +278,7 @@ impl AppState {
                 log,
                 history,
                 feed,
+                realtime,
                 pipeline_metrics,
                 embedded: tokio::sync::Mutex::new(embedded),
                 clock: TimeUuidClock::new(),
@@ -311,6 +325,11 @@ impl AppState {
     /// The event feed.
     pub fn feed(&self) -> &dyn GroupFeed {
         self.inner.feed.as_ref()
+    }
+
+    /// The live lane and its registry.
+    pub(crate) fn realtime(&self) -> &realtime::Realtime {
+        &self.inner.realtime
     }
 
     /// The spam controls' counters.
@@ -442,6 +461,7 @@ pub fn app(state: AppState) -> Router {
         .merge(chats::router())
         .merge(messages::router())
         .merge(events::router())
+        .merge(realtime::router())
         .merge(health::router())
         .merge(discovery::router());
     service_layers(routes, max_body_bytes).with_state(state)

@@ -3,12 +3,13 @@
 //! partition. Records are keyed by chat id (Kafka's default partitioner keeps a chat in one
 //! partition, in order). A send waits at most `delivery_timeout_ms` before answering 503.
 
-use super::{LogError, MessageLog};
+use super::{LogError, MessageLog, Tail};
 use crate::config::KafkaLogConfig;
 use async_trait::async_trait;
 use confab_connectors::kafka::{is_retryable, TracingContext};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How long `/readyz` and the start-up probe wait for the brokers' metadata (under `/readyz`'s
@@ -28,6 +29,23 @@ pub struct KafkaMessageLog {
     producer: FutureProducer<TracingContext>,
     topic: String,
     brokers: String,
+    /// The connection settings a reader of the topic needs too (security, DNS, sockets).
+    connection: BTreeMap<String, String>,
+}
+
+/// Whether a producer property is about reaching the brokers, so the live lane's consumer of
+/// the same topic needs it too (producer-only settings would only draw librdkafka warnings).
+fn is_connection_property(key: &str) -> bool {
+    [
+        "security.",
+        "sasl.",
+        "ssl.",
+        "socket.",
+        "client.dns.",
+        "broker.address.",
+    ]
+    .iter()
+    .any(|prefix| key.starts_with(prefix))
 }
 
 impl std::fmt::Debug for KafkaMessageLog {
@@ -74,6 +92,12 @@ impl KafkaMessageLog {
             producer,
             topic: config.topic.clone(),
             brokers: config.brokers.clone(),
+            connection: config
+                .properties
+                .iter()
+                .filter(|(key, _)| is_connection_property(key))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
         })
     }
 
@@ -145,5 +169,13 @@ impl MessageLog for KafkaMessageLog {
                 self.brokers, self.topic
             ))),
         }
+    }
+
+    fn tail(&self) -> Option<Tail> {
+        Some(Tail::Kafka {
+            brokers: self.brokers.clone(),
+            topic: self.topic.clone(),
+            properties: self.connection.clone(),
+        })
     }
 }

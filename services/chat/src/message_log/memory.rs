@@ -2,7 +2,7 @@
 //! aggregator reads. An append is acknowledged as soon as it is in memory: nothing survives the
 //! process, which is the embedded mode's stated limit.
 
-use super::{LogError, MessageLog};
+use super::{LogError, MessageLog, Tail};
 use async_trait::async_trait;
 use confab_pipeline::memory::MemoryLog;
 
@@ -45,6 +45,10 @@ impl MessageLog for MemoryMessageLog {
 
     async fn check(&self) -> Result<(), LogError> {
         Ok(())
+    }
+
+    fn tail(&self) -> Option<Tail> {
+        Some(Tail::Memory(self.log.clone()))
     }
 }
 

@@ -20,6 +20,38 @@ pub use memory::MemoryMessageLog;
 pub use kafka::KafkaMessageLog;
 
 use async_trait::async_trait;
+use confab_pipeline::memory::MemoryLog;
+use std::collections::BTreeMap;
+
+/// Where the live lane reads a log back from (each instance tails it itself).
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Tail {
+    /// The in-process log.
+    Memory(MemoryLog),
+    /// A Kafka topic.
+    Kafka {
+        /// Bootstrap brokers.
+        brokers: String,
+        /// The topic.
+        topic: String,
+        /// Consumer properties (the connection and security settings of the log's producer).
+        properties: BTreeMap<String, String>,
+    },
+}
+
+impl std::fmt::Debug for Tail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tail::Memory(log) => f.debug_tuple("Memory").field(&log.len()).finish(),
+            Tail::Kafka { brokers, topic, .. } => f
+                .debug_struct("Kafka")
+                .field("brokers", brokers)
+                .field("topic", topic)
+                .finish_non_exhaustive(),
+        }
+    }
+}
 
 /// Why a record could not be appended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,4 +76,9 @@ pub trait MessageLog: Send + Sync {
 
     /// Checks that the log can take records now (for `/readyz`).
     async fn check(&self) -> Result<(), LogError>;
+
+    /// Where the live lane can read this log back from; `None` when it cannot (no live lane).
+    fn tail(&self) -> Option<Tail> {
+        None
+    }
 }

@@ -400,6 +400,30 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Opens the person's events stream (`GET /api/v1/events`), resuming after `last` if given.
+    pub(crate) async fn person_events(&self, token: &str, last: Option<&str>) -> EventStream {
+        let mut request = get_request("/api/v1/events", Some(token));
+        if let Some(last) = last {
+            request
+                .headers_mut()
+                .insert("last-event-id", last.parse().expect("header value"));
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        EventStream {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: response.into_body(),
+            buffer: String::new(),
+        }
+    }
+}
+
 /// An open server-sent-events response.
 pub(crate) struct EventStream {
     pub(crate) status: StatusCode,

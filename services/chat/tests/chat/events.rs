@@ -107,15 +107,16 @@ async fn only_members_may_listen(backend: Backend) {
         .assert_error(StatusCode::BAD_REQUEST, "invalid_path");
 }
 
-fn chat_group(chat: Uuid, bodies: &[&str]) -> ChatGroup {
+/// A group of `chat` whose messages go from `from` to `to` (a group is routed to the people in it).
+fn chat_group(chat: Uuid, from: Uuid, to: Uuid, bodies: &[&str]) -> ChatGroup {
     let records: Vec<ChatMessage> = bodies
         .iter()
         .enumerate()
         .map(|(i, body)| ChatMessage {
             message_id: Uuid::new_v4().to_string().into(),
             chat_id: chat.to_string().into(),
-            from_user: "a".into(),
-            to_user: "b".into(),
+            from_user: from.to_string().into(),
+            to_user: to.to_string().into(),
             body: (*body).to_owned().into(),
             time: timeuuid_from_ms(1_000 + i as u64, 0, [2; 6]),
             time_iso: iso_from_ms(1_000 + i as u64).into(),
@@ -141,9 +142,14 @@ async fn a_feed_given_by_the_embedding_program_is_streamed(backend: Backend) {
     let mut events = app.events(chat, &bob.token, false).await;
     assert_eq!(events.next(WAIT).await.expect("ready").event, "ready");
     sender
-        .send(Arc::new(chat_group(Uuid::now_v7(), &["not ours"])))
+        .send(Arc::new(chat_group(
+            Uuid::now_v7(),
+            ann.id,
+            bob.id,
+            &["not ours"],
+        )))
         .expect("subscribed");
-    let ours = chat_group(chat, &["one", "two"]);
+    let ours = chat_group(chat, ann.id, bob.id, &["one", "two"]);
     sender.send(Arc::new(ours.clone())).expect("subscribed");
     let group = events.next_group(WAIT).await.expect("a group");
     assert_eq!(group.data["group_id"], ours.id.to_string());

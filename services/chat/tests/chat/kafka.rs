@@ -212,13 +212,14 @@ async fn an_unreachable_broker_answers_503_and_refuses_to_start() {
     assert!(err.to_string().contains("scripts/infra up kafka"), "{err}");
 }
 
-fn group_of(chat: Uuid, body: &str) -> Group<String, ChatMessage> {
+/// A group of one message of `chat` from `from` to `to` (a group is routed to the people in it).
+fn group_of(chat: Uuid, from: Uuid, to: Uuid, body: &str) -> Group<String, ChatMessage> {
     let ms = 1_700_000_000_000;
     let record = ChatMessage {
         message_id: Uuid::new_v4().to_string().into(),
         chat_id: chat.to_string().into(),
-        from_user: "a".into(),
-        to_user: "b".into(),
+        from_user: from.to_string().into(),
+        to_user: to.to_string().into(),
         body: body.into(),
         time: timeuuid_from_ms(ms, 0, [4; 6]),
         time_iso: iso_from_ms(ms).into(),
@@ -241,7 +242,7 @@ async fn the_kafka_feed_streams_groups_from_the_grouped_topic() {
         config.events = EventsConfig::Kafka(kafka_events(&grouped));
     })
     .await;
-    let (_ann, bob, chat) = pair(&app).await;
+    let (ann, bob, chat) = pair(&app).await;
     let mut events = app.events(chat, &bob.token, false).await;
     assert_eq!(events.status, StatusCode::OK);
     let sink = KafkaGroupSink::connect(&KafkaSinkConfig {
@@ -251,7 +252,7 @@ async fn the_kafka_feed_streams_groups_from_the_grouped_topic() {
     })
     .await
     .unwrap_or_else(|e| panic!("{}", unreachable(e)));
-    let group = group_of(chat, "from the grouped topic");
+    let group = group_of(chat, ann.id, bob.id, "from the grouped topic");
     // The feed reads from the end once it has its partitions: write until it sees one.
     let received = loop {
         Sink::<String, ChatMessage>::write(&sink, std::slice::from_ref(&group))

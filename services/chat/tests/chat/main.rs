@@ -17,6 +17,7 @@ mod events;
 mod generated;
 mod health;
 mod history;
+mod live;
 mod malformed;
 mod messages;
 mod security;

@@ -1,0 +1,112 @@
+//! What travels on the live lane: one [`LiveEvent`] per message, new chat, typing notice or
+//! completed group, serialized to JSON once and shared by every stream it goes to.
+
+use crate::chats::ChatView;
+use crate::events::GroupEvent;
+use crate::messages::MessageView;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// The kind of a live event, which is also its SSE event name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A message the log acknowledged ([`MessageView`]).
+    Message,
+    /// A chat was started with (or by) the person ([`ChatView`]).
+    Chat,
+    /// The other member is typing ([`TypingEvent`]); transient, never logged or stored.
+    Typing,
+    /// A completed group of the chat's messages ([`GroupEvent`]); only the per-chat stream
+    /// shows these.
+    Group,
+}
+
+impl Kind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Message => "message",
+            Kind::Chat => "chat",
+            Kind::Typing => "typing",
+            Kind::Group => "group",
+        }
+    }
+}
+
+/// One event, with its JSON text.
+#[derive(Debug)]
+pub(crate) struct LiveEvent {
+    kind: Kind,
+    chat_id: Uuid,
+    data: Box<str>,
+    /// The group's id, for the per-chat stream's SSE `id`.
+    group_id: Option<Uuid>,
+}
+
+impl LiveEvent {
+    pub(crate) fn new(kind: Kind, chat_id: Uuid, data: String) -> Self {
+        Self {
+            kind,
+            chat_id,
+            data: data.into_boxed_str(),
+            group_id: None,
+        }
+    }
+
+    fn json(kind: Kind, chat_id: Uuid, value: &impl Serialize) -> Option<Self> {
+        match serde_json::to_string(value) {
+            Ok(data) => Some(Self::new(kind, chat_id, data)),
+            Err(err) => {
+                tracing::error!(error = %err, kind = kind.name(), "Could not encode a live event.");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn message(chat_id: Uuid, message: &MessageView) -> Option<Self> {
+        Self::json(Kind::Message, chat_id, message)
+    }
+
+    pub(crate) fn chat(chat: &ChatView) -> Option<Self> {
+        Self::json(Kind::Chat, chat.chat_id, chat)
+    }
+
+    pub(crate) fn typing(typing: &TypingEvent) -> Option<Self> {
+        Self::json(Kind::Typing, typing.chat_id, typing)
+    }
+
+    pub(crate) fn group(chat_id: Uuid, group: &GroupEvent) -> Option<Self> {
+        let mut event = Self::json(Kind::Group, chat_id, group)?;
+        event.group_id = Some(group.group_id);
+        Some(event)
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub(crate) fn chat_id(&self) -> Uuid {
+        self.chat_id
+    }
+
+    pub(crate) fn data(&self) -> &str {
+        &self.data
+    }
+
+    pub(crate) fn group_id(&self) -> Option<Uuid> {
+        self.group_id
+    }
+}
+
+/// `typing`: the other member of a chat is typing (sent at most every few seconds while they
+/// are; show it for about five seconds after the last one).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TypingEvent {
+    /// The chat.
+    pub chat_id: Uuid,
+    /// Who is typing.
+    pub user_id: Uuid,
+    /// When the server received the notice, in ms since the Unix epoch (a replay after a
+    /// reconnect can be recognized as old).
+    pub at_ms: i64,
+}

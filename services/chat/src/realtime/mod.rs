@@ -1,0 +1,176 @@
+//! The realtime path, in one place: who is connected, what reaches them, and how a reconnect
+//! resumes.
+//!
+//! ```text
+//!  message log ──tail (this instance's own)──▶ ┐
+//!  group feed  ──completed groups────────────▶ ├─▶ Hub: user ─▶ Mailbox (window of events)
+//!  POST /chats, POST /chats/{id}/typing ─────▶ ┘        │ one cursor per open stream
+//!                                                       ▼
+//!                          GET /api/v1/events (one stream per person, all chats)
+//!                          GET /api/v1/chats/{id}/events (one chat's view of the same)
+//! ```
+//!
+//! - **Live lane** ([`tail`]): every instance tails the message log itself (the in-process log,
+//!   or the Kafka topic from its end), so a message sent through any instance reaches the
+//!   people connected to every instance as soon as the log acknowledged it, seconds before its
+//!   group is written. The group lane (Firestore, history) is untouched: same groups, same ids.
+//! - **Routing** ([`hub`]): an event goes only to the mailboxes of the people it is for (a
+//!   message's two members), found in a sharded map; the work per message does not grow with
+//!   the number of people connected to other chats. Each event is serialized once and shared.
+//! - **Streams** ([`person`], [`sse`]): a stream is a cursor into its person's mailbox; the
+//!   mailbox's window bounds memory, a stream that falls behind it gets an explicit `reset`, and
+//!   a reconnect resumes from `Last-Event-ID` within the window.
+//! - **Limits**: streams per person and per instance are capped; a stream ends when its token
+//!   expires.
+//!
+//! Typing notices and new-chat events are published by the instance that received the request
+//! and so reach the people connected to that instance only; a person connected elsewhere sees a
+//! new chat with its first message (the client reloads its chat list for a chat it does not
+//! know). Messages, which go through the log, reach every instance.
+
+mod event;
+mod hub;
+pub(crate) mod person;
+mod sse;
+mod tail;
+
+pub use event::TypingEvent;
+
+pub(crate) use hub::Hub;
+pub(crate) use person::refused;
+pub(crate) use sse::{deadline, LiveStream, View};
+
+use crate::chats::ChatView;
+use crate::config::RealtimeConfig;
+use crate::feed::GroupFeed;
+use crate::message_log::{MessageLog, Tail};
+use crate::AppState;
+use axum::routing::{get, post};
+use axum::Router;
+use event::LiveEvent;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// How often mailboxes past their resume window are forgotten.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/events", get(person::person_events))
+        .route("/api/v1/chats/{chat_id}/typing", post(person::typing))
+}
+
+/// The registry and the tasks that feed it. Dropping it stops them.
+pub(crate) struct Realtime {
+    hub: Arc<Hub>,
+    live: bool,
+    tasks: Vec<JoinHandle<()>>,
+    #[cfg(feature = "kafka")]
+    kafka: Option<crate::kafka_tail::TopicTail>,
+}
+
+impl Drop for Realtime {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Realtime {
+    /// Starts routing `feed`'s groups and, with `config.live`, this instance's tail of `log`.
+    pub(crate) fn start(
+        config: &RealtimeConfig,
+        log: &dyn MessageLog,
+        feed: &dyn GroupFeed,
+    ) -> Result<Self, String> {
+        let hub = Arc::new(Hub::new(config.clone()));
+        let mut tasks = Vec::new();
+        if let Some(groups) = feed.subscribe() {
+            tasks.push(tokio::spawn(tail::route_groups(groups, Arc::clone(&hub))));
+        }
+        let sweeper = Arc::clone(&hub);
+        tasks.push(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+            loop {
+                interval.tick().await;
+                let forgotten = sweeper.sweep();
+                if forgotten > 0 {
+                    tracing::debug!(forgotten, "Forgot mailboxes past their resume window.");
+                }
+            }
+        }));
+        #[cfg(feature = "kafka")]
+        let mut kafka = None;
+        let live = config.live && log.tail().is_some();
+        if config.live {
+            match log.tail() {
+                Some(Tail::Memory(memory)) => {
+                    tasks.push(tokio::spawn(tail::tail_memory(memory, Arc::clone(&hub))));
+                }
+                #[cfg(feature = "kafka")]
+                Some(Tail::Kafka {
+                    brokers,
+                    topic,
+                    properties,
+                }) => {
+                    let routed = Arc::clone(&hub);
+                    kafka = Some(crate::kafka_tail::TopicTail::start(
+                        &brokers,
+                        &topic,
+                        &properties,
+                        "live lane",
+                        move |message| {
+                            use rdkafka::Message;
+                            if let Some(payload) = message.payload() {
+                                tail::publish_record(&routed, payload);
+                            }
+                        },
+                    )?);
+                }
+                #[cfg(not(feature = "kafka"))]
+                Some(Tail::Kafka { .. }) => {
+                    return Err("the live lane on Kafka needs the `kafka` feature".into());
+                }
+                None => tracing::warn!(
+                    log = log.name(),
+                    "This message log cannot be tailed: no live lane (GET /api/v1/events answers 503)."
+                ),
+            }
+        }
+        Ok(Self {
+            hub,
+            live,
+            tasks,
+            #[cfg(feature = "kafka")]
+            kafka,
+        })
+    }
+
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Whether the live lane runs (the person stream is served).
+    pub(crate) fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// Whether the live lane is reading its log; the reason when it is not.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        #[cfg(feature = "kafka")]
+        if let Some(kafka) = &self.kafka {
+            return kafka.check();
+        }
+        Ok(())
+    }
+
+    /// Tells both members of a new chat (their streams on this instance).
+    pub(crate) fn publish_chat(&self, chat: &ChatView) {
+        if let Some(event) = LiveEvent::chat(chat) {
+            let people: Vec<_> = chat.members.iter().map(|m| m.id).collect();
+            self.hub.publish(&people, &Arc::new(event));
+        }
+    }
+}
