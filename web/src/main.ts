@@ -26,6 +26,13 @@ let liveUp = false;
 let timers: number[] = [];
 /** Per chat: the last message's text and the messages from the peer not seen yet. */
 const chatMeta = new Map<string, { preview: string; unread: number }>();
+/**
+ * Per chat: the latest messages the events stream brought, for when the chat is opened: history
+ * has a message only once its group is written, seconds after it was sent.
+ */
+const recentLive = new Map<string, Message[]>();
+/** Live messages kept per chat (a history page and then some). */
+const RECENT_LIVE = 100;
 
 api.setUnauthorizedHandler(() => logOut('Your session has expired. Please log in again.'));
 
@@ -98,6 +105,7 @@ function logOut(notice = ''): void {
   live = null;
   liveUp = false;
   chatMeta.clear();
+  recentLive.clear();
   delete document.body.dataset.realtime;
   for (const timer of timers) clearInterval(timer);
   timers = [];
@@ -285,6 +293,10 @@ function onLiveMessage(message: Message): void {
   const open = current?.chatId === chat.chat_id;
   if (message.from_user !== session?.id && !open) meta.unread += 1;
   chatMeta.set(chat.chat_id, meta);
+  const recent = recentLive.get(chat.chat_id) ?? [];
+  recent.push(message);
+  if (recent.length > RECENT_LIVE) recent.splice(0, recent.length - RECENT_LIVE);
+  recentLive.set(chat.chat_id, recent);
   chat.last_activity = message.time_iso;
   if (open) current?.addLive([message]);
   bumpChat(chat.chat_id, true);
@@ -304,6 +316,7 @@ function openChat(chat: Chat): void {
     onSent: (message: Message) => bumpChat(message.chat_id),
   });
   current.setLive(liveUp);
+  current.addLive(recentLive.get(chat.chat_id) ?? []);
   replace(pane, current.element);
   history.replaceState(null, '', `#/chats/${chat.chat_id}`);
   document.body.classList.add('in-chat');

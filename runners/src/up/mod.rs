@@ -49,7 +49,7 @@ use web::WebDir;
 ///
 /// Endpoints: the web client at /, the auth API (/api/v1/users, /api/v1/login,
 /// /api/v1/auth/firebase-token, /.well-known/jwks.json), the chat API (/api/v1/chats...,
-/// /chat/{id}), /api/v1/config (the client's realtime settings), /api/v1/stats (messages sent,
+/// /chat/{id}, /api/v1/events: each person's live stream), /api/v1/config (the client's realtime settings), /api/v1/stats (messages sent,
 /// group documents written, their ratio), /healthz, /readyz.
 ///
 /// Examples:
@@ -157,6 +157,7 @@ fn is_auth_path(path: &str) -> bool {
 fn is_chat_path(path: &str) -> bool {
     path == "/api/v1/chats"
         || path.starts_with("/api/v1/chats/")
+        || path == "/api/v1/events"
         || path.starts_with("/chat/")
         || path == "/readyz"
 }

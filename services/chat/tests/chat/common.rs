@@ -206,6 +206,8 @@ pub(crate) struct TestApp {
     pub(crate) router: Router,
     pub(crate) signer: Signer,
     pub(crate) db: TestDb,
+    /// The configuration the app was built from.
+    pub(crate) config: Config,
 }
 
 impl TestApp {
@@ -234,6 +236,7 @@ impl TestApp {
             state,
             signer,
             db,
+            config,
         }
     }
 
@@ -403,24 +406,39 @@ impl TestApp {
 impl TestApp {
     /// Opens the person's events stream (`GET /api/v1/events`), resuming after `last` if given.
     pub(crate) async fn person_events(&self, token: &str, last: Option<&str>) -> EventStream {
-        let mut request = get_request("/api/v1/events", Some(token));
-        if let Some(last) = last {
-            request
-                .headers_mut()
-                .insert("last-event-id", last.parse().expect("header value"));
-        }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
+        person_events(&self.router, token, last).await
+    }
+
+    /// Another instance of the service on the same database and configuration, changed by
+    /// `change` (as a second process behind a load balancer would be).
+    pub(crate) async fn sibling(&self, change: impl FnOnce(&mut Config)) -> (AppState, Router) {
+        let mut config = self.config.clone();
+        change(&mut config);
+        let backends = Backends {
+            verifier: Some(Arc::new(self.signer.verifier().expect("verifier"))),
+            ..Backends::default()
+        };
+        let state = AppState::build_with(&config, backends)
             .await
-            .expect("infallible");
-        EventStream {
-            status: response.status(),
-            headers: response.headers().clone(),
-            body: response.into_body(),
-            buffer: String::new(),
-        }
+            .expect("build the sibling");
+        (state.clone(), app(state))
+    }
+}
+
+/// Opens the person's events stream of the service `router`, resuming after `last` if given.
+pub(crate) async fn person_events(router: &Router, token: &str, last: Option<&str>) -> EventStream {
+    let mut request = get_request("/api/v1/events", Some(token));
+    if let Some(last) = last {
+        request
+            .headers_mut()
+            .insert("last-event-id", last.parse().expect("header value"));
+    }
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    EventStream {
+        status: response.status(),
+        headers: response.headers().clone(),
+        body: response.into_body(),
+        buffer: String::new(),
     }
 }
 

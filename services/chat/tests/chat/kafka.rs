@@ -6,9 +6,12 @@
 //! - an unreachable broker makes sends 503 with `Retry-After`, and refuses to start;
 //! - the Kafka group feed streams groups from the grouped topic over SSE;
 //! - the whole flow on real servers: API -> Kafka -> pipeline -> SQL history and grouped topic
-//!   -> Kafka feed -> SSE.
+//!   -> Kafka feed -> SSE;
+//! - the live lane across two instances: each tails the topic, so a message sent through one
+//!   reaches a person connected to the other at once; a restarted instance says `reset`, and
+//!   history has what was sent while it was down.
 
-use crate::common::{fast_policy, unique_name, Backend, TestApp, TestUser};
+use crate::common::{fast_policy, person_events, unique_name, Backend, TestApp, TestUser};
 use axum::http::StatusCode;
 use confab_chat::history::SqlHistorySink;
 use confab_chat::message_log::KafkaMessageLog;
@@ -361,4 +364,129 @@ async fn api_to_kafka_to_the_pipeline_to_history_and_the_realtime_feed() {
     let report = aggregator.await.expect("join").expect("aggregator run");
     assert_eq!(report.messages_in, 5);
     assert_eq!(report.dead_letters, 0);
+}
+
+/// The next `message` event of `stream` (other events skipped), within `WAIT`.
+async fn next_message(stream: &mut crate::common::EventStream) -> crate::common::SseEvent {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let event = stream.next(left).await.expect("a message event");
+        if event.event == "message" {
+            return event;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_deliver_each_others_messages_live_and_a_restart_catches_up_from_history() {
+    let topic = create_topic("chat_messages", 3).await;
+    let app = TestApp::with(Backend::Postgres, |config, _| {
+        config.log = LogConfig::Kafka(kafka_log(&topic));
+        config.events = EventsConfig::None {};
+    })
+    .await;
+    // Instance B: same database, same log; bob is connected to it, ann sends through A.
+    let (b_state, b) = app.sibling(|_| {}).await;
+    // The aggregator writes history, as the standalone runner would.
+    let source = KafkaSource::connect(&KafkaSourceConfig {
+        brokers: brokers(),
+        topic: topic.clone(),
+        group_id: unique_name("chat-test-aggregator"),
+        ..KafkaSourceConfig::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{}", unreachable(e)));
+    let key = ChatKey::Chat;
+    let pipeline = Pipeline::new(
+        move |m: &ChatMessage| key.key(m).to_string(),
+        confab_connectors::decode_chat_message,
+        Arc::new(MemoryDeadLetters::default()),
+    )
+    .sink(Arc::new(SqlHistorySink::new(app.state.store().clone())))
+    .policy(fast_policy())
+    .config(RuntimeConfig {
+        lateness_ms: 0,
+        commit_interval_ms: 100,
+        ..RuntimeConfig::default()
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let aggregator = tokio::spawn(pipeline.run(source, async {
+        let _ = stopped.await;
+    }));
+
+    let (ann, bob, chat) = pair(&app).await;
+    let mut on_b = person_events(&b, &bob.token, None).await;
+    assert_eq!(on_b.status, StatusCode::OK);
+    let mut on_a = app.person_events(&ann.token, None).await;
+    // Each instance reads the log from its end once it has the partitions: send until B shows one.
+    let first = loop {
+        app.say_ok(&ann, chat, "is B reading yet?").await;
+        if let Some(event) = on_b.next(Duration::from_millis(700)).await {
+            if event.event == "message" {
+                break event;
+            }
+        }
+    };
+    assert_eq!(first.data["from_user"], ann.id.to_string());
+    let sent = app.say_ok(&ann, chat, "from A to B").await;
+    let mut on_b_next = next_message(&mut on_b).await;
+    while on_b_next.data["body"] == "is B reading yet?" {
+        on_b_next = next_message(&mut on_b).await;
+    }
+    assert_eq!(on_b_next.data, sent, "B delivers what A produced");
+    let mut on_a_next = next_message(&mut on_a).await;
+    while on_a_next.data["body"] == "is B reading yet?" {
+        on_a_next = next_message(&mut on_a).await;
+    }
+    assert_eq!(on_a_next.data, sent, "A delivers it to its own streams too");
+
+    // B restarts; a message the log acknowledged meanwhile is not lost to bob.
+    let last = on_b_next.id.expect("id");
+    drop(on_b);
+    drop(b);
+    drop(b_state);
+    let missed = app.say_ok(&ann, chat, "while B was down").await;
+    let (_b2_state, b2) = app.sibling(|_| {}).await;
+    let mut again = person_events(&b2, &bob.token, Some(&last)).await;
+    let reset = again.next(WAIT).await.expect("an event");
+    assert_eq!(
+        reset.event, "reset",
+        "a new instance cannot resume: it says so"
+    );
+    assert_eq!(
+        again.next(WAIT).await.expect("ready").data["resumed"],
+        false
+    );
+    // What the client does on `reset`: read the latest page again, which has the message.
+    app.wait_for_history(&bob, chat, 1).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let page = person_history(&b2, &bob.token, chat).await;
+        if page.iter().any(|m| m["message_id"] == missed["message_id"]) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "history never had the message"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.send(()).expect("aggregator running");
+    let report = aggregator.await.expect("join").expect("aggregator run");
+    assert_eq!(report.dead_letters, 0);
+}
+
+/// The latest history page of `chat` as `token`'s user reads it from the service `router`.
+async fn person_history(router: &axum::Router, token: &str, chat: Uuid) -> Vec<Value> {
+    let request = confab_service_kit::test_support::get_request(
+        &format!("/api/v1/chats/{chat}/messages?quantity=50"),
+        Some(token),
+    );
+    let response = confab_service_kit::test_support::send(router, request, "127.0.0.1:50000").await;
+    assert_eq!(response.status, StatusCode::OK);
+    response.json()["messages"]
+        .as_array()
+        .expect("messages")
+        .clone()
 }

@@ -119,7 +119,9 @@ async fn a_new_chat_and_typing_reach_the_peer_and_typing_never_reaches_the_log()
     // The service's log is one the test holds, to count what reaches it.
     let log = MemoryLog::new(2);
     let memory = Arc::new(MemoryMessageLog::new(log.clone()));
-    let app = TestApp::with(Backend::Sqlite, |_, backends| {
+    let app = TestApp::with(Backend::Sqlite, |config, backends| {
+        // No aggregator reads a log given by the test, so there is no group feed either.
+        config.events = confab_chat::EventsConfig::None {};
         backends.log = Some(memory);
     })
     .await;
