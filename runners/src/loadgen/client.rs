@@ -23,6 +23,8 @@ pub(crate) struct Session {
 #[derive(Clone)]
 pub(crate) struct Api {
     http: reqwest::Client,
+    /// For events streams: no overall timeout (a stream lasts the run), one connection each.
+    streams: reqwest::Client,
     auth: String,
     chat: String,
 }
@@ -69,8 +71,14 @@ impl Api {
             .tcp_nodelay(true)
             .build()
             .context("building the HTTP client")?;
+        let streams = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .build()
+            .context("building the HTTP client for events streams")?;
         Ok(Self {
             http,
+            streams,
             auth: auth.trim_end_matches('/').to_string(),
             chat: chat.trim_end_matches('/').to_string(),
         })
@@ -103,6 +111,25 @@ impl Api {
             request = request.bearer_auth(token.expose());
         }
         request.send().await.map_err(|e| self.unreachable(url, &e))
+    }
+
+    /// Opens `session`'s events stream (`GET /api/v1/events`).
+    pub(crate) async fn events(&self, session: &Session) -> anyhow::Result<reqwest::Response> {
+        let url = format!("{}/api/v1/events", self.chat);
+        let response = self
+            .streams
+            .get(&url)
+            .bearer_auth(session.token.expose())
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&url, &e))?;
+        let status = response.status();
+        if status != StatusCode::OK {
+            let body = response.text().await.unwrap_or_default();
+            bail!("GET {url}: {status}: {}", message_of(&body));
+        }
+        Ok(response)
     }
 
     /// Creates `username` if it does not exist, then logs it in.

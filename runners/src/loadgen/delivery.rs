@@ -2,7 +2,7 @@
 //! sent message first appears in a group document; the delay runs from the message's intended
 //! send time to that moment, as a client listening to the collection would see it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use firestore::{
 };
 use hdrhistogram::Histogram;
 
-use crate::loadgen::stats::{histogram, record};
+use crate::loadgen::arrivals::{lock, Arrivals};
 
 /// Where the group documents are.
 #[derive(Debug, Clone)]
@@ -24,45 +24,12 @@ pub(crate) struct Target {
     pub(crate) emulator_host: Option<String>,
 }
 
-/// What the listener and the senders share.
-#[derive(Default)]
-struct State {
-    /// Sent, not seen yet: intended send time, and whether it is in the measured window.
-    pending: HashMap<String, (Instant, bool)>,
-    /// Seen before the sender registered it (the response raced the listener).
-    early: HashMap<String, Instant>,
-    /// Seen (each counted once, however often its document changes).
-    done: HashSet<String>,
-    registered: u64,
-    seen: u64,
-    delays: Option<Histogram<u64>>,
-}
-
-impl State {
-    fn matched(&mut self, id: String, intended: Instant, measured: bool, at: Instant) {
-        self.seen += 1;
-        if measured {
-            record(
-                self.delays.get_or_insert_with(histogram),
-                at.saturating_duration_since(intended),
-            );
-        }
-        self.done.insert(id);
-    }
-}
-
 /// A listener on the collection, and the messages it waits for.
 pub(crate) struct Watcher {
-    state: Arc<Mutex<State>>,
+    state: Arc<Mutex<Arrivals>>,
     listener: FirestoreListener<FirestoreDb, FirestoreMemListenStateStorage>,
     db: FirestoreDb,
     target: Target,
-}
-
-fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Watcher {
@@ -95,7 +62,7 @@ impl Watcher {
             .listen()
             .add_target(FirestoreListenerTarget::new(9), &mut listener)
             .context("adding the listen target")?;
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(Arrivals::default()));
         let (current_tx, mut current_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let shared = Arc::clone(&state);
         listener
@@ -121,17 +88,7 @@ impl Watcher {
                             };
                             let mut state = lock(&shared);
                             for m in group.list_of_messages {
-                                if state.done.contains(m.message_id.as_str()) {
-                                    continue;
-                                }
-                                match state.pending.remove(m.message_id.as_str()) {
-                                    Some((intended, measured)) => {
-                                        state.matched(m.message_id.to_string(), intended, measured, at)
-                                    }
-                                    None => {
-                                        state.early.entry(m.message_id.to_string()).or_insert(at);
-                                    }
-                                }
+                                state.arrived(&m.message_id, at);
                             }
                         }
                         _ => {}
@@ -150,7 +107,7 @@ impl Watcher {
                 )
             })?;
         // What the initial snapshot delivered belongs to earlier runs.
-        lock(&state).early.clear();
+        lock(&state).forget_early();
         Ok(Self {
             state,
             listener,
@@ -161,31 +118,19 @@ impl Watcher {
 
     /// Waits for message `id`, sent at `intended`.
     pub(crate) fn register(&self, id: String, intended: Instant, measured: bool) {
-        let mut state = lock(&self.state);
-        state.registered += 1;
-        match state.early.remove(&id) {
-            Some(at) => state.matched(id, intended, measured, at),
-            None => {
-                state.pending.insert(id, (intended, measured));
-            }
-        }
+        lock(&self.state).register(id, intended, measured);
     }
 
     /// (seen, registered).
     pub(crate) fn progress(&self) -> (u64, u64) {
-        let state = lock(&self.state);
-        (state.seen, state.registered)
+        lock(&self.state).progress()
     }
 
     /// Stops listening. Returns the delays, and for messages the listener never saw, how many a
     /// query of the collection finds.
     pub(crate) async fn finish(mut self) -> anyhow::Result<(Histogram<u64>, Option<u64>)> {
         let _ = self.listener.shutdown().await;
-        let (delays, missing) = {
-            let mut state = lock(&self.state);
-            let missing: HashSet<String> = state.pending.keys().cloned().collect();
-            (state.delays.take().unwrap_or_else(histogram), missing)
-        };
+        let (delays, missing): (_, HashSet<String>) = lock(&self.state).take();
         if missing.is_empty() {
             return Ok((delays, None));
         }

@@ -8,8 +8,10 @@
 //! percentiles (coordinated omission). In-flight requests are bounded by --concurrency; a send
 //! waiting for a free slot keeps its intended time.
 
+mod arrivals;
 mod client;
 mod delivery;
+mod live;
 mod plan;
 mod rss;
 mod stats;
@@ -55,7 +57,15 @@ use stats::{Delivery, Failure, Measured, Percentiles, Recorder, Report, RunConfi
 /// reaches the listener; after sending it waits (up to --drain-timeout) until every
 /// acknowledged message was seen. --watch NAME=PID samples a process's resident memory (VmRSS)
 /// every second and reports it at the start, peak and end, with its slope over the measured
-/// window.
+/// window, and the CPU time it used per message.
+///
+/// With --live it opens every chatting user's events stream (GET /api/v1/events, the live lane)
+/// and measures the delay from each message's intended send time until it reaches its
+/// recipient's stream, beside the Firestore delay when --firestore is given too.
+/// --idle-streams N also holds N streams of users in no chat open during the run
+/// (--idle-streams-per-user of them per user, as tabs and devices do) and reports each watched
+/// process's RSS growth per idle stream. Raise the open-files limit (ulimit -n) of loadgen and
+/// of the server for thousands of streams.
 ///
 /// At the end it prints a summary (Markdown) and writes --report files (.json, or .md for
 /// Markdown). It exits 1 if any send failed or a message never reached Firestore.
@@ -65,6 +75,7 @@ use stats::{Delivery, Failure, Measured, Percentiles, Recorder, Report, RunConfi
 ///   confab loadgen --rate 200 --users 200 --chats 400 --duration 5m --report run.json
 ///   confab loadgen --auth-url http://127.0.0.1:8000 --chat-url http://127.0.0.1:9000
 ///   confab loadgen --firestore messages --watch up=$(pgrep -n confab) --report run.md
+///   confab loadgen --live --idle-streams 10000 --rate 200 --watch up=$(pgrep -n confab)
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct LoadgenArgs {
@@ -136,6 +147,20 @@ pub(crate) struct LoadgenArgs {
     /// Sample this process's resident memory every second: NAME=PID (repeatable).
     #[arg(long, env = "CONFAB_LOADGEN_WATCH", value_delimiter = ',', value_parser = rss::parse_watch)]
     watch: Vec<Watch>,
+    /// Measure the live lane: each chatting user's events stream, and the delay until a message
+    /// reaches its recipient's.
+    #[arg(long, env = "CONFAB_LOADGEN_LIVE")]
+    live: bool,
+    /// Hold this many events streams of users in no chat open during the run.
+    #[arg(long, env = "CONFAB_LOADGEN_IDLE_STREAMS", default_value_t = 0)]
+    idle_streams: usize,
+    /// Idle streams per idle user (at most the server's [chat.realtime] max_streams_per_user).
+    #[arg(
+        long,
+        env = "CONFAB_LOADGEN_IDLE_STREAMS_PER_USER",
+        default_value_t = 8
+    )]
+    idle_streams_per_user: usize,
     /// Write the report here: JSON, or Markdown when the name ends in .md (repeatable).
     #[arg(long, env = "CONFAB_LOADGEN_REPORT", value_delimiter = ',')]
     report: Vec<PathBuf>,
@@ -161,6 +186,9 @@ fn check(args: &LoadgenArgs) -> anyhow::Result<()> {
     }
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
+    }
+    if args.idle_streams_per_user == 0 {
+        bail!("--idle-streams-per-user must be at least 1");
     }
     if args.message_bytes > 4000 {
         bail!(
@@ -196,8 +224,14 @@ pub(crate) async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     }
     let api = Api::new(&auth_url, &chat_url, args.timeout, args.concurrency)?;
 
-    let sessions = sign_in_users(&api, &args).await?;
+    let sessions = sign_in_users(&api, &args, &args.user_prefix, args.users).await?;
     let chats = start_chats(&api, &sessions, &pairs).await?;
+    let (idle_streams, idle_stream_kib) = open_idle_streams(&api, &args).await?;
+    let live = if args.live {
+        Some(Arc::new(live::LiveWatcher::start(&api, &sessions).await?))
+    } else {
+        None
+    };
     let watcher = match &args.firestore {
         Some(collection) => Some(Arc::new(
             Watcher::start(Target {
@@ -224,7 +258,17 @@ pub(crate) async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         message_bytes: args.message_bytes,
         max_user_rate,
     };
-    let sent = send_all(&args, api, sessions, chats, watcher.clone()).await?;
+    let live_streams = if live.is_some() { sessions.len() } else { 0 };
+    let sent = send_all(&args, api, sessions, chats, watcher.clone(), live.clone()).await?;
+    let live = match live {
+        Some(live) => Some(stats::LiveDelivery {
+            streams: live_streams,
+            idle_streams: idle_streams.as_ref().map_or(0, live::Streams::len),
+            ..drain_live(live, sent.recorder.ok, idle_stream_kib).await?
+        }),
+        None => None,
+    };
+    drop(idle_streams);
 
     let firestore = match watcher {
         Some(watcher) => Some(drain(&args, watcher, sent.recorder.ok).await?),
@@ -267,6 +311,7 @@ pub(crate) async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
             max_start_lag_ms: r.max_start_lag.as_secs_f64() * 1000.0,
         },
         firestore,
+        live,
         processes,
     };
     let markdown = report.markdown();
@@ -290,6 +335,15 @@ pub(crate) async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
             report.sent
         );
     }
+    if let Some(l) = &report.live {
+        if l.seen < l.expected {
+            bail!(
+                "{} of {} acknowledged messages never reached their recipient's events stream",
+                l.expected - l.seen,
+                l.expected
+            );
+        }
+    }
     if let Some(f) = &report.firestore {
         if f.seen < f.expected {
             bail!(
@@ -303,7 +357,7 @@ pub(crate) async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bar(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
     ProgressBar::new(len).with_style(
         ProgressStyle::with_template(&format!(
             "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} ({{elapsed}}) {{msg}}"
@@ -315,11 +369,16 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 
 /// Signs every user up (or finds it exists) and logs it in, a few at a time: each costs the
 /// auth service two password hashes.
-async fn sign_in_users(api: &Api, args: &LoadgenArgs) -> anyhow::Result<Vec<Session>> {
-    let progress = bar(args.users as u64, "signing in users");
-    let sessions: Vec<anyhow::Result<Session>> = futures::stream::iter(0..args.users)
+async fn sign_in_users(
+    api: &Api,
+    args: &LoadgenArgs,
+    prefix: &str,
+    users: usize,
+) -> anyhow::Result<Vec<Session>> {
+    let progress = bar(users as u64, "signing in users");
+    let sessions: Vec<anyhow::Result<Session>> = futures::stream::iter(0..users)
         .map(|i| {
-            let name = plan::username(&args.user_prefix, i);
+            let name = plan::username(prefix, i);
             let progress = progress.clone();
             async move {
                 let session = api.sign_in(&name, &args.password).await;
@@ -335,9 +394,66 @@ async fn sign_in_users(api: &Api, args: &LoadgenArgs) -> anyhow::Result<Vec<Sess
     eprintln!(
         "{} users signed in ({}...)",
         sessions.len(),
-        plan::username(&args.user_prefix, 0)
+        plan::username(prefix, 0)
     );
     Ok(sessions)
+}
+
+/// Signs in the idle users and opens their streams; with each watched process's RSS growth per
+/// idle stream, measured from just before to two seconds after opening them.
+async fn open_idle_streams(
+    api: &Api,
+    args: &LoadgenArgs,
+) -> anyhow::Result<(Option<live::Streams>, Vec<(String, f64)>)> {
+    if args.idle_streams == 0 {
+        return Ok((None, Vec::new()));
+    }
+    let users = args.idle_streams.div_ceil(args.idle_streams_per_user);
+    let prefix = format!("{}idle-", args.user_prefix);
+    let idle_sessions = sign_in_users(api, args, &prefix, users).await?;
+    let before: Vec<Option<u64>> = args.watch.iter().map(|w| rss::rss_kib(w.pid)).collect();
+    let streams = live::idle(
+        api,
+        &idle_sessions,
+        args.idle_streams,
+        args.idle_streams_per_user,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let per_stream = args
+        .watch
+        .iter()
+        .zip(before)
+        .filter_map(|(w, before)| {
+            let grown = rss::rss_kib(w.pid)?.saturating_sub(before?);
+            Some((w.name.clone(), grown as f64 / streams.len() as f64))
+        })
+        .collect();
+    eprintln!("{} idle streams open", streams.len());
+    Ok((Some(streams), per_stream))
+}
+
+/// Waits until every acknowledged message reached its recipient's stream (at most 30 s).
+async fn drain_live(
+    live: Arc<live::LiveWatcher>,
+    ok: u64,
+    idle_stream_kib: Vec<(String, f64)>,
+) -> anyhow::Result<stats::LiveDelivery> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while live.progress().0 < ok && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (seen, _) = live.progress();
+    let live =
+        Arc::into_inner(live).context("the live streams are still shared after sending ended")?;
+    Ok(stats::LiveDelivery {
+        streams: 0,
+        idle_streams: 0,
+        expected: ok,
+        seen,
+        delay: Percentiles::of(&live.finish()),
+        idle_stream_kib,
+    })
 }
 
 /// A chat and its two members (indexes into the sessions).
@@ -388,6 +504,7 @@ async fn send_all(
     sessions: Vec<Session>,
     chats: Vec<ChatEntry>,
     watcher: Option<Arc<Watcher>>,
+    live: Option<Arc<live::LiveWatcher>>,
 ) -> anyhow::Result<SendPhase> {
     let total = ((args.warmup + args.duration).as_secs_f64() * args.rate).round() as u64;
     let warmup_count = (args.warmup.as_secs_f64() * args.rate).round() as u64;
@@ -456,12 +573,13 @@ async fn send_all(
             .await
             .context("the send slots closed")?;
         let (chat, sender) = traffic.next_message();
-        let (api, sessions, chats, recorder, watcher, progress) = (
+        let (api, sessions, chats, recorder, watcher, live, progress) = (
             api.clone(),
             Arc::clone(&sessions),
             Arc::clone(&chats),
             Arc::clone(&recorder),
             watcher.clone(),
+            live.clone(),
             progress.clone(),
         );
         let body = plan::body(n, args.message_bytes);
@@ -496,8 +614,13 @@ async fn send_all(
                     Err((failure, detail)) => r.fail(failure.clone(), || detail.clone()),
                 }
             }
-            if let (Ok(id), Some(watcher)) = (result, watcher) {
-                watcher.register(id, intended, measured);
+            if let Ok(id) = result {
+                if let Some(live) = live {
+                    live.register(id.clone(), intended, measured);
+                }
+                if let Some(watcher) = watcher {
+                    watcher.register(id, intended, measured);
+                }
             }
             progress.inc(1);
             // Last: the end of sending waits for every slot.

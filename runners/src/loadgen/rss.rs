@@ -1,5 +1,6 @@
-//! Resident memory of watched processes (`--watch NAME=PID`), sampled every second from
-//! `/proc/PID/status`, so "flat memory" is a measured claim: start, peak, end and a slope.
+//! Resident memory and CPU time of watched processes (`--watch NAME=PID`), sampled every second
+//! from `/proc/PID/status` and `/proc/PID/stat`, so "flat memory" is a measured claim (start,
+//! peak, end and a slope), and so is the server's CPU per message.
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,26 @@ pub(crate) fn parse_watch(s: &str) -> Result<Watch, String> {
     })
 }
 
+/// Clock ticks per second of `/proc/PID/stat`'s times (Linux's USER_HZ, 100 on every
+/// architecture it runs on here).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// User plus system CPU time of `pid` in seconds, or `None` when the process is gone.
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_cpu_ticks(&stat).map(|ticks| ticks as f64 / TICKS_PER_SECOND)
+}
+
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis are
+    // state, ppid, ... with utime and stime the 12th and 13th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 /// VmRSS of `pid` in KiB, or `None` when the process is gone.
 pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -47,6 +68,8 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Samples {
     pub(crate) points: Vec<(f64, u64)>,
+    /// CPU seconds used by then.
+    pub(crate) cpu: Vec<(f64, f64)>,
     pub(crate) exited: bool,
 }
 
@@ -69,6 +92,9 @@ pub(crate) async fn sample(
                 Some(kib) if !s.exited => s.points.push((at, kib)),
                 Some(_) => {}
                 None => s.exited = true,
+            }
+            if let Some(cpu) = cpu_seconds(w.pid).filter(|_| !s.exited) {
+                s.cpu.push((at, cpu));
             }
         }
         if stopping {
@@ -101,7 +127,25 @@ pub(crate) fn summarize(
         peak_kib: samples.points.iter().map(|p| p.1).max().unwrap_or(0),
         end_kib: samples.points.last().map_or(0, |p| p.1),
         slope_kib_per_min: slope(&window) * 60.0,
+        cpu_seconds_measured: cpu_in(&samples.cpu, measured_from, measured_to),
         exited: samples.exited,
+    }
+}
+
+/// CPU seconds used between the first and the last sample inside the window.
+fn cpu_in(cpu: &[(f64, f64)], from: f64, to: f64) -> f64 {
+    let inside: Vec<&(f64, f64)> = cpu.iter().filter(|p| p.0 >= from && p.0 <= to).collect();
+    match (inside.first(), inside.last()) {
+        (Some(first), Some(last)) => {
+            let seconds = last.0 - first.0;
+            // Scaled to the whole window: samples come once a second.
+            if seconds > 0.0 {
+                (last.1 - first.1) * (to - from) / seconds
+            } else {
+                0.0
+            }
+        }
+        _ => 0.0,
     }
 }
 
@@ -155,6 +199,7 @@ mod tests {
         points.extend((10..70).map(|t| (t as f64, 10_000 + 2 * (t - 10))));
         let samples = Samples {
             points,
+            cpu: vec![(10.0, 1.0), (40.0, 2.0), (70.0, 4.0)],
             exited: false,
         };
         let w = Watch {
@@ -166,5 +211,15 @@ mod tests {
         assert_eq!(m.peak_kib, 10_118);
         assert!((m.slope_kib_per_min - 120.0).abs() < 1e-6, "{m:?}");
         assert_eq!(slope(&[(0.0, 5)]), 0.0);
+        // 3 CPU seconds over the 60 s between the first and last sample in 10..100 s, scaled
+        // to the 90 s window.
+        assert!((m.cpu_seconds_measured - 4.5).abs() < 1e-9, "{m:?}");
+    }
+
+    #[test]
+    fn cpu_ticks_are_read_past_a_command_name_with_spaces() {
+        let stat = "4242 (confab up) S 1 4242 4242 0 -1 4194560 2000 0 0 0 150 25 0 0 20 0 9 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(175));
+        assert!(cpu_seconds(std::process::id()).is_some());
     }
 }

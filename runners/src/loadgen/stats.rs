@@ -214,6 +214,8 @@ pub(crate) struct ProcessMemory {
     pub(crate) end_kib: u64,
     /// Least-squares slope over the measured window, KiB per minute.
     pub(crate) slope_kib_per_min: f64,
+    /// User and system CPU time over the measured window, in seconds.
+    pub(crate) cpu_seconds_measured: f64,
     /// The process was gone before the run ended.
     pub(crate) exited: bool,
 }
@@ -230,7 +232,25 @@ pub(crate) struct Report {
     pub(crate) measured: Measured,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) firestore: Option<Delivery>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) live: Option<LiveDelivery>,
     pub(crate) processes: Vec<ProcessMemory>,
+}
+
+/// The live lane: what the chatting users' events streams received.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct LiveDelivery {
+    /// Streams of chatting users (one each).
+    pub(crate) streams: usize,
+    /// Idle streams held open beside them.
+    pub(crate) idle_streams: usize,
+    /// Acknowledged messages, and how many reached their recipient's stream.
+    pub(crate) expected: u64,
+    pub(crate) seen: u64,
+    /// Measured window: intended send time to the recipient's stream receiving the message.
+    pub(crate) delay: Percentiles,
+    /// Per watched process: its RSS growth from opening the idle streams, per idle stream (KiB).
+    pub(crate) idle_stream_kib: Vec<(String, f64)>,
 }
 
 fn mib(kib: u64) -> String {
@@ -261,6 +281,26 @@ impl Report {
             m.achieved_rate
         );
         let _ = writeln!(s, "| largest start lag | {:.1} ms |", m.max_start_lag_ms);
+        if let Some(l) = &self.live {
+            let _ = writeln!(
+                s,
+                "| live lane: seen by the recipient's stream | {} of {} ({} chatting streams, {} idle) |",
+                l.seen, l.expected, l.streams, l.idle_streams
+            );
+            for (name, kib) in &l.idle_stream_kib {
+                let _ = writeln!(s, "| {name}: RSS per idle stream | {kib:.1} KiB |");
+            }
+        }
+        for p in &self.processes {
+            if m.ok > 0 && p.cpu_seconds_measured > 0.0 {
+                let _ = writeln!(
+                    s,
+                    "| {}: CPU per message (measured window) | {:.3} ms |",
+                    p.name,
+                    p.cpu_seconds_measured * 1000.0 / m.ok as f64
+                );
+            }
+        }
         if let Some(f) = &self.firestore {
             let _ = writeln!(
                 s,
@@ -287,6 +327,9 @@ impl Report {
         };
         row("send (from intended time)", &m.send_latency);
         row("send (service time)", &m.service_time);
+        if let Some(l) = &self.live {
+            row("end-to-end, live lane", &l.delay);
+        }
         if let Some(f) = &self.firestore {
             row("end-to-end to Firestore", &f.e2e_delay);
         }

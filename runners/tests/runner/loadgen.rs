@@ -195,9 +195,33 @@ fn loadgen_on_the_embedded_defaults_sends_without_errors_and_history_holds_every
     assert!(report.get("firestore").is_none(), "{report:#}");
     wait_for_history(&up, "loadgen-", 100);
 
-    // A second run logs the same users in (they exist) and reuses their chats.
-    let report = loadgen(&up, dir.path(), "loadgen-", &["--seed", "42"]);
+    // A second run logs the same users in (they exist) and reuses their chats; it also holds
+    // every user's live stream and some idle ones.
+    let report = loadgen(
+        &up,
+        dir.path(),
+        "loadgen-",
+        &["--seed", "42", "--live", "--idle-streams", "16"],
+    );
     assert_clean_run(&report);
+    let live = &report["live"];
+    assert_eq!(live["expected"], 100, "{live}");
+    assert_eq!(
+        live["seen"], 100,
+        "every message reached its recipient's stream: {live}"
+    );
+    assert_eq!(
+        (live["streams"].as_u64(), live["idle_streams"].as_u64()),
+        (Some(12), Some(16))
+    );
+    assert_eq!(live["delay"]["count"], 80, "measured messages: {live}");
+    assert_ordered(&live["delay"], "live delay");
+    assert_eq!(live["idle_stream_kib"][0][0], "up", "{live}");
+    let cpu = report["processes"][0]["cpu_seconds_measured"].as_f64();
+    assert!(
+        cpu.is_some_and(|s| s > 0.0),
+        "the server's CPU time is measured: {report:#}"
+    );
     wait_for_history(&up, "loadgen-", 200);
     let (clean, _) = up.stop();
     assert!(clean);
@@ -310,6 +334,7 @@ path = "{dead}"
                     &outputs_host,
                     "--drain-timeout",
                     "60s",
+                    "--live",
                 ],
             );
             (up, report)
@@ -330,6 +355,16 @@ path = "{dead}"
     assert!(
         ms(e2e, "p50_ms") >= ms(&report["measured"]["send_latency"], "p50_ms"),
         "a message reaches Firestore after its send is acknowledged: {report:#}"
+    );
+    // The live lane does not wait for the group that the Firestore lane waits for.
+    let live = &report["live"];
+    assert_eq!(
+        live["seen"], 100,
+        "every message reached its recipient's stream: {live}"
+    );
+    assert!(
+        ms(&live["delay"], "p50_ms") < ms(e2e, "p50_ms"),
+        "the live lane is faster than the Firestore lane: {report:#}"
     );
 
     let up = tokio::task::spawn_blocking(move || {

@@ -174,3 +174,74 @@ impl Realtime {
         }
     }
 }
+
+/// The routing step as `benches/routing.rs` drives it; not a stable API.
+#[doc(hidden)]
+pub mod bench {
+    use super::event::{Kind, LiveEvent};
+    use super::hub::{Batch, Cursor, Hub};
+    use crate::config::RealtimeConfig;
+    use std::sync::Arc;
+    use uuid::Uuid;
+
+    /// A registry holding `streams` open streams: the two members of one chat, each with one
+    /// stream, and idle people (four streams each) for the rest.
+    pub struct Routing {
+        hub: Arc<Hub>,
+        members: [Uuid; 2],
+        member_cursors: Vec<Cursor>,
+        _idle: Vec<Cursor>,
+        event: Arc<LiveEvent>,
+    }
+
+    impl Routing {
+        /// The registry with `streams` streams open (at least the two members').
+        pub fn new(streams: usize) -> Self {
+            let hub = Arc::new(Hub::new(RealtimeConfig {
+                max_streams: streams + 2,
+                ..RealtimeConfig::default()
+            }));
+            let members = [Uuid::new_v4(), Uuid::new_v4()];
+            let member_cursors = members
+                .iter()
+                .map(|m| hub.attach(*m, None).expect("within the caps").cursor)
+                .collect();
+            let mut idle = Vec::new();
+            let mut person = Uuid::new_v4();
+            for i in 0..streams.saturating_sub(2) {
+                if i % 4 == 0 {
+                    person = Uuid::new_v4();
+                }
+                idle.push(hub.attach(person, None).expect("within the caps").cursor);
+            }
+            let data = format!(
+                r#"{{"message_id":"{}","chat_id":"{}","from_user":"{}","to_user":"{}","body":"hello there, how are you today?","time":"{}","time_iso":"2026-12-06T20:00:00.000Z"}}"#,
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                members[0],
+                members[1],
+                Uuid::new_v4()
+            );
+            Self {
+                hub,
+                members,
+                member_cursors,
+                _idle: idle,
+                event: Arc::new(LiveEvent::new(Kind::Message, Uuid::new_v4(), data)),
+            }
+        }
+
+        /// Routes one message to the chat's members and has each member's stream take it;
+        /// returns how many events the streams took.
+        pub fn route_one(&mut self) -> usize {
+            self.hub.publish(&self.members, &self.event);
+            let mut taken = 0;
+            for cursor in &mut self.member_cursors {
+                if let Some(Batch::Events(events)) = cursor.take(16) {
+                    taken += events.len();
+                }
+            }
+            taken
+        }
+    }
+}
