@@ -18,7 +18,7 @@
 use super::event::LiveEvent;
 use crate::config::RealtimeConfig;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -43,9 +43,12 @@ pub(crate) enum AttachError {
     Total(usize),
 }
 
+/// One shard of the registry: the mailboxes of the people whose id hashes to it.
+type Shard = Mutex<HashMap<Uuid, Arc<Mailbox>>>;
+
 /// The registry of connected people. Cheap to share behind an `Arc`.
 pub(crate) struct Hub {
-    shards: Box<[Mutex<HashMap<Uuid, Arc<Mailbox>>>]>,
+    shards: Box<[Shard]>,
     hasher: std::collections::hash_map::RandomState,
     config: RealtimeConfig,
     streams: AtomicUsize,
@@ -73,10 +76,8 @@ impl Hub {
         &self.config
     }
 
-    fn shard(&self, user: &Uuid) -> &Mutex<HashMap<Uuid, Arc<Mailbox>>> {
-        let mut hasher = self.hasher.build_hasher();
-        user.hash(&mut hasher);
-        &self.shards[hasher.finish() as usize % SHARDS]
+    fn shard(&self, user: &Uuid) -> &Shard {
+        &self.shards[self.hasher.hash_one(user) as usize % SHARDS]
     }
 
     /// Streams open in this instance.
@@ -423,10 +424,7 @@ mod tests {
         assert_eq!(data(cursor.take(10)), ["lagged"]);
         hub.publish(&[ann], &event(6));
         assert_eq!(data(cursor.take(10)), ["{\"n\":6}"]);
-        let stale = hub.attach(
-            ann,
-            Some(&format!("{}", cursor.position().replace("-6", "-2"))),
-        );
+        let stale = hub.attach(ann, Some(&cursor.position().replace("-6", "-2")));
         assert!(!stale.expect("attach").resumed, "2 has left the window");
     }
 
