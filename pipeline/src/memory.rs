@@ -129,6 +129,11 @@ impl MemoryLog {
             .iter()
             .map(|p| (*p, committed.get(*p as usize).map_or(0, |c| c.offset)))
             .collect();
+        self.reader(group, next)
+    }
+
+    /// A reader for consumer `group` at the offsets `next` (partition to next offset).
+    fn reader(&self, group: &str, next: HashMap<u32, u64>) -> MemorySource {
         MemorySource {
             log: self.clone(),
             group: group.to_string(),
@@ -147,12 +152,7 @@ impl MemoryLog {
             .into_iter()
             .map(|p| (p.partition, p.offset))
             .collect();
-        MemorySource {
-            log: self.clone(),
-            group: group.to_string(),
-            next,
-            revoked: Revoker::default(),
-        }
+        self.reader(group, next)
     }
 }
 

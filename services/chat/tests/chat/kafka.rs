@@ -284,15 +284,6 @@ async fn api_to_kafka_to_the_pipeline_to_history_and_the_realtime_feed() {
     })
     .await;
 
-    // The aggregator, as the standalone runner composes it.
-    let source = KafkaSource::connect(&KafkaSourceConfig {
-        brokers: brokers(),
-        topic: messages_topic.clone(),
-        group_id: unique_name("chat-test-aggregator"),
-        ..KafkaSourceConfig::default()
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{}", unreachable(e)));
     let grouped_sink = KafkaGroupSink::connect(&KafkaSinkConfig {
         brokers: brokers(),
         topic: grouped.clone(),
@@ -300,24 +291,8 @@ async fn api_to_kafka_to_the_pipeline_to_history_and_the_realtime_feed() {
     })
     .await
     .unwrap_or_else(|e| panic!("{}", unreachable(e)));
-    let key = ChatKey::Chat;
-    let pipeline = Pipeline::new(
-        move |m: &ChatMessage| key.key(m).to_string(),
-        confab_connectors::decode_chat_message,
-        Arc::new(MemoryDeadLetters::default()),
-    )
-    .sink(Arc::new(SqlHistorySink::new(app.state.store().clone())))
-    .sink(Arc::new(grouped_sink))
-    .policy(fast_policy())
-    .config(RuntimeConfig {
-        lateness_ms: 0,
-        commit_interval_ms: 100,
-        ..RuntimeConfig::default()
-    });
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let aggregator = tokio::spawn(pipeline.run(source, async {
-        let _ = stopped.await;
-    }));
+    let (stop, aggregator) =
+        start_aggregator(&app, &messages_topic, Some(Arc::new(grouped_sink))).await;
 
     let (ann, bob, chat) = pair(&app).await;
     let mut events = app.events(chat, &bob.token, false).await;
@@ -366,6 +341,46 @@ async fn api_to_kafka_to_the_pipeline_to_history_and_the_realtime_feed() {
     assert_eq!(report.dead_letters, 0);
 }
 
+type Aggregator =
+    tokio::task::JoinHandle<Result<confab_pipeline::RunReport, confab_pipeline::PipelineError>>;
+
+/// The aggregator as the standalone runner composes it: `topic` to `app`'s SQL history (and
+/// `extra`); it stops when the returned sender sends.
+async fn start_aggregator(
+    app: &TestApp,
+    topic: &str,
+    extra: Option<Arc<dyn Sink<String, ChatMessage>>>,
+) -> (tokio::sync::oneshot::Sender<()>, Aggregator) {
+    let source = KafkaSource::connect(&KafkaSourceConfig {
+        brokers: brokers(),
+        topic: topic.to_owned(),
+        group_id: unique_name("chat-test-aggregator"),
+        ..KafkaSourceConfig::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{}", unreachable(e)));
+    let key = ChatKey::Chat;
+    let mut pipeline = Pipeline::new(
+        move |m: &ChatMessage| key.key(m).to_string(),
+        confab_connectors::decode_chat_message,
+        Arc::new(MemoryDeadLetters::default()),
+    )
+    .sink(Arc::new(SqlHistorySink::new(app.state.store().clone())));
+    if let Some(extra) = extra {
+        pipeline = pipeline.sink(extra);
+    }
+    let pipeline = pipeline.policy(fast_policy()).config(RuntimeConfig {
+        lateness_ms: 0,
+        commit_interval_ms: 100,
+        ..RuntimeConfig::default()
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let aggregator = tokio::spawn(pipeline.run(source, async {
+        let _ = stopped.await;
+    }));
+    (stop, aggregator)
+}
+
 /// The next `message` event of `stream` (other events skipped), within `WAIT`.
 async fn next_message(stream: &mut crate::common::EventStream) -> crate::common::SseEvent {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -388,32 +403,7 @@ async fn two_instances_deliver_each_others_messages_live_and_a_restart_catches_u
     .await;
     // Instance B: same database, same log; bob is connected to it, ann sends through A.
     let (b_state, b) = app.sibling(|_| {}).await;
-    // The aggregator writes history, as the standalone runner would.
-    let source = KafkaSource::connect(&KafkaSourceConfig {
-        brokers: brokers(),
-        topic: topic.clone(),
-        group_id: unique_name("chat-test-aggregator"),
-        ..KafkaSourceConfig::default()
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{}", unreachable(e)));
-    let key = ChatKey::Chat;
-    let pipeline = Pipeline::new(
-        move |m: &ChatMessage| key.key(m).to_string(),
-        confab_connectors::decode_chat_message,
-        Arc::new(MemoryDeadLetters::default()),
-    )
-    .sink(Arc::new(SqlHistorySink::new(app.state.store().clone())))
-    .policy(fast_policy())
-    .config(RuntimeConfig {
-        lateness_ms: 0,
-        commit_interval_ms: 100,
-        ..RuntimeConfig::default()
-    });
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let aggregator = tokio::spawn(pipeline.run(source, async {
-        let _ = stopped.await;
-    }));
+    let (stop, aggregator) = start_aggregator(&app, &topic, None).await;
 
     let (ann, bob, chat) = pair(&app).await;
     let mut on_b = person_events(&b, &bob.token, None).await;
