@@ -8,6 +8,8 @@ server answered a real request:
   probe.py cql       HOST:PORT [--query CQL] [--keyspace KS]
                                  CQL native protocol v4: STARTUP then QUERY
                                  (default: SELECT release_version FROM system.local)
+  probe.py fluvio    HOST:PORT   ApiVersions v2, the request every Fluvio client opens with
+                                 (an SC or an SPU); prints the platform version
   probe.py http      URL [--expect TEXT]   GET, status 200 and optional body text
   probe.py port      HOST:PORT   plain TCP connect (used only to detect port clashes)
 
@@ -254,6 +256,36 @@ def cql_result(r):
     return "\n".join(lines) if lines else "(0 rows)"
 
 
+# --------------------------------------------------------------------------- Fluvio
+
+def probe_fluvio(addr, timeout):
+    host, port = split_hostport(addr)
+
+    def string(b):
+        return struct.pack(">H", len(b)) + b
+
+    # Header: api_key 18 (ApiVersions), version 2, correlation id 1, client id; body: the client's
+    # version, OS and architecture, as the fluvio 0.50 client sends them.
+    msg = (struct.pack(">hhi", 18, 2, 1) + string(b"confab-infra-probe")
+           + string(b"0.50.1") + string(b"linux") + string(b"x86_64"))
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(struct.pack(">i", len(msg)) + msg)
+        size = struct.unpack(">i", recv_exact(s, 4))[0]
+        if not 0 < size < 1 << 20:
+            raise ProbeError(f"fluvio: implausible response size {size}")
+        r = Reader(recv_exact(s, size))
+    if r.int32() != 1:
+        raise ProbeError("fluvio: correlation id mismatch")
+    err = r.int16()
+    if err != 0:
+        raise ProbeError(f"fluvio: ApiVersions error code {err}")
+    n_apis = r.int32()
+    r.take(6 * n_apis)  # api key, min and max version each
+    version = r.string_u16()
+    return f"fluvio ok: platform {version}, {n_apis} APIs"
+
+
 # --------------------------------------------------------------------------- HTTP, TCP
 
 def probe_http(url, timeout, expect):
@@ -274,7 +306,7 @@ def probe_port(addr, timeout):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kind", choices=["kafka", "cql", "http", "port"])
+    p.add_argument("kind", choices=["kafka", "cql", "fluvio", "http", "port"])
     p.add_argument("target")
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--query", default="SELECT release_version FROM system.local")
@@ -287,6 +319,8 @@ def main():
             out = probe_kafka(a.target, a.timeout)
         elif a.kind == "cql":
             out = cql_query(a.target, a.query, a.timeout, a.keyspace)
+        elif a.kind == "fluvio":
+            out = probe_fluvio(a.target, a.timeout)
         elif a.kind == "http":
             out = probe_http(a.target, a.timeout, a.expect)
         else:
