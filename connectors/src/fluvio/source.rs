@@ -12,7 +12,9 @@
 //!   `N - 1` under the consumer name, reads that one record, and flushes it (one small request
 //!   per partition whose position moved, once per `commit_interval_ms`).
 //! - **Restart.** A partition with a stored offset resumes right after it; one without starts at
-//!   `start` (`earliest` or `latest`); `reset_committed` ignores stored offsets.
+//!   `start` (`earliest` or `latest`); `reset_committed` ignores stored offsets. On a cluster
+//!   that has just started, reading the stored offsets waits (up to [`OFFSETS_TOPIC_WAIT`]) for
+//!   the cluster to create its `consumer-offset` topic.
 //! - **Idle means caught up.** [`Polled::Idle`] only when every partition was read to its end,
 //!   so the wall clock closes groups only when the log really is quiet.
 //! - **No consumer groups.** Fluvio has none: partitions are not shared or rebalanced, so this
@@ -37,6 +39,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use super::config::FluvioSourceConfig;
+use super::offsets::{consumer_offsets, OFFSETS_TOPIC_WAIT};
 use super::reader::{open, Event, Next, Reader};
 use crate::StartPosition;
 
@@ -250,12 +253,14 @@ async fn stored_offsets(
     fluvio: &Fluvio,
     config: &FluvioSourceConfig,
 ) -> Result<BTreeMap<u32, u64>, SourceError> {
-    let offsets = fluvio.consumer_offsets().await.map_err(|e| {
-        SourceError::fatal(format!(
-            "cannot read the Fluvio consumer offsets of {}: {e:#}",
-            config.consumer
-        ))
-    })?;
+    let offsets = consumer_offsets(fluvio, OFFSETS_TOPIC_WAIT)
+        .await
+        .map_err(|e| {
+            SourceError::fatal(format!(
+                "cannot read the Fluvio consumer offsets of {}: {e}",
+                config.consumer
+            ))
+        })?;
     Ok(offsets
         .into_iter()
         .filter(|o| o.consumer_id == config.consumer && o.topic == config.topic && o.offset >= 0)

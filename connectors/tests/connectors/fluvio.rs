@@ -1,16 +1,18 @@
 //! Fluvio: the topic source (positions, keys, order, commits as consumer offsets, start position,
 //! idle), commit-after-ack across a restart in a running pipeline, and the dead-letter topic.
 //!
-//! CI cannot run a Fluvio cluster, so these tests are `#[ignore]`d with the reason, and cargo
-//! reports them as ignored (`scripts/test` counts them as skipped), never as passed. To run them,
-//! start a cluster (README, "Fluvio") and:
+//! No package registry ships a Fluvio server, so a machine may have none: these tests are
+//! `#[ignore]`d with that reason, and plain `cargo test` reports them as ignored, never as passed.
+//! `scripts/test` runs them (`--include-ignored`) whenever `scripts/infra` finds a Fluvio server,
+//! and `.ci/run` fails if they were skipped while one was there. By hand:
 //!
 //! ```sh
-//! CONFAB_FLUVIO_ENDPOINT=127.0.0.1:9003 cargo test -p confab-connectors --features fluvio \
-//!     --test connectors fluvio -- --ignored
+//! scripts/infra up fluvio && eval "$(scripts/infra env)"
+//! cargo test -p confab-connectors --features fluvio --test connectors fluvio -- --ignored
 //! ```
 //!
-//! Run with `--ignored` but without the variable, they fail saying so.
+//! Without a cluster at `CONFAB_FLUVIO_ENDPOINT` (127.0.0.1:9003 by default), they fail saying
+//! how to start one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -19,7 +21,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use confab_connectors::embedded::DeadLetterLine;
 use confab_connectors::fluvio::{
-    FluvioDeadLetterConfig, FluvioDeadLetters, FluvioSource, FluvioSourceConfig,
+    consumer_offsets, create_topic as create_ready_topic, FluvioDeadLetterConfig,
+    FluvioDeadLetters, FluvioSource, FluvioSourceConfig, OFFSETS_TOPIC_WAIT,
 };
 use confab_connectors::{decode_chat_message, StartPosition};
 use confab_pipeline::memory::{MemoryDeadLetters, MemorySink};
@@ -27,20 +30,16 @@ use confab_pipeline::{
     ChatMessage, DeadLetterSink, Group, Pipeline, Polled, Position, RuntimeConfig, Sink, SinkError,
     Source, SourceRecord, WindowPolicy,
 };
-use fluvio::metadata::partition::PartitionSpec;
-use fluvio::metadata::topic::TopicSpec;
 use fluvio::{Fluvio, FluvioClusterConfig, Partitioner, PartitionerConfig};
 
 use crate::{chat_message, now_ms};
 
 const WAIT: Duration = Duration::from_secs(60);
-const NOT_RUN: &str = "fluvio tests not run: they need a Fluvio cluster. Start one (README, \
-     \"Fluvio\"), then: CONFAB_FLUVIO_ENDPOINT=127.0.0.1:9003 cargo test -p confab-connectors \
-     --features fluvio --test connectors fluvio -- --ignored";
 
-/// The cluster named by `CONFAB_FLUVIO_ENDPOINT`; without it the test fails, saying how to run it.
+/// The cluster named by `CONFAB_FLUVIO_ENDPOINT`, the address `scripts/infra up fluvio` serves
+/// by default without it.
 fn endpoint() -> String {
-    std::env::var("CONFAB_FLUVIO_ENDPOINT").unwrap_or_else(|_| panic!("{NOT_RUN}"))
+    confab_connectors::env_or("CONFAB_FLUVIO_ENDPOINT", "127.0.0.1:9003")
 }
 
 async fn client() -> Fluvio {
@@ -50,8 +49,14 @@ async fn client() -> Fluvio {
         Fluvio::connect_with_config(&FluvioClusterConfig::new(&endpoint)),
     )
     .await
-    .unwrap_or_else(|_| panic!("cannot reach Fluvio at {endpoint}: timed out"))
-    .unwrap_or_else(|e| panic!("cannot reach Fluvio at {endpoint}: {e:#}"))
+    .unwrap_or_else(|_| {
+        panic!(
+            "cannot reach Fluvio at {endpoint} (timed out): start it with scripts/infra up fluvio"
+        )
+    })
+    .unwrap_or_else(|e| {
+        panic!("cannot reach Fluvio at {endpoint} ({e:#}): start it with scripts/infra up fluvio")
+    })
 }
 
 /// A name Fluvio accepts (lowercase letters, digits and dashes), unique to this run.
@@ -68,36 +73,12 @@ static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Creates a fresh topic with `partitions` partitions and waits until every one is online.
 async fn create_topic(fluvio: &Fluvio, prefix: &str, partitions: u32) -> String {
     let topic = unique(prefix);
-    let admin = fluvio.admin().await;
     let one_at_a_time = CREATING.lock().await;
-    admin
-        .create(
-            topic.clone(),
-            false,
-            TopicSpec::new_computed(partitions, 1, None),
-        )
+    create_ready_topic(fluvio, &topic, partitions, WAIT)
         .await
-        .unwrap_or_else(|e| panic!("creating topic {topic}: {e:#}"));
+        .unwrap_or_else(|e| panic!("{e}"));
     drop(one_at_a_time);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let listed = admin
-            .list::<PartitionSpec, String>(Vec::new())
-            .await
-            .expect("list partitions");
-        let online = listed
-            .iter()
-            .filter(|p| p.name.starts_with(&format!("{topic}-")) && p.status.is_online())
-            .count();
-        if online == partitions as usize {
-            return topic;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "topic {topic}: {online} of {partitions} partitions online after 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    topic
 }
 
 /// Sends every record to one partition.
@@ -164,10 +145,9 @@ async fn produce_messages(
 
 /// The offsets Fluvio stores for `consumer` on `topic`: the last processed record per partition.
 async fn stored(fluvio: &Fluvio, consumer: &str, topic: &str) -> BTreeMap<u32, i64> {
-    fluvio
-        .consumer_offsets()
+    consumer_offsets(fluvio, OFFSETS_TOPIC_WAIT)
         .await
-        .expect("consumer offsets")
+        .unwrap_or_else(|e| panic!("{e}"))
         .into_iter()
         .filter(|o| o.consumer_id == consumer && o.topic == topic)
         .map(|o| (o.partition, o.offset))
@@ -214,7 +194,7 @@ fn at(partition: u32, offset: u64) -> Position {
 }
 
 #[tokio::test]
-#[ignore = "fluvio tests not run: set CONFAB_FLUVIO_ENDPOINT and pass --ignored (README, \"Fluvio\")"]
+#[ignore = "needs a Fluvio server: scripts/infra up fluvio, then --include-ignored (scripts/test does both when it finds one)"]
 async fn fluvio_source_keeps_keys_and_order_and_commits_only_what_the_pipeline_commits() {
     let fluvio = client().await;
     let topic = create_topic(&fluvio, "src", 2).await;
@@ -280,7 +260,7 @@ async fn fluvio_source_keeps_keys_and_order_and_commits_only_what_the_pipeline_c
 }
 
 #[tokio::test]
-#[ignore = "fluvio tests not run: set CONFAB_FLUVIO_ENDPOINT and pass --ignored (README, \"Fluvio\")"]
+#[ignore = "needs a Fluvio server: scripts/infra up fluvio, then --include-ignored (scripts/test does both when it finds one)"]
 async fn fluvio_start_position_applies_only_without_a_committed_offset() {
     let fluvio = client().await;
     let topic = create_topic(&fluvio, "start", 1).await;
@@ -368,7 +348,7 @@ async fn run_to_end(
 }
 
 #[tokio::test]
-#[ignore = "fluvio tests not run: set CONFAB_FLUVIO_ENDPOINT and pass --ignored (README, \"Fluvio\")"]
+#[ignore = "needs a Fluvio server: scripts/infra up fluvio, then --include-ignored (scripts/test does both when it finds one)"]
 async fn fluvio_restart_resumes_at_the_acknowledged_offsets_and_nothing_is_lost_or_doubled() {
     let fluvio = client().await;
     let topic = create_topic(&fluvio, "restart", 3).await;
@@ -451,7 +431,7 @@ impl Sink<String, ChatMessage> for Refusing {
 }
 
 #[tokio::test]
-#[ignore = "fluvio tests not run: set CONFAB_FLUVIO_ENDPOINT and pass --ignored (README, \"Fluvio\")"]
+#[ignore = "needs a Fluvio server: scripts/infra up fluvio, then --include-ignored (scripts/test does both when it finds one)"]
 async fn fluvio_nothing_is_committed_past_records_no_sink_acknowledged() {
     let fluvio = client().await;
     let topic = create_topic(&fluvio, "unacked", 2).await;
@@ -498,7 +478,7 @@ async fn fluvio_nothing_is_committed_past_records_no_sink_acknowledged() {
 }
 
 #[tokio::test]
-#[ignore = "fluvio tests not run: set CONFAB_FLUVIO_ENDPOINT and pass --ignored (README, \"Fluvio\")"]
+#[ignore = "needs a Fluvio server: scripts/infra up fluvio, then --include-ignored (scripts/test does both when it finds one)"]
 async fn fluvio_malformed_records_go_to_the_dead_letters_and_the_pipeline_keeps_running() {
     let fluvio = client().await;
     let topic = create_topic(&fluvio, "dlq", 1).await;

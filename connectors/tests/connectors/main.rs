@@ -3,9 +3,9 @@
 //! `CASSANDRA_NODES`, `FIRESTORE_EMULATOR_HOST` and `FIRESTORE_PROJECT_ID` (what
 //! `scripts/infra env` prints), with loopback defaults. Every test uses its own topic, keyspace,
 //! collection and consumer group. A test that cannot reach its server fails with the command that
-//! starts it; none passes silently. The Fluvio module is the one exception CI forces: its tests
-//! are ignored (reported as such, never as passed) unless run with `--ignored` against a cluster
-//! named by `CONFAB_FLUVIO_ENDPOINT` (see `fluvio.rs`).
+//! starts it; none passes silently. The Fluvio module's tests are `#[ignore]`d because a
+//! machine may have no Fluvio server (no registry ships one): reported as ignored, never as
+//! passed, and run by `scripts/test` whenever `scripts/infra` finds a server (see `fluvio.rs`).
 
 #![allow(clippy::unwrap_used)]
 // With some connector features off, helpers that only their tests use are unused.
