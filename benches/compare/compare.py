@@ -10,6 +10,10 @@ Every system gets, in turn, the same two runs, each on a fresh pair of topics:
               messages are produced at a fixed rate below saturation; the delay of a message is
               the timestamp of the grouped record that carried it minus its own produce time.
 
+A system named with --fluvio-input reads its input from a Fluvio topic holding the same backlog
+(prefilled by fluvio_io) instead of the Kafka one; its output and every measurement stay on
+Kafka, so a Fluvio source and a Kafka source compare side by side (throughput runs only).
+
 Run it through `benches/compare/run`, which installs what this needs; `--help` lists options.
 """
 
@@ -29,6 +33,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import fluvio_io
 import kafka_io
 import procmon
 import report
@@ -66,10 +71,12 @@ class Run:
     brokers: str
     partitions: int
     tag: str
+    fluvio: bool = False
 
     @property
     def input(self) -> str:
-        return f"chat_messages-{self.tag}"
+        kafka = f"chat_messages-{self.tag}"
+        return fluvio_io.topic_name(kafka) if self.fluvio else kafka
 
     @property
     def output(self) -> str:
@@ -89,13 +96,16 @@ class Run:
         }
 
     def env(self) -> dict:
-        return {
+        env = {
             **os.environ,
             "KAFKA_BROKERS": self.brokers,
             "INPUT_TOPIC": self.input,
             "OUTPUT_TOPIC": self.output,
             "GROUP_ID": self.group,
         }
+        if self.fluvio:
+            env |= {"INPUT_LOG": "fluvio", "CONFAB_FLUVIO_ENDPOINT": fluvio_io.endpoint()}
+        return env
 
 
 class Aggregator:
@@ -231,9 +241,15 @@ def first_time_reaching(curve: list[tuple[int, int]], count: float) -> tuple[int
 
 
 def run_throughput(run: Run, messages: list, args, log_dir: Path) -> dict:
-    kafka_io.create_topics(run.brokers, [run.input, run.output], run.partitions)
+    # A Fluvio input topic is left on the cluster: deleting topics beside creations has left a
+    # local SC's creations unanswered.
+    kafka_topics = [run.output] if run.fluvio else [run.input, run.output]
+    kafka_io.create_topics(run.brokers, kafka_topics, run.partitions)
     try:
-        placement, fill_s = kafka_io.prefill(run.brokers, run.input, messages, args.prefill_gap_us)
+        if run.fluvio:
+            placement, fill_s = fluvio_io.prefill(run.input, run.partitions, messages, args.prefill_gap_us)
+        else:
+            placement, fill_s = kafka_io.prefill(run.brokers, run.input, messages, args.prefill_gap_us)
         print(f"  prefilled {len(messages):,} messages in {fill_s:.1f} s", flush=True)
         collector = kafka_io.Collector(run.brokers, run.output, run.partitions, set(placement.by_id))
         collector.start()
@@ -250,7 +266,7 @@ def run_throughput(run: Run, messages: list, args, log_dir: Path) -> dict:
             collector.stop()
     finally:
         if not args.keep_topics:
-            kafka_io.delete_topics(run.brokers, [run.input, run.output])
+            kafka_io.delete_topics(run.brokers, kafka_topics)
             kafka_io.delete_group(run.brokers, run.group)
 
     m = len(messages)
@@ -437,6 +453,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--tuned", nargs="?", const="3s", metavar="P99_BUDGET",
                    help="also run confab with the policy `confab tune` recommends for this p99 delay budget "
                         "(3s when given bare) on the delay run's traffic, as a system named confab-tuned")
+    p.add_argument("--fluvio-input", action="append", default=[], metavar="NAME",
+                   help="the system NAME reads its input from a Fluvio topic with the same backlog "
+                        "($CONFAB_FLUVIO_ENDPOINT, 127.0.0.1:9003; throughput runs only; repeatable)")
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for a run's groups (300)")
     p.add_argument("--brokers", default=os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092"))
     p.add_argument("--out", type=Path, default=REPO / "benches/compare/out", help="logs, results.json, results.md")
@@ -452,6 +471,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     kafka_io.check_broker(args.brokers)
+    unknown = set(args.fluvio_input) - {s.name for s in args.system}
+    if unknown:
+        raise SystemExit(f"--fluvio-input names no --system: {', '.join(sorted(unknown))}")
+    if args.fluvio_input:
+        fluvio_io.check()
     if any(CAMEL_JAR.name in s.command for s in args.system) and not CAMEL_JAR.exists():
         raise SystemExit(f"{rel(CAMEL_JAR)} is missing: build it with benches/compare/run --build")
     log_dir = args.out / "logs"
@@ -495,7 +519,11 @@ def main(argv: list[str]) -> int:
     for rep in range(args.repeat):
         for system, entry in zip(args.system, entries):
             for mode in args.modes:
-                run = Run(system, mode, args.brokers, args.partitions, f"{run_id}-{system.name}-{mode}-{rep + 1}")
+                fluvio = system.name in args.fluvio_input
+                if fluvio and mode != "throughput":
+                    print(f"{system.name} / {mode}: skipped (a Fluvio input has throughput runs only)", flush=True)
+                    continue
+                run = Run(system, mode, args.brokers, args.partitions, f"{run_id}-{system.name}-{mode}-{rep + 1}", fluvio)
                 print(f"{system.name} / {mode} ({rep + 1}/{args.repeat}): {run.input} -> {run.output}", flush=True)
                 try:
                     if mode == "throughput":
