@@ -12,16 +12,7 @@ mod harness;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::{repo_root, Aggregator, Backlog, Outputs};
-
-/// `scripts/infra ACTION SERVER`, with this process's environment (the servers' ports).
-fn infra(action: &str, server: &str) {
-    let status = Command::new(repo_root().join("scripts/infra"))
-        .args([action, server])
-        .status()
-        .expect("run scripts/infra");
-    assert!(status.success(), "scripts/infra {action} {server} failed");
-}
+use harness::{infra, repo_root, Aggregator, Backlog, Outputs};
 
 /// The process group of a server started by `scripts/infra` (the first field of its pid file,
 /// under `$CONFAB_INFRA_DIR`, `.infra` by default, as in the script).
@@ -122,9 +113,9 @@ async fn kafka_and_cassandra_restarts_and_a_frozen_firestore_lose_nothing() {
 
     // 1. The broker goes away and comes back (its log is on disk).
     let t = Instant::now();
-    infra("down", "kafka");
+    infra("down", "kafka", &[]);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    infra("up", "kafka");
+    infra("up", "kafka", &[]);
     eprintln!(
         "faults: Kafka down and up again in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -133,9 +124,9 @@ async fn kafka_and_cassandra_restarts_and_a_frozen_firestore_lose_nothing() {
 
     // 2. Cassandra goes away and comes back.
     let t = Instant::now();
-    infra("down", "cassandra");
+    infra("down", "cassandra", &[]);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    infra("up", "cassandra");
+    infra("up", "cassandra", &[]);
     eprintln!(
         "faults: Cassandra down and up again in {:.1} s",
         t.elapsed().as_secs_f64()

@@ -1,14 +1,16 @@
 //! Reading the consumer offsets a cluster stores, riding out a cluster that has just started.
 //!
-//! A new cluster's SC answers clients a moment before it has created its internal
-//! `consumer-offset` topic; until then every read of consumer offsets fails with `Partition not
-//! found: consumer-offset-0` (2 of 6 test runs begun right after a cluster's start met it).
-//! [`consumer_offsets`] waits that one error out, for at most [`OFFSETS_TOPIC_WAIT`], logging
-//! once what it waits for; any other error returns at once.
+//! A new cluster's SC answers clients a moment before its internal `consumer-offset` topic is
+//! ready: until the SC has created it, a read of consumer offsets fails with `Partition not
+//! found: consumer-offset-0` (2 of 6 test runs begun right after a cluster's start met it), and
+//! until the SPU has taken its partition on, with `the partition is not initialized` or `the
+//! partition is not a leader` (the latter met by the fresh-cluster test). [`consumer_offsets`] waits these two errors out, for at most
+//! [`OFFSETS_TOPIC_WAIT`], logging once what it waits for; any other error returns at once.
 
 use std::time::{Duration, Instant};
 
 use fluvio::consumer::ConsumerOffset;
+use fluvio::dataplane::link::ErrorCode;
 use fluvio::{Fluvio, FluvioError};
 use tracing::info;
 
@@ -27,10 +29,10 @@ const RETRY: Duration = Duration::from_millis(200);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConsumerOffsetsError {
-    /// The cluster still has no `consumer-offset` topic after the wait.
+    /// The cluster's `consumer-offset` topic is still missing or leaderless after the wait.
     #[error(
-        "the Fluvio cluster has not created its `consumer-offset` topic within {} s (a new \
-         cluster does so within seconds): look at its SC and SPU logs (scripts/infra logs fluvio)",
+        "the Fluvio cluster's `consumer-offset` topic is not ready after {} s (a new cluster \
+         readies it within seconds): look at its SC and SPU logs (scripts/infra logs fluvio)",
         waited.as_secs()
     )]
     NoOffsetsTopic {
@@ -56,7 +58,7 @@ pub async fn consumer_offsets(
                 if said {
                     info!(
                         waited_ms = started.elapsed().as_millis() as u64,
-                        "the Fluvio consumer-offset topic is there"
+                        "the Fluvio consumer-offset topic is ready"
                     );
                 }
                 return Ok(offsets);
@@ -67,7 +69,16 @@ pub async fn consumer_offsets(
             error.downcast_ref::<FluvioError>(),
             Some(FluvioError::PartitionNotFound(topic, _)) if topic == OFFSETS_TOPIC
         );
-        if !missing_topic {
+        // The client reports the SPU's error code as text only ("fetch consumer offsets failed
+        // with: <code>"), so the code is recognised by its own wording.
+        let text = error.to_string();
+        let no_leader_yet = [
+            ErrorCode::PartitionPendingInitialization,
+            ErrorCode::PartitionNotLeader,
+        ]
+        .iter()
+        .any(|code| text.ends_with(&code.to_string()));
+        if !missing_topic && !no_leader_yet {
             return Err(ConsumerOffsetsError::Read(format!("{error:#}")));
         }
         if started.elapsed() >= wait {
@@ -76,8 +87,9 @@ pub async fn consumer_offsets(
         if !said {
             info!(
                 wait_s = wait.as_secs(),
-                "the Fluvio cluster has no consumer-offset topic yet (a cluster that has just \
-                 started creates it in a moment); waiting for it"
+                error = %error,
+                "the Fluvio consumer-offset topic is not ready yet (a cluster that has just \
+                 started readies it in a moment); waiting for it"
             );
             said = true;
         }

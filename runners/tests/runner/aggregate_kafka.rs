@@ -1,11 +1,8 @@
-//! `confab aggregate` as a process on the real servers: a backlog of old messages in Kafka,
+//! `confab aggregate` as a process on the real servers: a backlog of old messages in the log,
 //! Firestore and Cassandra out, stopped with SIGTERM; it must exit 0 having written every
 //! message once and committed them all.
 
 use std::time::Duration;
-
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 
 use crate::harness::{message_json, Aggregator, Backlog, Expected, Outputs};
 
@@ -14,32 +11,22 @@ const CHATS: u64 = 12;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_to_firestore_and_cassandra_then_sigterm_commits_everything() {
-    let backlog = Backlog::create("runner", 3).await;
+    backlog_then_sigterm(Backlog::create("runner", 3).await).await;
+}
+
+/// The test on `backlog`'s topic (Kafka here, Fluvio in `aggregate_fluvio`).
+pub(crate) async fn backlog_then_sigterm(backlog: Backlog) {
     let outputs = Outputs::new(&backlog.run);
 
     // The backlog: N messages over CHATS chats, keyed by chat, from long ago (event time far
     // behind the clock: once read, the idle clock completes every group).
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &backlog.brokers)
-        .set("acks", "all")
-        .create()
-        .expect("producer");
     let mut expected = Expected::new();
     for i in 0..N {
         let chat = format!("chat-{}", i % CHATS);
         let payload = message_json(i, &chat, 1_700_000_000_000 + i * 20);
-        producer
-            .send(
-                FutureRecord::to(&backlog.topic)
-                    .key(&chat)
-                    .payload(&payload),
-                Duration::from_secs(30),
-            )
-            .await
-            .unwrap_or_else(|(e, _)| panic!("producing to {}: {e}", backlog.topic));
+        backlog.send(&chat, payload.as_bytes()).await;
         expected.entry(chat).or_default().push(format!("m{i}"));
     }
-
     let dir = tempfile::tempdir().expect("temp dir");
     let config = outputs.config(&backlog, dir.path(), "runner-0", "", "");
     let mut aggregator = Aggregator::start(&config);

@@ -1,7 +1,9 @@
 //! Crash consistency: `confab aggregate` on the real servers is killed with SIGKILL at random
 //! points while messages keep arriving, and restarted each time. Afterwards every message is in
 //! Firestore exactly once (one group document holds it, in log order), in Cassandra exactly once,
-//! and the consumer group's committed offsets reach the end of every partition.
+//! and the committed offsets reach the end of every partition. On Kafka here; on Fluvio in
+//! `aggregate_fluvio`, which also checks that the groups are the very ones an uninterrupted run
+//! writes.
 //!
 //! Sized for CI by default; `CONFAB_CRASH_MESSAGES`, `CONFAB_CRASH_KILLS`, `CONFAB_CRASH_RATE`,
 //! `CONFAB_CRASH_CHATS` and `CONFAB_CRASH_SEED` (and `CONFAB_CRASH_DRAIN_SECONDS`, the wait for the
@@ -24,6 +26,14 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_points_loses_and_doubles_nothing() {
+    sigkill_at_random_points(Backlog::create("crash", 3).await, false).await;
+}
+
+/// The crash test on `backlog`'s topic. With `compare_uninterrupted`, an aggregator that is never
+/// killed then reads the same topic from its start, under another consumer and into other
+/// outputs, and must write the same group documents (ids and messages): replays after the kills
+/// rebuilt exactly the groups of the log.
+pub(crate) async fn sigkill_at_random_points(mut backlog: Backlog, compare_uninterrupted: bool) {
     let messages = env_number("CONFAB_CRASH_MESSAGES", 20_000);
     let kills = env_number("CONFAB_CRASH_KILLS", 10);
     let rate = env_number("CONFAB_CRASH_RATE", 800);
@@ -42,7 +52,6 @@ async fn sigkill_at_random_points_loses_and_doubles_nothing() {
     );
     let mut rng = Rng::new(seed);
 
-    let backlog = Backlog::create("crash", 3).await;
     let outputs = Outputs::new(&backlog.run);
     let dir = tempfile::tempdir().expect("temp dir");
     let config = outputs.config(&backlog, dir.path(), "crash-0", "", "");
@@ -84,5 +93,34 @@ async fn sigkill_at_random_points_loses_and_doubles_nothing() {
     let report = outputs.verify(&expected).await;
     eprintln!("crash test: {report}");
     assert_eq!(report.messages, messages as usize);
+
+    if compare_uninterrupted {
+        let reference = Outputs::new(&uuid::Uuid::new_v4().simple().to_string());
+        backlog.group = format!("{}-uninterrupted", backlog.group);
+        let config = reference.config(&backlog, dir.path(), "uninterrupted", "", "");
+        let mut aggregator = Aggregator::start(&config);
+        backlog
+            .wait_committed_to_end(&mut aggregator, Duration::from_secs(240))
+            .await;
+        aggregator.terminate();
+        let (killed, uninterrupted) = (outputs.groups().await, reference.groups().await);
+        let differing: Vec<_> = killed
+            .iter()
+            .filter(|(id, ids)| uninterrupted.get(*id) != Some(ids))
+            .map(|(id, _)| id)
+            .chain(uninterrupted.keys().filter(|id| !killed.contains_key(*id)))
+            .take(5)
+            .collect();
+        assert!(
+            differing.is_empty(),
+            "the killed run wrote {} groups, the uninterrupted run {}; they differ at {differing:?}",
+            killed.len(),
+            uninterrupted.len()
+        );
+        eprintln!(
+            "crash test: the {} groups are identical to an uninterrupted run's",
+            killed.len()
+        );
+    }
     backlog.delete().await;
 }

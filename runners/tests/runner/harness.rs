@@ -1,6 +1,6 @@
-//! What the process-level reliability tests share: a fresh topic with live producers, the
-//! aggregator as a child process (killed, terminated, watched), and the check of what reached
-//! Firestore, Cassandra and the consumer group.
+//! What the process-level reliability tests share: a fresh topic (Kafka or Fluvio) with live
+//! producers, the aggregator as a child process (killed, terminated, watched), the check of what
+//! reached Firestore, Cassandra and the committed offsets, and a Fluvio cluster of a test's own.
 
 // Shared by two test binaries (`runner` and `faults`), each of which uses only a part.
 #![allow(dead_code)]
@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use confab_connectors::cassandra::{CassandraConfig, History};
@@ -90,14 +91,76 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A fresh topic and consumer group on the local broker.
+/// `scripts/infra ACTION SERVER`, with this process's environment (the servers' ports) and `env`.
+pub(crate) fn infra(action: &str, server: &str, env: &[(&str, String)]) {
+    let status = std::process::Command::new(repo_root().join("scripts/infra"))
+        .args([action, server])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .status()
+        .expect("run scripts/infra");
+    assert!(status.success(), "scripts/infra {action} {server} failed");
+}
+
+/// The log a backlog's topic is in.
+enum Log {
+    Kafka {
+        admin: AdminClient<DefaultClientContext>,
+        /// Made on the first [`Backlog::send`].
+        producer: OnceLock<FutureProducer>,
+    },
+    Fluvio(FluvioLog),
+}
+
+/// A Fluvio topic's writer, shared with the live producers' tasks.
+#[derive(Clone)]
+struct FluvioLog {
+    endpoint: String,
+    producer: Arc<fluvio::TopicProducerPool>,
+    /// One past the last offset produced, per partition: where the committed offsets must reach
+    /// (only the test writes to its topic).
+    ends: Arc<Mutex<BTreeMap<u32, u64>>>,
+    client: Arc<fluvio::Fluvio>,
+}
+
+impl FluvioLog {
+    /// Writes `records` (key, payload), then waits until the SPU acknowledged every one.
+    async fn write(&self, topic: &str, records: &[(String, Vec<u8>)]) {
+        let mut sent = Vec::with_capacity(records.len());
+        for (key, payload) in records {
+            let output = self
+                .producer
+                .send(key.clone().into_bytes(), payload.clone())
+                .await
+                .unwrap_or_else(|e| panic!("producing to Fluvio {topic}: {e:#}"));
+            sent.push(output);
+        }
+        self.producer
+            .flush()
+            .await
+            .unwrap_or_else(|e| panic!("flushing to Fluvio {topic}: {e:#}"));
+        for output in sent {
+            let metadata = output
+                .wait()
+                .await
+                .unwrap_or_else(|e| panic!("producing to Fluvio {topic}: {e:#}"));
+            let mut ends = self.ends.lock().expect("ends");
+            let end = ends.entry(metadata.partition_id()).or_insert(0);
+            *end = (*end).max(metadata.offset() as u64 + 1);
+        }
+    }
+}
+
+/// A fresh topic (Kafka or Fluvio) and the consumer group (Kafka) or consumer name (Fluvio)
+/// the aggregator commits under.
 pub(crate) struct Backlog {
+    /// Kafka's bootstrap servers (empty for a Fluvio backlog).
     pub(crate) brokers: String,
     pub(crate) topic: String,
+    /// The Kafka consumer group, or the Fluvio consumer name.
     pub(crate) group: String,
     pub(crate) run: String,
     partitions: i32,
-    admin: AdminClient<DefaultClientContext>,
+    log: Log,
 }
 
 impl Backlog {
@@ -133,7 +196,159 @@ impl Backlog {
             topic,
             run,
             partitions,
-            admin,
+            log: Log::Kafka {
+                admin,
+                producer: OnceLock::new(),
+            },
+        }
+    }
+
+    /// A fresh topic on the Fluvio cluster at `CONFAB_FLUVIO_ENDPOINT` (127.0.0.1:9003 by
+    /// default, where `scripts/infra up fluvio` serves).
+    pub(crate) async fn create_fluvio(prefix: &str, partitions: u32) -> Self {
+        let endpoint = env_or("CONFAB_FLUVIO_ENDPOINT", "127.0.0.1:9003");
+        Self::create_fluvio_at(&endpoint, prefix, partitions).await
+    }
+
+    /// A fresh topic on the Fluvio cluster at `endpoint`.
+    pub(crate) async fn create_fluvio_at(endpoint: &str, prefix: &str, partitions: u32) -> Self {
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let client = fluvio_client(endpoint).await;
+        // Fluvio names take lowercase letters, digits and dashes only.
+        let topic = format!("{prefix}-{run}");
+        confab_connectors::fluvio::create_topic(
+            &client,
+            &topic,
+            partitions,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let producer = client
+            .topic_producer(&topic)
+            .await
+            .unwrap_or_else(|e| panic!("a producer for Fluvio {topic}: {e:#}"));
+        Self {
+            brokers: String::new(),
+            group: topic.clone(),
+            topic,
+            run,
+            partitions: partitions as i32,
+            log: Log::Fluvio(FluvioLog {
+                endpoint: endpoint.to_string(),
+                producer: Arc::new(producer),
+                ends: Arc::default(),
+                client: Arc::new(client),
+            }),
+        }
+    }
+
+    /// The `[source]` lines of the aggregator's config for this topic. `instance` is the Kafka
+    /// consumer's static group membership id (empty: none; Fluvio has no consumer groups).
+    fn source_toml(&self, instance: &str) -> String {
+        match &self.log {
+            Log::Kafka { .. } => {
+                let membership = if instance.is_empty() {
+                    String::new()
+                } else {
+                    format!(r#"properties = {{ "group.instance.id" = "{instance}" }}"#)
+                };
+                format!(
+                    "type = \"kafka\"\nbrokers = \"{}\"\ntopic = \"{}\"\ngroup_id = \"{}\"\n\
+                     session_timeout_ms = 6000\n{membership}",
+                    self.brokers, self.topic, self.group
+                )
+            }
+            Log::Fluvio(log) => format!(
+                "type = \"fluvio\"\nendpoint = \"{}\"\ntopic = \"{}\"\nconsumer = \"{}\"",
+                log.endpoint, self.topic, self.group
+            ),
+        }
+    }
+
+    /// The Fluvio client of a Fluvio backlog.
+    pub(crate) fn fluvio(&self) -> &fluvio::Fluvio {
+        match &self.log {
+            Log::Fluvio(log) => &log.client,
+            Log::Kafka { .. } => panic!("{} is a Kafka topic", self.topic),
+        }
+    }
+
+    /// A new client and producer for a Fluvio backlog, after its cluster restarted.
+    pub(crate) async fn reconnect_fluvio(&mut self) {
+        let Log::Fluvio(log) = &mut self.log else {
+            panic!("{} is a Kafka topic", self.topic);
+        };
+        let client = fluvio_client(&log.endpoint).await;
+        let producer = client
+            .topic_producer(&self.topic)
+            .await
+            .unwrap_or_else(|e| panic!("a producer for Fluvio {}: {e:#}", self.topic));
+        log.client = Arc::new(client);
+        log.producer = Arc::new(producer);
+    }
+
+    /// The SC address of a Fluvio backlog's cluster.
+    pub(crate) fn fluvio_endpoint(&self) -> &str {
+        match &self.log {
+            Log::Fluvio(log) => &log.endpoint,
+            Log::Kafka { .. } => panic!("{} is a Kafka topic", self.topic),
+        }
+    }
+
+    /// Every record of `topic` on a Fluvio backlog's cluster, as text, in each partition's order.
+    pub(crate) async fn read_fluvio_topic(&self, topic: &str) -> Vec<String> {
+        use confab_connectors::fluvio::{FluvioSource, FluvioSourceConfig};
+        use confab_pipeline::{Polled, Source};
+        let mut source = FluvioSource::connect(&FluvioSourceConfig {
+            endpoint: self.fluvio_endpoint().to_string(),
+            topic: topic.to_string(),
+            consumer: format!("{topic}-reader"),
+            exit_at_end: true,
+            ..FluvioSourceConfig::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut records = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(Instant::now() < deadline, "{topic} not read to its end within 60 s");
+            match source.poll(1000, Duration::from_millis(200)).await {
+                Ok(Polled::Records(batch)) => records.extend(
+                    batch
+                        .into_iter()
+                        .map(|r| String::from_utf8_lossy(&r.payload).into_owned()),
+                ),
+                Ok(Polled::End) => return records,
+                Ok(_) => {}
+                Err(e) => panic!("reading {topic}: {e}"),
+            }
+        }
+    }
+
+    /// Writes one record keyed `key` and waits until the log acknowledged it.
+    pub(crate) async fn send(&self, key: &str, payload: &[u8]) {
+        match &self.log {
+            Log::Kafka { producer, .. } => {
+                let producer = producer.get_or_init(|| {
+                    ClientConfig::new()
+                        .set("bootstrap.servers", &self.brokers)
+                        .set("acks", "all")
+                        .create()
+                        .expect("producer")
+                });
+                producer
+                    .send(
+                        FutureRecord::to(&self.topic).key(key).payload(payload),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .unwrap_or_else(|(e, _)| panic!("producing to {}: {e}", self.topic));
+            }
+            Log::Fluvio(log) => {
+                log.write(&self.topic, &[(key.to_string(), payload.to_vec())])
+                    .await;
+            }
         }
     }
 
@@ -142,7 +357,8 @@ impl Backlog {
     /// twentieth of the traffic, at most 40 messages/s (a busy chat that fills groups); the rest
     /// are spread evenly. The
     /// producer retries through broker outages (idempotent, `acks=all`): every message it
-    /// returns was acknowledged.
+    /// returns was acknowledged. On Fluvio, whose producer does not retry through a restart, a
+    /// failed write fails the test.
     pub(crate) fn produce_live(
         &self,
         chat_prefix: &str,
@@ -151,14 +367,17 @@ impl Backlog {
         chats: u64,
         rate: u64,
     ) -> tokio::task::JoinHandle<Expected> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("message.timeout.ms", "300000")
-            .set("linger.ms", "5")
-            .create()
-            .expect("producer");
+        let producer = match &self.log {
+            Log::Kafka { .. } => Ok(ClientConfig::new()
+                .set("bootstrap.servers", &self.brokers)
+                .set("acks", "all")
+                .set("enable.idempotence", "true")
+                .set("message.timeout.ms", "300000")
+                .set("linger.ms", "5")
+                .create::<FutureProducer>()
+                .expect("producer")),
+            Log::Fluvio(log) => Err(log.clone()),
+        };
         let topic = self.topic.clone();
         let prefix = chat_prefix.to_string();
         tokio::spawn(async move {
@@ -186,14 +405,25 @@ impl Backlog {
                         (chat, payload)
                     })
                     .collect();
-                let sends = batch.iter().map(|(chat, payload)| {
-                    producer.send(
-                        FutureRecord::to(&topic).key(chat).payload(payload),
-                        Duration::from_secs(300),
-                    )
-                });
-                for sent in futures::future::join_all(sends).await {
-                    sent.unwrap_or_else(|(e, _)| panic!("producing to {topic}: {e}"));
+                match &producer {
+                    Ok(kafka) => {
+                        let sends = batch.iter().map(|(chat, payload)| {
+                            kafka.send(
+                                FutureRecord::to(&topic).key(chat).payload(payload),
+                                Duration::from_secs(300),
+                            )
+                        });
+                        for sent in futures::future::join_all(sends).await {
+                            sent.unwrap_or_else(|(e, _)| panic!("producing to {topic}: {e}"));
+                        }
+                    }
+                    Err(fluvio) => {
+                        let records: Vec<(String, Vec<u8>)> = batch
+                            .into_iter()
+                            .map(|(chat, payload)| (chat, payload.into_bytes()))
+                            .collect();
+                        fluvio.write(&topic, &records).await;
+                    }
                 }
                 i += per_tick;
                 let due = started + tick * ((i - first) / per_tick) as u32;
@@ -210,14 +440,19 @@ impl Backlog {
         aggregator: &mut Aggregator,
         timeout: Duration,
     ) {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("group.id", &self.group)
-            .create()
-            .expect("consumer");
+        let kafka: Option<BaseConsumer> = matches!(self.log, Log::Kafka { .. }).then(|| {
+            ClientConfig::new()
+                .set("bootstrap.servers", &self.brokers)
+                .set("group.id", &self.group)
+                .create()
+                .expect("consumer")
+        });
         let started = Instant::now();
         loop {
-            let lag = self.lag(&consumer);
+            let lag = match &kafka {
+                Some(consumer) => self.lag(consumer),
+                None => self.fluvio_lag().await,
+            };
             if lag == Some(0) {
                 return;
             }
@@ -253,11 +488,113 @@ impl Backlog {
         Some(lag)
     }
 
+    /// Records of a Fluvio backlog produced but not committed by its consumer (`None` if the
+    /// offsets cannot be read).
+    pub(crate) async fn fluvio_lag(&self) -> Option<i64> {
+        let Log::Fluvio(log) = &self.log else {
+            panic!("{} is a Kafka topic", self.topic);
+        };
+        let stored = confab_connectors::fluvio::consumer_offsets(
+            &log.client,
+            confab_connectors::fluvio::OFFSETS_TOPIC_WAIT,
+        )
+        .await
+        .ok()?;
+        let ends = log.ends.lock().expect("ends").clone();
+        let lag = ends
+            .iter()
+            .map(|(&partition, &end)| {
+                let next = stored
+                    .iter()
+                    .find(|o| {
+                        o.consumer_id == self.group && o.topic == self.topic && o.partition == partition
+                    })
+                    .map_or(0, |o| o.offset + 1);
+                end as i64 - next
+            })
+            .sum();
+        Some(lag)
+    }
+
+    /// Deletes a Kafka topic. Fluvio topics stay: a local SC sometimes left a topic creation
+    /// unanswered while a deletion was being cleaned up beside it.
     pub(crate) async fn delete(&self) {
-        let _ = self
-            .admin
-            .delete_topics(&[&self.topic], &AdminOptions::new())
-            .await;
+        if let Log::Kafka { admin, .. } = &self.log {
+            let _ = admin
+                .delete_topics(&[&self.topic], &AdminOptions::new())
+                .await;
+        }
+    }
+}
+
+/// A client of the Fluvio cluster at `endpoint`; fails the test, saying how to start the
+/// cluster, when there is none.
+pub(crate) async fn fluvio_client(endpoint: &str) -> fluvio::Fluvio {
+    let config = fluvio::FluvioClusterConfig::new(endpoint);
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        fluvio::Fluvio::connect_with_config(&config),
+    )
+    .await
+    .map_err(|_| "timed out".to_string())
+    .and_then(|r| r.map_err(|e| format!("{e:#}")))
+    .unwrap_or_else(|e| {
+        panic!("cannot reach Fluvio at {endpoint} ({e}): start it with scripts/infra up fluvio")
+    })
+}
+
+/// A Fluvio cluster of one test's own: `scripts/infra up fluvio` with a temporary state folder
+/// and free ports, so that the test may start it fresh, stop and restart it without touching
+/// the shared cluster other tests use. Stopped when dropped.
+pub(crate) struct OwnFluvio {
+    pub(crate) endpoint: String,
+    env: Vec<(&'static str, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnFluvio {
+    pub(crate) fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Held together, so that the four ports differ; freed just before the cluster binds.
+        let listeners: Vec<std::net::TcpListener> = (0..4)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+            .collect();
+        let ports: Vec<String> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("port").port().to_string())
+            .collect();
+        drop(listeners);
+        let env = vec![
+            ("CONFAB_INFRA_DIR", dir.path().display().to_string()),
+            ("FLUVIO_SC_PORT", ports[0].clone()),
+            ("FLUVIO_SC_PRIVATE_PORT", ports[1].clone()),
+            ("FLUVIO_SPU_PORT", ports[2].clone()),
+            ("FLUVIO_SPU_PRIVATE_PORT", ports[3].clone()),
+        ];
+        let own = Self {
+            endpoint: format!("127.0.0.1:{}", ports[0]),
+            env,
+            _dir: dir,
+        };
+        own.up();
+        own
+    }
+
+    pub(crate) fn up(&self) {
+        infra("up", "fluvio", &self.env);
+    }
+
+    pub(crate) fn down(&self) {
+        infra("down", "fluvio", &self.env);
+    }
+}
+
+impl Drop for OwnFluvio {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(repo_root().join("scripts/infra"))
+            .args(["down", "fluvio"])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .status();
     }
 }
 
@@ -268,6 +605,8 @@ pub(crate) struct Outputs {
     pub(crate) nodes: String,
     pub(crate) keyspace: String,
     pub(crate) collection: String,
+    /// The `[dead_letters]` lines; `None`: a file `dead.jsonl` in the config's folder.
+    pub(crate) dead_letters: Option<String>,
 }
 
 impl Outputs {
@@ -278,6 +617,7 @@ impl Outputs {
             nodes: env_or("CASSANDRA_NODES", "127.0.0.1:9042"),
             keyspace: format!("reliability_{}", &run[..16]),
             collection: format!("reliability_{run}"),
+            dead_letters: None,
         }
     }
 
@@ -293,21 +633,17 @@ impl Outputs {
         source: &str,
         runtime: &str,
     ) -> PathBuf {
-        let membership = if instance.is_empty() {
-            String::new()
-        } else {
-            format!(r#"properties = {{ "group.instance.id" = "{instance}" }}"#)
-        };
+        let dead_letters = self.dead_letters.clone().unwrap_or_else(|| {
+            format!(
+                "type = \"file\"\npath = \"{}\"",
+                dir.join("dead.jsonl").display()
+            )
+        });
         let config = format!(
             r#"
 key = "chat"
 [source]
-type = "kafka"
-brokers = "{brokers}"
-topic = "{topic}"
-group_id = "{group}"
-session_timeout_ms = 6000
-{membership}
+{log}
 {source}
 [[sinks]]
 type = "firestore"
@@ -318,8 +654,7 @@ type = "cassandra"
 nodes = "{nodes}"
 keyspace = "{keyspace}"
 [dead_letters]
-type = "file"
-path = "{dead}"
+{dead_letters}
 [window]
 inactivity_timeout_ms = 500
 max_messages = 10
@@ -330,14 +665,11 @@ commit_interval_ms = 200
 [http]
 listen = "127.0.0.1:0"
 "#,
-            brokers = backlog.brokers,
-            topic = backlog.topic,
-            group = backlog.group,
+            log = backlog.source_toml(instance),
             project = self.project,
             collection = self.collection,
             nodes = self.nodes,
             keyspace = self.keyspace,
-            dead = dir.join("dead.jsonl").display(),
         );
         let name = if instance.is_empty() {
             "aggregator"
@@ -347,6 +679,37 @@ listen = "127.0.0.1:0"
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).expect("write config");
         path
+    }
+
+    /// Every group document in the collection.
+    pub(crate) async fn documents(&self) -> Vec<GroupDocument> {
+        std::env::set_var("FIRESTORE_EMULATOR_HOST", &self.firestore_host);
+        let db = firestore::FirestoreDb::new(&self.project)
+            .await
+            .expect("firestore client");
+        db.fluent()
+            .select()
+            .from(self.collection.as_str())
+            .obj::<GroupDocument>()
+            .query()
+            .await
+            .expect("list the collection")
+    }
+
+    /// The groups written: each group document's id and its message ids, in order.
+    pub(crate) async fn groups(&self) -> BTreeMap<String, Vec<String>> {
+        self.documents()
+            .await
+            .into_iter()
+            .map(|d| {
+                let ids = d
+                    .list_of_messages
+                    .iter()
+                    .map(|m| m.message_id.to_string())
+                    .collect();
+                (d.group_id, ids)
+            })
+            .collect()
     }
 
     /// Checks Firestore and Cassandra against what was produced, panicking with the first
@@ -364,18 +727,7 @@ listen = "127.0.0.1:0"
             .collect();
 
         // Firestore: each message in exactly one group document, each document in log order.
-        std::env::set_var("FIRESTORE_EMULATOR_HOST", &self.firestore_host);
-        let db = firestore::FirestoreDb::new(&self.project)
-            .await
-            .expect("firestore client");
-        let docs: Vec<GroupDocument> = db
-            .fluent()
-            .select()
-            .from(self.collection.as_str())
-            .obj::<GroupDocument>()
-            .query()
-            .await
-            .expect("list the collection");
+        let docs = self.documents().await;
         let mut holder: BTreeMap<String, String> = BTreeMap::new();
         for doc in &docs {
             let mut previous: Option<usize> = None;

@@ -1,7 +1,8 @@
 //! The `confab` binary, run as a process: configuration files, the aggregator on stdin and on
-//! the real servers (stopped with SIGTERM), the tuning harness, `confab up`, and the
-//! docker-compose file's fit with the variables the binary reads.
+//! the real servers (Kafka and Fluvio; stopped with SIGTERM and SIGKILL), the tuning harness,
+//! `confab up`, and the docker-compose file's fit with the variables the binary reads.
 
+mod aggregate_fluvio;
 mod aggregate_kafka;
 mod aggregate_stdin;
 mod compose;

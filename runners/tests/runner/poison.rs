@@ -1,19 +1,31 @@
-//! Poison records in Kafka: garbage, wrong types, oversized, unknown fields, empty, and a record
-//! the log holds twice, between good messages. The bad ones go to the dead-letter file with a
+//! Poison records in the log: garbage, wrong types, oversized, unknown fields, empty, and a
+//! record the log holds twice, between good messages. The bad ones go to the dead letters with a
 //! reason and are counted in `/metrics`; the pipeline never stops; every good message reaches
-//! Firestore and Cassandra once, the repeated one included.
+//! Firestore and Cassandra once, the repeated one included. On Kafka with a dead-letter file
+//! here; on Fluvio with a dead-letter topic in `aggregate_fluvio`.
 
 use std::time::Duration;
-
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 
 use crate::harness::{http_get, message_json, Aggregator, Backlog, Expected, Outputs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_records_are_dead_lettered_counted_and_never_stop_the_pipeline() {
-    let backlog = Backlog::create("poison", 2).await;
-    let outputs = Outputs::new(&backlog.run);
+    poison_between_good_records(Backlog::create("poison", 2).await, None).await;
+}
+
+/// The test on `backlog`'s topic, with the dead letters in the file `dead.jsonl`, or in the
+/// Fluvio topic `dead_letter_topic` (which exists) of the backlog's cluster.
+pub(crate) async fn poison_between_good_records(
+    backlog: Backlog,
+    dead_letter_topic: Option<&str>,
+) {
+    let mut outputs = Outputs::new(&backlog.run);
+    if let Some(topic) = dead_letter_topic {
+        outputs.dead_letters = Some(format!(
+            "type = \"fluvio\"\nendpoint = \"{}\"\ntopic = \"{topic}\"",
+            backlog.fluvio_endpoint()
+        ));
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let config = outputs.config(&backlog, dir.path(), "poison-0", "", "");
 
@@ -44,39 +56,21 @@ async fn poison_records_are_dead_lettered_counted_and_never_stop_the_pipeline() 
         ("array", b"[1,2,3]".to_vec()),
     ];
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &backlog.brokers)
-        .set("acks", "all")
-        .create()
-        .expect("producer");
     let mut expected = Expected::new();
-    let send = |key: String, payload: Vec<u8>| {
-        let producer = producer.clone();
-        let topic = backlog.topic.clone();
-        async move {
-            producer
-                .send(
-                    FutureRecord::to(&topic).key(&key).payload(&payload),
-                    Duration::from_secs(30),
-                )
-                .await
-                .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
-        }
-    };
     for (i, (chat, payload)) in good.iter().enumerate() {
-        send(chat.clone(), payload.clone().into_bytes()).await;
+        backlog.send(chat, payload.as_bytes()).await;
         expected
             .entry(chat.clone())
             .or_default()
             .push(format!("m{i}"));
         if let Some((_, bad)) = poison.get(i / 8) {
             if i % 8 == 0 {
-                send(chat.clone(), bad.clone()).await;
+                backlog.send(chat, bad).await;
             }
         }
         if i == 30 {
             // The same record again, as a producer retry without idempotence would write it.
-            send(chat.clone(), payload.clone().into_bytes()).await;
+            backlog.send(chat, payload.as_bytes()).await;
         }
     }
 
@@ -93,8 +87,11 @@ async fn poison_records_are_dead_lettered_counted_and_never_stop_the_pipeline() 
     aggregator.assert_running("after the poison records");
     aggregator.terminate();
 
-    // Every poison record is in the dead-letter file, with a reason naming what is wrong.
-    let dead = std::fs::read_to_string(dir.path().join("dead.jsonl")).expect("dead letters");
+    // Every poison record is in the dead letters, with a reason naming what is wrong.
+    let dead = match dead_letter_topic {
+        Some(topic) => backlog.read_fluvio_topic(topic).await.join("\n"),
+        None => std::fs::read_to_string(dir.path().join("dead.jsonl")).expect("dead letters"),
+    };
     let letters: Vec<serde_json::Value> = dead
         .lines()
         .map(|l| serde_json::from_str(l).expect("a dead letter is JSON"))
