@@ -767,7 +767,19 @@ listen = "127.0.0.1:0"
                     );
                 }
             }
-            assert_eq!(doc.message_count as usize, doc.list_of_messages.len());
+            assert_eq!(
+                doc.message_count as usize,
+                doc.list_of_messages.len(),
+                "document {} ({}, {}..{} ms) counts other messages than it lists: {:?}",
+                doc.group_id,
+                doc.reason,
+                doc.first_time_ms,
+                doc.last_time_ms,
+                doc.list_of_messages
+                    .iter()
+                    .map(|m| m.message_id.as_str())
+                    .collect::<Vec<_>>()
+            );
         }
         let missing: Vec<&&str> = position
             .keys()
