@@ -40,7 +40,10 @@ async fn main() -> anyhow::Result<()> {
             bail!("line {}: no TAB between key and value", n + 1);
         };
         let output = producer
-            .send(RecordKey::from(key.as_bytes().to_vec()), value.as_bytes().to_vec())
+            .send(
+                RecordKey::from(key.as_bytes().to_vec()),
+                value.as_bytes().to_vec(),
+            )
             .await
             .with_context(|| format!("producing record {} to {topic}", n + 1))?;
         sent.push(output);
@@ -48,7 +51,10 @@ async fn main() -> anyhow::Result<()> {
     producer.flush().await.context("flushing")?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     for output in sent {
-        let metadata = output.wait().await.context("a record was not acknowledged")?;
+        let metadata = output
+            .wait()
+            .await
+            .context("a record was not acknowledged")?;
         writeln!(out, "{} {}", metadata.partition_id(), metadata.offset())?;
     }
     out.flush()?;

@@ -211,7 +211,13 @@ impl Reader {
                             return Ended::Skipped;
                         }
                         if offset > expected {
-                            warn!(topic, partition, expected, got = offset, "Fluvio has no records between these offsets; going on");
+                            warn!(
+                                topic,
+                                partition,
+                                expected,
+                                got = offset,
+                                "Fluvio has no records between these offsets; going on"
+                            );
                         }
                     }
                     first = false;

@@ -295,14 +295,20 @@ async fn fluvio_source_reads_every_record_of_a_batch_a_fetch_limit_cuts() {
         .iter()
         .map(|r| r.position.offset)
         .collect();
-    let skipped: Vec<u64> = (0..RECORDS).filter(|o| offsets.binary_search(o).is_err()).collect();
+    let skipped: Vec<u64> = (0..RECORDS)
+        .filter(|o| offsets.binary_search(o).is_err())
+        .collect();
     assert!(
         skipped.is_empty(),
         "{} of {RECORDS} records never read, e.g. offsets {:?}",
         skipped.len(),
         &skipped[..skipped.len().min(12)]
     );
-    assert_eq!(offsets, (0..RECORDS).collect::<Vec<_>>(), "each once, in order");
+    assert_eq!(
+        offsets,
+        (0..RECORDS).collect::<Vec<_>>(),
+        "each once, in order"
+    );
 }
 
 #[tokio::test]

@@ -312,7 +312,10 @@ impl Backlog {
         let mut records = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            assert!(Instant::now() < deadline, "{topic} not read to its end within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "{topic} not read to its end within 60 s"
+            );
             match source.poll(1000, Duration::from_millis(200)).await {
                 Ok(Polled::Records(batch)) => records.extend(
                     batch
@@ -507,7 +510,9 @@ impl Backlog {
                 let next = stored
                     .iter()
                     .find(|o| {
-                        o.consumer_id == self.group && o.topic == self.topic && o.partition == partition
+                        o.consumer_id == self.group
+                            && o.topic == self.topic
+                            && o.partition == partition
                     })
                     .map_or(0, |o| o.offset + 1);
                 end as i64 - next

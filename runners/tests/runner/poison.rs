@@ -15,10 +15,7 @@ async fn poison_records_are_dead_lettered_counted_and_never_stop_the_pipeline() 
 
 /// The test on `backlog`'s topic, with the dead letters in the file `dead.jsonl`, or in the
 /// Fluvio topic `dead_letter_topic` (which exists) of the backlog's cluster.
-pub(crate) async fn poison_between_good_records(
-    backlog: Backlog,
-    dead_letter_topic: Option<&str>,
-) {
+pub(crate) async fn poison_between_good_records(backlog: Backlog, dead_letter_topic: Option<&str>) {
     let mut outputs = Outputs::new(&backlog.run);
     if let Some(topic) = dead_letter_topic {
         outputs.dead_letters = Some(format!(
