@@ -91,14 +91,19 @@ fn the_metrics_and_health_endpoints_answer_while_it_runs() {
     let mut metrics = None;
     for _ in 0..200 {
         match get("/metrics") {
-            Some(text) if text.contains("confab_messages_in_total 1") => {
+            // Read first, then in an open group: a scrape between the two saw the message
+            // read and no group open (a loaded CI machine, 2026-12-06).
+            Some(text)
+                if text.contains("confab_messages_in_total 1")
+                    && text.contains("confab_open_groups 1") =>
+            {
                 metrics = Some(text);
                 break;
             }
             _ => std::thread::sleep(std::time::Duration::from_millis(50)),
         }
     }
-    let metrics = metrics.expect("/metrics reports the message read");
+    let metrics = metrics.expect("/metrics reports the message read and its group open");
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
     assert!(metrics.contains("confab_open_groups 1"), "{metrics}");
     assert!(get("/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200")));
