@@ -34,6 +34,7 @@ impl Candidate {
                 max_messages: 1,
                 max_bytes: 1024 * 1024,
                 max_age_ms: 1,
+                leading_edge_idle_ms: 0,
             },
         }
     }
@@ -81,6 +82,7 @@ impl Grid {
                             max_messages: size,
                             max_bytes: self.max_bytes,
                             max_age_ms: age,
+                            leading_edge_idle_ms: 0,
                         };
                         if policy.validate().is_err() {
                             continue;

@@ -27,6 +27,7 @@ fn never_times_out(size: usize) -> WindowPolicy {
         max_age_ms: u64::MAX / 8,
         max_messages: size,
         max_bytes: usize::MAX / 2,
+        leading_edge_idle_ms: 0,
     }
 }
 
@@ -117,6 +118,7 @@ fn delays_are_measured_from_each_message_to_its_groups_delivery() {
         max_age_ms: 60_000,
         max_messages: 100,
         max_bytes: 1 << 20,
+        leading_edge_idle_ms: 0,
     };
     let outcome = evaluate(
         &messages,
