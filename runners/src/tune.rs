@@ -319,7 +319,13 @@ fn leading_edge_summary(outcomes: &[Outcome], budget: Budget, within: &str) -> S
             .filter(|(_, on)| *on)
             .map(|(o, _)| o)
             .collect();
-        front.sort_by(|a, b| a.cost_per_month.total_cmp(&b.cost_per_month));
+        front.sort_by(|a, b| {
+            a.cost_per_month
+                .total_cmp(&b.cost_per_month)
+                .then(a.delay_p99_ms.cmp(&b.delay_p99_ms))
+        });
+        // Policies that tie on both axes are one point: the one with the lowest p99 stands for it.
+        front.dedup_by(|b, a| a.writes == b.writes && a.delay_p50_ms == b.delay_p50_ms);
         let _ = writeln!(out, "  cost/p50 Pareto points {label}:");
         for o in front {
             let _ = writeln!(out, "    {}", line(o));
