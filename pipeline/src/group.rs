@@ -30,11 +30,14 @@ pub enum CompletionReason {
     /// A record of the same key came from a newer assignment of its partition (after a
     /// rebalance), so this group, begun under the old one, was closed; the runtime drops it.
     Reassigned,
+    /// The record came after its key was idle for `leading_edge_idle_ms` (or had no record
+    /// yet), so it was written at once, alone.
+    LeadingEdge,
 }
 
 impl CompletionReason {
     /// Every reason, for metrics that report each one.
-    pub const ALL: [CompletionReason; 8] = [
+    pub const ALL: [CompletionReason; 9] = [
         Self::Inactivity,
         Self::MaxMessages,
         Self::MaxBytes,
@@ -43,6 +46,7 @@ impl CompletionReason {
         Self::Capacity,
         Self::Epoch,
         Self::Reassigned,
+        Self::LeadingEdge,
     ];
 
     /// The snake_case name used in metrics and documents.
@@ -56,6 +60,7 @@ impl CompletionReason {
             Self::Capacity => "capacity",
             Self::Epoch => "epoch",
             Self::Reassigned => "reassigned",
+            Self::LeadingEdge => "leading_edge",
         }
     }
 }

@@ -10,7 +10,14 @@
 //! - a group completes at once when it reaches `max_messages` (or exactly `max_bytes`);
 //! - a group whose deadline the input frontier has reached completes then: no record that could
 //!   still join it can arrive. Timestamps are event-time milliseconds, so a frontier advanced by a
-//!   clock while the input is idle completes groups with no further record.
+//!   clock while the input is idle completes groups with no further record;
+//! - with a leading edge (`leading_edge_idle_ms`, T), a record whose key's latest record is at
+//!   least T earlier in event time (or in an earlier commit epoch, or from an earlier assignment
+//!   of its partition), or that has no remembered record at all, completes at once as a group of
+//!   one. The key's latest event time is remembered after its group completes until the frontier
+//!   passes it by T, so for every record that arrives ahead of the frontier the decision is a
+//!   function of the key's earlier records in the log; the runtime never commits a position
+//!   that a replay would start from with a different memory (see the runtime's sessions).
 //!
 //! The operator holds one capability, at the earliest deadline of its open groups, and none when
 //! it has no open group, so downstream frontiers advance as soon as nothing is pending.
@@ -194,6 +201,7 @@ impl<'scope, D: Aggregatable> AggregateByKey<'scope, D> for Stream<'scope, u64, 
                         break;
                     }
                 }
+                state.forget_idle(&reached, end_of_input);
                 state.release_capability();
             }
         })
@@ -226,6 +234,22 @@ struct OpenGroup<D> {
     /// The end of the commit epoch its first record fell in (`u64::MAX` without epochs): a
     /// record at or after it closes the group. Kept so that joining costs no division.
     epoch_end: u64,
+    /// The latest event time of the key's records since its last leading edge (this group's and
+    /// those of the groups before it that the leading edge remembered): what a leading edge is
+    /// measured from.
+    latest: u64,
+}
+
+/// What the operator remembers of a key with no open group, for the leading edge: its latest
+/// record's event time while that is recent enough to keep the key's next record in the same
+/// conversation.
+struct Recent<D> {
+    latest: u64,
+    /// The key's last record, to ask whether a newer record comes from the same assignment of
+    /// its partition ([`Aggregatable::may_join`]).
+    record: D,
+    /// Distinguishes this entry from earlier ones of the same key in the expiry queue.
+    seq: u64,
 }
 
 /// One worker's operator state.
@@ -242,6 +266,12 @@ struct State<K, D> {
     next_seq: u64,
     /// A capability at or before every open group's deadline.
     held: Option<Capability<u64>>,
+    /// Keys without an open group that had a record less than `leading_edge_idle_ms` ago (empty
+    /// without a leading edge).
+    recent: FxHashMap<K, Recent<D>>,
+    /// When each `recent` entry may be forgotten, earliest first; stale entries (the key opened a
+    /// group or was remembered again since) are dropped when they surface.
+    forget_at: BinaryHeap<Reverse<(u64, u64, Unordered<K>)>>,
 }
 
 impl<K: GroupKey, D: Aggregatable> State<K, D> {
@@ -256,6 +286,8 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
             open_bytes: 0,
             next_seq: 0,
             held: None,
+            recent: FxHashMap::default(),
+            forget_at: BinaryHeap::new(),
         }
     }
 
@@ -273,18 +305,36 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
         let at = record.event_time_ms();
         let size = record.size_bytes();
         let policy = self.policy;
+        let edge = LeadingEdge {
+            idle_ms: policy.leading_edge_idle_ms,
+            epoch_ms: self.epoch_ms,
+        };
 
-        // The usual case, a record joining its key's open group, takes one lookup.
+        // The usual case, a record joining its key's open group, takes one lookup. A record that
+        // joins is never a leading edge: it comes within the inactivity timeout, which is no
+        // longer than the leading edge's pause, and in the group's epoch and assignment.
         let step = match self.open.get_mut(&key) {
-            None => Step::Start(record),
+            None => {
+                let leads = edge.on()
+                    && self.recent.get(&key).is_none_or(|recent| {
+                        edge.leads(recent.latest, Some(&recent.record), &record, at)
+                    });
+                Step::Start(leads, record)
+            }
             Some(open) => match closing_reason(open, &record, at, size, &policy) {
-                Some(close) => Step::Close(close, record),
+                Some(close) => {
+                    let leads =
+                        edge.on() && edge.leads(open.latest, open.records.first(), &record, at);
+                    Step::Close(close, leads, record)
+                }
                 None => {
                     open.records.push(record);
                     open.first = open.first.min(at);
                     open.last = open.last.max(at);
+                    open.latest = open.latest.max(at);
                     open.bytes += size;
                     open.deadline = deadline(&policy, open.first, open.last).max(time + 1);
+                    self.open_bytes += size;
                     if let Some(m) = &self.metrics {
                         m.add_open_bytes(size);
                     }
@@ -292,28 +342,25 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
                 }
             },
         };
-        let (count, bytes) = match step {
-            Step::Joined(count, bytes) => (count, bytes),
-            Step::Close((reason, deadline), record) => {
+        let filled = match step {
+            Step::Joined(count, bytes) => Some((count, bytes)),
+            Step::Close((reason, deadline), leads, record) => {
                 // The open group completes, and the record starts the next one.
                 let group = self.complete(&key, reason);
                 match deadline {
                     Some(deadline) => overdue.push((deadline, group)),
                     None => ready.push(group),
                 }
-                self.start(key.clone(), record, at, size, time);
-                (1, size)
+                self.begin(&key, record, at, size, time, leads, ready)
             }
-            Step::Start(record) => {
-                self.start(key.clone(), record, at, size, time);
-                (1, size)
-            }
+            Step::Start(leads, record) => self.begin(&key, record, at, size, time, leads, ready),
         };
-        self.open_bytes += size;
-        if count >= policy.max_messages {
-            ready.push(self.complete(&key, CompletionReason::MaxMessages));
-        } else if bytes >= policy.max_bytes {
-            ready.push(self.complete(&key, CompletionReason::MaxBytes));
+        if let Some((count, bytes)) = filled {
+            if count >= policy.max_messages {
+                ready.push(self.complete(&key, CompletionReason::MaxMessages));
+            } else if bytes >= policy.max_bytes {
+                ready.push(self.complete(&key, CompletionReason::MaxBytes));
+            }
         }
         while self.open.len() > self.limits.max_open_groups
             || self.open_bytes > self.limits.max_open_bytes
@@ -327,8 +374,38 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
         }
     }
 
-    /// Opens a group for `key` with `record`, its first.
-    fn start(&mut self, key: K, record: D, at: u64, size: usize, time: u64) {
+    /// Starts `key`'s next group with `record`: a group of one completed at once (to `ready`) if
+    /// the record `leads`, otherwise an open group. Returns the open group's record count and
+    /// bytes, or `None` when it completed.
+    #[allow(clippy::too_many_arguments)]
+    fn begin(
+        &mut self,
+        key: &K,
+        record: D,
+        at: u64,
+        size: usize,
+        time: u64,
+        leads: bool,
+        ready: &mut Vec<Group<K, D>>,
+    ) -> Option<(usize, usize)> {
+        // The remembered time of the key's records goes into its open group, or is replaced.
+        let remembered = match self.policy.leading_edge_idle_ms {
+            0 => None,
+            _ => self.recent.remove(key),
+        };
+        if leads {
+            self.start(key.clone(), record, at, size, time, at);
+            ready.push(self.complete(key, CompletionReason::LeadingEdge));
+            return None;
+        }
+        let latest = remembered.map_or(at, |r| r.latest.max(at));
+        self.start(key.clone(), record, at, size, time, latest);
+        Some((1, size))
+    }
+
+    /// Opens a group for `key` with `record`, its first; `latest` is the latest event time of the
+    /// key's records that the leading edge measures from.
+    fn start(&mut self, key: K, record: D, at: u64, size: usize, time: u64, latest: u64) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let group_deadline = deadline(&self.policy, at, at).max(time + 1);
@@ -344,12 +421,11 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
                 bytes: size,
                 deadline: group_deadline,
                 seq,
-                epoch_end: match self.epoch_ms {
-                    0 => u64::MAX,
-                    e => (at / e).saturating_add(1).saturating_mul(e),
-                },
+                epoch_end: epoch_end(self.epoch_ms, at),
+                latest,
             },
         );
+        self.open_bytes += size;
         if let Some(m) = &self.metrics {
             m.add_open_group(size);
         }
@@ -406,12 +482,27 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
         }
     }
 
-    /// Removes `key`'s open group and makes it a completed group.
+    /// Removes `key`'s open group and makes it a completed group. With a leading edge, the key's
+    /// latest event time is remembered until the frontier passes it by the leading edge's pause.
     fn complete(&mut self, key: &K, reason: CompletionReason) -> Group<K, D> {
         let Some((key, open)) = self.open.remove_entry(key) else {
             unreachable_group(key)
         };
         self.open_bytes -= open.bytes;
+        let idle = self.policy.leading_edge_idle_ms;
+        if idle != 0 && reason != CompletionReason::EndOfInput {
+            if let Some(last) = open.records.last() {
+                // No earlier than the group's deadline: that is after the timely time of its
+                // records, so a backlog read behind the frontier keeps its memory while it is
+                // read, as it keeps its open groups.
+                let forget = open
+                    .latest
+                    .saturating_add(idle)
+                    .min(epoch_end(self.epoch_ms, open.latest))
+                    .max(open.deadline);
+                self.remember(key.clone(), open.latest, last.clone(), forget);
+            }
+        }
         if let Some(m) = &self.metrics {
             m.group_completed(open.bytes, reason);
         }
@@ -427,6 +518,53 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
             last_time_ms: open.last,
             bytes: open.bytes,
             reason,
+        }
+    }
+
+    /// Remembers `key`'s latest event time and record until the frontier reaches `forget`. Past
+    /// the cap on open groups, the keys to be forgotten soonest are forgotten now: their next
+    /// record is then a leading edge, an extra write rather than unbounded memory.
+    fn remember(&mut self, key: K, latest: u64, record: D, forget: u64) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.forget_at
+            .push(Reverse((forget, seq, Unordered(key.clone()))));
+        self.recent.insert(
+            key,
+            Recent {
+                latest,
+                record,
+                seq,
+            },
+        );
+        while self.recent.len() > self.limits.max_open_groups {
+            let Some(Reverse((_, seq, Unordered(key)))) = self.forget_at.pop() else {
+                break;
+            };
+            if self.recent.get(&key).is_some_and(|r| r.seq == seq) {
+                self.recent.remove(&key);
+            }
+        }
+    }
+
+    /// Forgets the remembered keys whose time `reached` says the frontier has passed (all of them
+    /// at the end of the input): their next record is a leading edge.
+    fn forget_idle(&mut self, reached: &impl Fn(u64) -> bool, end_of_input: bool) {
+        if end_of_input {
+            self.recent.clear();
+            self.forget_at.clear();
+            return;
+        }
+        while let Some(Reverse((forget, _, _))) = self.forget_at.peek() {
+            if !reached(*forget) {
+                break;
+            }
+            let Some(Reverse((_, seq, Unordered(key)))) = self.forget_at.pop() else {
+                break;
+            };
+            if self.recent.get(&key).is_some_and(|r| r.seq == seq) {
+                self.recent.remove(&key);
+            }
         }
     }
 
@@ -448,7 +586,7 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
 
 /// A key in the deadline queue. Entries are ordered by (deadline, sequence number), which is
 /// unique, so the key itself never needs an order.
-struct Unordered<K>(K);
+pub(crate) struct Unordered<K>(pub(crate) K);
 
 impl<K> PartialEq for Unordered<K> {
     fn eq(&self, _: &Self) -> bool {
@@ -478,10 +616,48 @@ enum Step<D> {
     /// It joined; the group now has this many records and bytes.
     Joined(usize, usize),
     /// The group completes first (why, and the deadline it passed, if it is overdue); the record
-    /// starts the next one.
-    Close((CompletionReason, Option<u64>), D),
-    /// No group was open: the record starts one.
-    Start(D),
+    /// starts the next one, alone and at once if it is a leading edge (the flag).
+    Close((CompletionReason, Option<u64>), bool, D),
+    /// No group was open: the record starts one, alone and at once if it is a leading edge.
+    Start(bool, D),
+}
+
+/// The leading-edge rule (off when `idle_ms` is 0).
+#[derive(Clone, Copy)]
+struct LeadingEdge {
+    idle_ms: u64,
+    epoch_ms: u64,
+}
+
+impl LeadingEdge {
+    fn on(self) -> bool {
+        self.idle_ms != 0
+    }
+
+    /// Whether `record` (event time `at`) is a leading edge, given its key's latest remembered
+    /// event time and one of its records: the key was idle for the pause, or the record opens a
+    /// new commit epoch for the key (so that no conversation straddles an epoch's start, where
+    /// the runtime commits), or comes from a newer assignment of its partition (whose reader
+    /// starts with no memory).
+    fn leads<D: Aggregatable>(
+        self,
+        latest: u64,
+        previous: Option<&D>,
+        record: &D,
+        at: u64,
+    ) -> bool {
+        at >= latest.saturating_add(self.idle_ms)
+            || at >= epoch_end(self.epoch_ms, latest)
+            || previous.is_some_and(|p| !record.may_join(p))
+    }
+}
+
+/// The end of the commit epoch `at` falls in (`u64::MAX` without epochs).
+pub(crate) fn epoch_end(epoch_ms: u64, at: u64) -> u64 {
+    match epoch_ms {
+        0 => u64::MAX,
+        e => (at / e).saturating_add(1).saturating_mul(e),
+    }
 }
 
 /// Whether `record` (event time `at`, `size` bytes) arrives too late, too large, or from another

@@ -1,6 +1,7 @@
 //! The window policy: when an open group completes. Whichever limit is reached first wins:
 //! inactivity (no new record for the key), a record count, a byte size, an age since the group's
-//! first record, or the end of the input.
+//! first record, or the end of the input. An optional leading edge writes the first record after
+//! a pause at once, alone, so that a conversation's first line is not held back by grouping.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,12 @@ pub struct WindowPolicy {
     /// A group completes once this long has passed since its first record, so that a busy chat
     /// still flushes. Must be at least `inactivity_timeout_ms`.
     pub max_age_ms: u64,
+    /// The leading edge (0, the default, turns it off): a record whose key had no record for at
+    /// least this long (event time), or none yet, completes at once as a group of one (reason
+    /// `leading_edge`), and the key's next records are grouped as usual. A conversation's first
+    /// line is then written without waiting, and its bursts still share documents. Must be 0
+    /// or at least `inactivity_timeout_ms`: a key whose group is still open is not idle.
+    pub leading_edge_idle_ms: u64,
 }
 
 impl Default for WindowPolicy {
@@ -29,6 +36,7 @@ impl Default for WindowPolicy {
             max_messages: 100,
             max_bytes: 256 * 1024,
             max_age_ms: 10_000,
+            leading_edge_idle_ms: 0,
         }
     }
 }
@@ -51,6 +59,17 @@ pub enum PolicyError {
         /// The configured maximum age.
         max_age: u64,
     },
+    /// The leading edge would fire while the key's group is still open.
+    #[error(
+        "window policy `leading_edge_idle_ms` ({idle}) must be 0 (off) or at least \
+         `inactivity_timeout_ms` ({inactivity}): a key whose group is still open is not idle"
+    )]
+    LeadingEdgeBelowTimeout {
+        /// The configured leading-edge pause.
+        idle: u64,
+        /// The configured inactivity timeout.
+        inactivity: u64,
+    },
 }
 
 impl WindowPolicy {
@@ -61,6 +80,7 @@ impl WindowPolicy {
             max_messages: 10,
             max_bytes: 1024 * 1024,
             max_age_ms: u64::MAX / 4,
+            leading_edge_idle_ms: 0,
         }
     }
 
@@ -82,6 +102,13 @@ impl WindowPolicy {
             return Err(PolicyError::TimeoutOverAge {
                 inactivity: self.inactivity_timeout_ms,
                 max_age: self.max_age_ms,
+            });
+        }
+        if self.leading_edge_idle_ms != 0 && self.leading_edge_idle_ms < self.inactivity_timeout_ms
+        {
+            return Err(PolicyError::LeadingEdgeBelowTimeout {
+                idle: self.leading_edge_idle_ms,
+                inactivity: self.inactivity_timeout_ms,
             });
         }
         Ok(())
@@ -129,5 +156,19 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("raise max_age_ms"));
+        let short_edge = WindowPolicy {
+            leading_edge_idle_ms: 1_000,
+            ..p
+        };
+        assert!(short_edge
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("leading_edge_idle_ms"));
+        let edge = WindowPolicy {
+            leading_edge_idle_ms: p.inactivity_timeout_ms,
+            ..p
+        };
+        assert_eq!(edge.validate(), Ok(()));
     }
 }

@@ -92,6 +92,7 @@ impl Default for AggregateConfig {
 ///   confab aggregate < messages.jsonl
 ///   confab aggregate --config runners/configs/kafka-firestore-cassandra.toml
 ///   confab aggregate --config my.toml --workers 2 --inactivity-timeout 2s --print-config
+///   confab aggregate --config my.toml --leading-edge 15s
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct AggregateArgs {
@@ -116,6 +117,10 @@ pub(crate) struct AggregateArgs {
     /// Maximum age of a group, from its first record (overrides [window] max_age_ms), e.g. 15s.
     #[arg(long, env = "CONFAB_MAX_AGE", value_parser = humantime::parse_duration)]
     max_age: Option<std::time::Duration>,
+    /// Write a chat's first message after this long without one at once, alone (overrides
+    /// [window] leading_edge_idle_ms; 0s turns it off), e.g. 15s.
+    #[arg(long, env = "CONFAB_LEADING_EDGE", value_parser = humantime::parse_duration)]
+    leading_edge: Option<std::time::Duration>,
     /// Address of the metrics and health endpoints (overrides [http] listen).
     #[arg(long, env = "CONFAB_HTTP_LISTEN")]
     listen: Option<SocketAddr>,
@@ -148,6 +153,9 @@ fn effective(args: &AggregateArgs) -> anyhow::Result<AggregateConfig> {
     }
     if let Some(age) = args.max_age {
         config.window.max_age_ms = age.as_millis() as u64;
+    }
+    if let Some(idle) = args.leading_edge {
+        config.window.leading_edge_idle_ms = idle.as_millis() as u64;
     }
     if let Some(listen) = args.listen {
         config.http.listen = Some(listen);

@@ -8,7 +8,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use confab_pipeline::{Aggregatable, ChatKey};
 use confab_tune::report::{csv, svg, table};
-use confab_tune::{evaluate_all, generate, read_jsonl, recommend, Grid, Prices, WorkloadSpec};
+use confab_tune::{
+    evaluate_all, generate, pareto_frontier_p50, read_jsonl, recommend_within, Budget, Grid,
+    LeadingEdge, Outcome, Prices, WorkloadSpec,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Which window policy should you run? `confab tune` answers with your traffic.
@@ -16,14 +19,20 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// It takes a workload (a seeded synthetic day of chat traffic by default, your messages as JSON
 /// lines with --input, or everything on a Kafka topic with --kafka-topic), runs the real aggregation operator over it in virtual time for every
 /// policy in a grid (a day of traffic takes seconds), and prints, per policy: Firestore writes,
-/// writes per message, cost per month at list price, the delivery delay it adds (p50/p95/p99/max),
-/// the busiest chat's documents per second, and peak open groups. It recommends the cheapest
-/// policy whose p99 delay fits --p99-budget, and compares it with the seed's Camel policy
-/// (key from_user+chat_id, 10 messages, 3 s timeout) on the same traffic.
+/// writes per message, cost per month at list price, the delivery delay it adds
+/// (p50/p90/p95/p99/max), the busiest chat's documents per second, and peak open groups. The grid
+/// includes leading edges (--leading-edges: the first message after a chat was idle that long is
+/// written at once, alone), which lower the median delay for some extra writes. It recommends the
+/// cheapest policy whose delays fit --p99-budget (and --p50-budget, if given), shows the best
+/// policy with and without a leading edge within the same budgets and the p50 Pareto points of
+/// each, and compares the recommendation with the seed's Camel policy (key from_user+chat_id,
+/// 10 messages, 3 s timeout) on the same traffic.
 ///
 /// Examples:
 ///   confab tune                                     # a synthetic day, default grid, 3 s budget
 ///   confab tune --p99-budget 1s --plot cost.svg     # tighter budget, with a plot
+///   confab tune --p50-budget 1s --p99-budget 15s    # the median matters most
+///   confab tune --leading-edges 0,10s,30s           # compare these leading edges
 ///   confab tune --input messages.jsonl --csv out.csv
 ///   confab tune --kafka-topic chat_messages          # replay what the topic holds now
 ///   confab tune --timeouts 1s,2s,4s --sizes 20,100 --ages 30s --keys chat
@@ -76,9 +85,15 @@ pub(crate) struct TuneArgs {
     /// Keys to try: chat (one stream per chat) and/or chat_and_sender (the seed's choice).
     #[arg(long, env = "CONFAB_TUNE_KEYS", value_delimiter = ',', default_value = "chat,chat_and_sender", value_parser = parse_key)]
     keys: Vec<ChatKey>,
+    /// Leading edges to try (0 for none): each is combined with every timeout not longer than it.
+    #[arg(long, env = "CONFAB_TUNE_LEADING_EDGES", value_delimiter = ',', default_value = "0,5s,15s", value_parser = humantime::parse_duration)]
+    leading_edges: Vec<Duration>,
     /// The p99 delivery delay you accept; the recommendation is the cheapest policy within it.
     #[arg(long, env = "CONFAB_TUNE_P99_BUDGET", default_value = "3s", value_parser = humantime::parse_duration)]
     p99_budget: Duration,
+    /// The median delivery delay you accept, if it matters to you (none by default).
+    #[arg(long, env = "CONFAB_TUNE_P50_BUDGET", value_parser = humantime::parse_duration)]
+    p50_budget: Option<Duration>,
     /// How far the runtime holds time back for late records (its lateness_ms); adds to the delay
     /// of groups completed by a timeout.
     #[arg(long, env = "CONFAB_TUNE_LATENESS", default_value = "500ms", value_parser = humantime::parse_duration)]
@@ -98,7 +113,7 @@ pub(crate) struct TuneArgs {
     /// Also write the results as JSON here.
     #[arg(long, env = "CONFAB_TUNE_JSON")]
     json: Option<PathBuf>,
-    /// Also write a plot of cost against p99 delay (SVG) here.
+    /// Also write a plot of cost against p50 and p99 delay (SVG) here.
     #[arg(long, env = "CONFAB_TUNE_PLOT")]
     plot: Option<PathBuf>,
     /// Policies evaluated in parallel (default: the number of cores).
@@ -161,6 +176,7 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<()> {
         max_messages: args.sizes.clone(),
         max_ages_ms: args.ages.iter().map(|d| ms(*d)).collect(),
         keys: args.keys.clone(),
+        leading_edges_ms: args.leading_edges.iter().map(|d| ms(*d)).collect(),
         ..Grid::default()
     };
     let candidates = grid.candidates();
@@ -191,21 +207,35 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
 
     let budget = ms(args.p99_budget);
-    let recommended = recommend(&outcomes, budget);
+    let budgets = Budget {
+        p99_ms: budget,
+        p50_ms: args.p50_budget.map_or(u64::MAX, ms),
+    };
+    let within = match args.p50_budget {
+        Some(p50) => format!(
+            "p50 <= {} and p99 <= {}",
+            humantime::format_duration(p50),
+            humantime::format_duration(args.p99_budget)
+        ),
+        None => format!("p99 <= {}", humantime::format_duration(args.p99_budget)),
+    };
+    let recommended = recommend_within(&outcomes, budgets, LeadingEdge::Either);
     let baseline = outcomes
         .iter()
         .position(|o| o.candidate == confab_tune::Candidate::seed_baseline());
     print!("{}", table(&outcomes, recommended, baseline));
     println!();
+    print!("{}", leading_edge_summary(&outcomes, budgets, &within));
+    println!();
     match (recommended, baseline) {
         (Some(r), Some(b)) => {
             let (r, b) = (&outcomes[r], &outcomes[b]);
             println!(
-                "recommended for p99 <= {}: {}\n  ${:.2}/month, {:.3} writes per message, p99 {}",
-                humantime::format_duration(args.p99_budget),
+                "recommended for {within}: {}\n  ${:.2}/month, {:.3} writes per message, p50 {}, p99 {}",
                 r.candidate.name,
                 r.cost_per_month,
                 r.writes_per_message,
+                humantime::format_duration(Duration::from_millis(r.delay_p50_ms)),
                 humantime::format_duration(Duration::from_millis(r.delay_p99_ms)),
             );
             let ratio = b.writes as f64 / r.writes.max(1) as f64;
@@ -225,8 +255,7 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<()> {
             );
         }
         (None, _) => println!(
-            "no policy keeps p99 under {}; raise --p99-budget or try shorter --timeouts",
-            humantime::format_duration(args.p99_budget)
+            "no policy keeps {within}; raise the budget or try shorter --timeouts or more --leading-edges"
         ),
         (Some(r), None) => println!("recommended: {}", outcomes[r].candidate.name),
     }
@@ -251,6 +280,58 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// What the leading edge does on this traffic: the best policy with and without one within the
+/// budgets, and the points of each on the Pareto frontier of writes against the median delay.
+fn leading_edge_summary(outcomes: &[Outcome], budget: Budget, within: &str) -> String {
+    use std::fmt::Write as _;
+    let line = |o: &Outcome| {
+        format!(
+            "{:.3} writes/msg, p50 {}, p90 {}, p99 {} ({})",
+            o.writes_per_message,
+            confab_tune::grid::ms_text(o.delay_p50_ms),
+            confab_tune::grid::ms_text(o.delay_p90_ms),
+            confab_tune::grid::ms_text(o.delay_p99_ms),
+            o.candidate.name
+        )
+    };
+    let mut out = String::new();
+    for (which, label) in [
+        (LeadingEdge::Without, "without a leading edge"),
+        (LeadingEdge::With, "with a leading edge"),
+    ] {
+        let _ = match recommend_within(outcomes, budget, which) {
+            Some(i) => writeln!(out, "cheapest {label} for {within}: {}", line(&outcomes[i])),
+            None => writeln!(out, "no policy {label} keeps {within}"),
+        };
+        // The frontier among these policies only, cheapest first.
+        let led = |o: &Outcome| o.candidate.policy.leading_edge_idle_ms != 0;
+        let wanted = which == LeadingEdge::With;
+        let own: Vec<Outcome> = outcomes
+            .iter()
+            .filter(|o| led(o) == wanted)
+            .cloned()
+            .collect();
+        let mut front: Vec<&Outcome> = own
+            .iter()
+            .zip(pareto_frontier_p50(&own))
+            .filter(|(_, on)| *on)
+            .map(|(o, _)| o)
+            .collect();
+        front.sort_by(|a, b| {
+            a.cost_per_month
+                .total_cmp(&b.cost_per_month)
+                .then(a.delay_p99_ms.cmp(&b.delay_p99_ms))
+        });
+        // Policies that tie on both axes are one point: the one with the lowest p99 stands for it.
+        front.dedup_by(|b, a| a.writes == b.writes && a.delay_p50_ms == b.delay_p50_ms);
+        let _ = writeln!(out, "  cost/p50 Pareto points {label}:");
+        for o in front {
+            let _ = writeln!(out, "    {}", line(o));
+        }
+    }
+    out
 }
 
 /// Every chat message on `topic` now: each partition from its low to its high watermark at

@@ -3,7 +3,7 @@
 //! The input time jumps from one message's timestamp to the next, so groups complete exactly when
 //! the runtime would complete them, without waiting. A group completed by a deadline (inactivity,
 //! age) reaches the sinks `lateness_ms` after it, as in the runtime, which holds time back by that
-//! margin; a group completed by size is delivered at once.
+//! margin; a group completed by size or by the leading edge is delivered at once.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -63,6 +63,8 @@ pub struct Outcome {
     pub cost_per_month: f64,
     /// Delivery delay percentiles in ms: from a message's time to its group's delivery.
     pub delay_p50_ms: u64,
+    /// 90th percentile delay (ms).
+    pub delay_p90_ms: u64,
     /// 95th percentile delay (ms).
     pub delay_p95_ms: u64,
     /// 99th percentile delay (ms).
@@ -175,6 +177,7 @@ pub fn evaluate(
         },
         cost_per_month,
         delay_p50_ms: percentile(0.50),
+        delay_p90_ms: percentile(0.90),
         delay_p95_ms: percentile(0.95),
         delay_p99_ms: percentile(0.99),
         delay_max_ms: delays.last().copied().unwrap_or(0),

@@ -1,4 +1,5 @@
-//! The candidate policies: a grid over timeouts, sizes, ages and keys, plus the seed's baseline.
+//! The candidate policies: a grid over timeouts, sizes, ages, keys and leading edges, plus the
+//! seed's baseline.
 
 use confab_pipeline::{ChatKey, WindowPolicy};
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,7 @@ impl Candidate {
                 max_messages: 1,
                 max_bytes: 1024 * 1024,
                 max_age_ms: 1,
+                leading_edge_idle_ms: 0,
             },
         }
     }
@@ -51,6 +53,9 @@ pub struct Grid {
     pub max_ages_ms: Vec<u64>,
     /// Key choices to try.
     pub keys: Vec<ChatKey>,
+    /// Leading edges to try, in ms (0: none): the first message after a chat was idle this long
+    /// is written at once, alone. A leading edge shorter than a combination's timeout is skipped.
+    pub leading_edges_ms: Vec<u64>,
     /// Maximum group size in bytes (one value: Firestore's document limit decides it).
     pub max_bytes: usize,
 }
@@ -62,39 +67,44 @@ impl Default for Grid {
             max_messages: vec![10, 50, 200],
             max_ages_ms: vec![5_000, 15_000, 60_000],
             keys: vec![ChatKey::Chat, ChatKey::ChatAndSender],
+            leading_edges_ms: vec![0, 5_000, 15_000],
             max_bytes: 256 * 1024,
         }
     }
 }
 
 impl Grid {
-    /// Every valid combination (a timeout longer than the age limit is skipped), then the seed's
-    /// baseline and the no-grouping reference.
+    /// Every valid combination (a timeout longer than the age limit, or a leading edge shorter
+    /// than the timeout, is skipped), without a leading edge first, then the seed's baseline and
+    /// the no-grouping reference.
     pub fn candidates(&self) -> Vec<Candidate> {
         let mut out = Vec::new();
-        for &key in &self.keys {
-            for &timeout in &self.inactivity_timeouts_ms {
-                for &size in &self.max_messages {
-                    for &age in &self.max_ages_ms {
-                        let policy = WindowPolicy {
-                            inactivity_timeout_ms: timeout,
-                            max_messages: size,
-                            max_bytes: self.max_bytes,
-                            max_age_ms: age,
-                        };
-                        if policy.validate().is_err() {
-                            continue;
-                        }
-                        out.push(Candidate {
-                            name: format!(
+        for &lead in &self.leading_edges_ms {
+            for &key in &self.keys {
+                for &timeout in &self.inactivity_timeouts_ms {
+                    for &size in &self.max_messages {
+                        for &age in &self.max_ages_ms {
+                            let policy = WindowPolicy {
+                                inactivity_timeout_ms: timeout,
+                                max_messages: size,
+                                max_bytes: self.max_bytes,
+                                max_age_ms: age,
+                                leading_edge_idle_ms: lead,
+                            };
+                            if policy.validate().is_err() {
+                                continue;
+                            }
+                            let mut name = format!(
                                 "{}: timeout {}, size {size}, age {}",
                                 key.as_str(),
                                 ms_text(timeout),
                                 ms_text(age)
-                            ),
-                            key,
-                            policy,
-                        });
+                            );
+                            if lead != 0 {
+                                name.push_str(&format!(", lead {}", ms_text(lead)));
+                            }
+                            out.push(Candidate { name, key, policy });
+                        }
                     }
                 }
             }
@@ -129,12 +139,15 @@ mod tests {
             max_messages: vec![10],
             max_ages_ms: vec![5_000],
             keys: vec![ChatKey::Chat],
+            leading_edges_ms: vec![0, 500, 5_000],
             max_bytes: 1_000,
         };
         let c = grid.candidates();
-        assert_eq!(c.len(), 3, "{c:?}");
+        assert_eq!(c.len(), 4, "{c:?}");
         assert_eq!(c[0].name, "chat: timeout 1s, size 10, age 5s");
-        assert_eq!(c[1], Candidate::seed_baseline());
+        assert_eq!(c[1].name, "chat: timeout 1s, size 10, age 5s, lead 5s");
+        assert_eq!(c[1].policy.leading_edge_idle_ms, 5_000);
+        assert_eq!(c[2], Candidate::seed_baseline());
         assert_eq!(ms_text(1_500), "1.5s");
     }
 }

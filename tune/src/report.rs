@@ -1,44 +1,107 @@
-//! Reading the outcomes: the Pareto frontier of cost against p99 delay, the recommendation under a
-//! delay budget, and the outputs (terminal table, CSV, JSON, SVG plot).
+//! Reading the outcomes: the Pareto frontiers of cost against p99 and p50 delay, the
+//! recommendation under delay budgets (with or without a leading edge), and the outputs
+//! (terminal table, CSV, JSON, SVG plot).
 
 use std::fmt::Write as _;
 
 use crate::evaluate::Outcome;
 use crate::grid::ms_text;
 
-/// For each outcome, whether no other outcome is at least as cheap and at least as fast, and
-/// strictly better in one of the two.
+/// For each outcome, whether no other outcome is at least as cheap and at least as fast in p99
+/// delay, and strictly better in one of the two.
 pub fn pareto_frontier(outcomes: &[Outcome]) -> Vec<bool> {
+    pareto_by(outcomes, |o| o.delay_p99_ms)
+}
+
+/// The same frontier for the median delay, where a leading edge shows: it writes a
+/// conversation's first message at once, which the p99 (the slowest messages) does not see.
+pub fn pareto_frontier_p50(outcomes: &[Outcome]) -> Vec<bool> {
+    pareto_by(outcomes, |o| o.delay_p50_ms)
+}
+
+/// For each outcome, whether no other is at least as cheap and as fast by `delay`, and strictly
+/// better in one of the two.
+pub fn pareto_by(outcomes: &[Outcome], delay: impl Fn(&Outcome) -> u64) -> Vec<bool> {
+    let all: Vec<&Outcome> = outcomes.iter().collect();
+    frontier_of(&all, delay)
+}
+
+fn frontier_of(outcomes: &[&Outcome], delay: impl Fn(&Outcome) -> u64) -> Vec<bool> {
     outcomes
         .iter()
         .map(|a| {
             !outcomes.iter().any(|b| {
                 b.cost_per_month <= a.cost_per_month
-                    && b.delay_p99_ms <= a.delay_p99_ms
-                    && (b.cost_per_month < a.cost_per_month || b.delay_p99_ms < a.delay_p99_ms)
+                    && delay(b) <= delay(a)
+                    && (b.cost_per_month < a.cost_per_month || delay(b) < delay(a))
             })
         })
         .collect()
 }
 
+/// What a recommendation must meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Largest p99 delay (ms).
+    pub p99_ms: u64,
+    /// Largest p50 delay (ms); `u64::MAX` for none.
+    pub p50_ms: u64,
+}
+
+/// Which policies a recommendation may choose from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeadingEdge {
+    /// Any policy.
+    Either,
+    /// Only policies with a leading edge.
+    With,
+    /// Only policies without one.
+    Without,
+}
+
+impl LeadingEdge {
+    fn admits(self, o: &Outcome) -> bool {
+        let has = o.candidate.policy.leading_edge_idle_ms != 0;
+        match self {
+            Self::Either => true,
+            Self::With => has,
+            Self::Without => !has,
+        }
+    }
+}
+
 /// The cheapest outcome whose p99 delay fits `budget_ms` (the faster one on equal cost).
 pub fn recommend(outcomes: &[Outcome], budget_ms: u64) -> Option<usize> {
+    let budget = Budget {
+        p99_ms: budget_ms,
+        p50_ms: u64::MAX,
+    };
+    recommend_within(outcomes, budget, LeadingEdge::Either)
+}
+
+/// The cheapest outcome among those `which` admits whose delays fit `budget` (on equal cost, the
+/// lower p99, then the lower p50).
+pub fn recommend_within(outcomes: &[Outcome], budget: Budget, which: LeadingEdge) -> Option<usize> {
     outcomes
         .iter()
         .enumerate()
-        .filter(|(_, o)| o.delay_p99_ms <= budget_ms)
+        .filter(|(_, o)| {
+            which.admits(o) && o.delay_p99_ms <= budget.p99_ms && o.delay_p50_ms <= budget.p50_ms
+        })
         .min_by(|(_, a), (_, b)| {
             a.cost_per_month
                 .total_cmp(&b.cost_per_month)
                 .then(a.delay_p99_ms.cmp(&b.delay_p99_ms))
+                .then(a.delay_p50_ms.cmp(&b.delay_p50_ms))
         })
         .map(|(i, _)| i)
 }
 
-/// Marks for one row: R recommended, B the seed's baseline, * on the Pareto frontier.
+/// Marks for one row: R recommended, B the seed's baseline, * on the cost/p99 Pareto frontier,
+/// ^ on the cost/p50 one.
 fn marks(
     i: usize,
-    frontier: &[bool],
+    frontiers: (&[bool], &[bool]),
     recommended: Option<usize>,
     baseline: Option<usize>,
 ) -> String {
@@ -49,15 +112,18 @@ fn marks(
     if baseline == Some(i) {
         m.push('B');
     }
-    if frontier.get(i).copied().unwrap_or(false) {
+    if frontiers.0.get(i).copied().unwrap_or(false) {
         m.push('*');
+    }
+    if frontiers.1.get(i).copied().unwrap_or(false) {
+        m.push('^');
     }
     m
 }
 
 /// The table for the terminal, sorted by cost, with the rows marked.
 pub fn table(outcomes: &[Outcome], recommended: Option<usize>, baseline: Option<usize>) -> String {
-    let frontier = pareto_frontier(outcomes);
+    let (p99, p50) = (pareto_frontier(outcomes), pareto_frontier_p50(outcomes));
     let mut order: Vec<usize> = (0..outcomes.len()).collect();
     order.sort_by(|&a, &b| {
         outcomes[a]
@@ -67,13 +133,14 @@ pub fn table(outcomes: &[Outcome], recommended: Option<usize>, baseline: Option<
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<3} {:<48} {:>9} {:>10} {:>10} {:>7} {:>7} {:>7} {:>7} {:>9} {:>10}",
+        "{:<4} {:<58} {:>9} {:>10} {:>10} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>10}",
         "",
         "policy",
         "writes",
         "writes/msg",
         "$/month",
         "p50",
+        "p90",
         "p95",
         "p99",
         "max",
@@ -84,13 +151,14 @@ pub fn table(outcomes: &[Outcome], recommended: Option<usize>, baseline: Option<
         let o = &outcomes[i];
         let _ = writeln!(
             out,
-            "{:<3} {:<48} {:>9} {:>10.3} {:>10.2} {:>7} {:>7} {:>7} {:>7} {:>9} {:>10}",
-            marks(i, &frontier, recommended, baseline),
-            truncate(&o.candidate.name, 48),
+            "{:<4} {:<58} {:>9} {:>10.3} {:>10.2} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>10}",
+            marks(i, (&p99, &p50), recommended, baseline),
+            truncate(&o.candidate.name, 58),
             o.writes,
             o.writes_per_message,
             o.cost_per_month,
             ms_text(o.delay_p50_ms),
+            ms_text(o.delay_p90_ms),
             ms_text(o.delay_p95_ms),
             ms_text(o.delay_p99_ms),
             ms_text(o.delay_max_ms),
@@ -99,7 +167,8 @@ pub fn table(outcomes: &[Outcome], recommended: Option<usize>, baseline: Option<
         );
     }
     out.push_str(
-        "R = recommended, B = the seed's Camel policy, * = on the cost/p99 Pareto frontier\n",
+        "R = recommended, B = the seed's Camel policy, * = on the cost/p99 Pareto frontier, \
+         ^ = on the cost/p50 one; \"lead T\": a leading edge of T\n",
     );
     out
 }
@@ -116,21 +185,22 @@ fn truncate(s: &str, n: usize) -> String {
 
 /// The outcomes as CSV, one row per candidate, with a header.
 pub fn csv(outcomes: &[Outcome], recommended: Option<usize>, baseline: Option<usize>) -> String {
-    let frontier = pareto_frontier(outcomes);
+    let (frontier, frontier_p50) = (pareto_frontier(outcomes), pareto_frontier_p50(outcomes));
     let mut out = String::from(
-        "policy,key,inactivity_timeout_ms,max_messages,max_bytes,max_age_ms,messages,writes,writes_per_message,reads,reads_per_client,cost_per_month,delay_p50_ms,delay_p95_ms,delay_p99_ms,delay_max_ms,max_writes_per_chat_second,peak_open_groups,peak_open_bytes,pareto,recommended,baseline\n",
+        "policy,key,inactivity_timeout_ms,max_messages,max_bytes,max_age_ms,leading_edge_idle_ms,messages,writes,writes_per_message,reads,reads_per_client,cost_per_month,delay_p50_ms,delay_p90_ms,delay_p95_ms,delay_p99_ms,delay_max_ms,max_writes_per_chat_second,peak_open_groups,peak_open_bytes,pareto,pareto_p50,recommended,baseline\n",
     );
     for (i, o) in outcomes.iter().enumerate() {
         let p = &o.candidate.policy;
         let _ = writeln!(
             out,
-            "\"{}\",{},{},{},{},{},{},{},{:.6},{},{:.3},{:.4},{},{},{},{},{},{},{},{},{},{}",
+            "\"{}\",{},{},{},{},{},{},{},{},{:.6},{},{:.3},{:.4},{},{},{},{},{},{},{},{},{},{},{},{}",
             o.candidate.name.replace('"', "\"\""),
             o.candidate.key.as_str(),
             p.inactivity_timeout_ms,
             p.max_messages,
             p.max_bytes,
             p.max_age_ms,
+            p.leading_edge_idle_ms,
             o.messages,
             o.writes,
             o.writes_per_message,
@@ -138,6 +208,7 @@ pub fn csv(outcomes: &[Outcome], recommended: Option<usize>, baseline: Option<us
             o.reads_per_client,
             o.cost_per_month,
             o.delay_p50_ms,
+            o.delay_p90_ms,
             o.delay_p95_ms,
             o.delay_p99_ms,
             o.delay_max_ms,
@@ -145,6 +216,7 @@ pub fn csv(outcomes: &[Outcome], recommended: Option<usize>, baseline: Option<us
             o.peak_open_groups,
             o.peak_open_bytes,
             frontier[i],
+            frontier_p50[i],
             recommended == Some(i),
             baseline == Some(i),
         );
@@ -152,32 +224,18 @@ pub fn csv(outcomes: &[Outcome], recommended: Option<usize>, baseline: Option<us
     out
 }
 
-/// An SVG scatter plot of monthly cost against p99 delay: every candidate as a dot, the Pareto
-/// frontier joined by a line, the seed's baseline and the recommendation labelled, the budget as
-/// a vertical line.
+/// An SVG plot of monthly cost against delivery delay, in two panels: the median delay (where a
+/// leading edge shows) and the p99 delay. Every candidate is a dot, orange with a leading edge
+/// and grey without; each panel joins the Pareto frontier of the policies without a leading edge
+/// (green) and with one (orange). The seed's baseline and the recommendation are labelled, the
+/// p99 budget is a vertical line.
 pub fn svg(
     outcomes: &[Outcome],
     recommended: Option<usize>,
     baseline: Option<usize>,
     budget_ms: u64,
 ) -> String {
-    let (w, h, left, right, top, bottom) = (900.0, 560.0, 80.0, 30.0, 40.0, 60.0);
-    let max_x = outcomes
-        .iter()
-        .map(|o| o.delay_p99_ms)
-        .max()
-        .unwrap_or(1)
-        .max(budget_ms)
-        .max(1) as f64
-        * 1.05;
-    let max_y = outcomes
-        .iter()
-        .map(|o| o.cost_per_month)
-        .fold(0.0, f64::max)
-        .max(1e-9)
-        * 1.1;
-    let x = |ms: u64| left + (ms as f64 / max_x) * (w - left - right);
-    let y = |cost: f64| h - bottom - (cost / max_y) * (h - top - bottom);
+    let (w, h) = (1200.0, 580.0);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -186,15 +244,88 @@ pub fn svg(
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         s,
-        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">Firestore cost per month against p99 delivery delay</text>"#,
+        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">Firestore cost per month against delivery delay (orange: with a leading edge)</text>"#,
         w / 2.0
     );
+    let max_y = outcomes
+        .iter()
+        .map(|o| o.cost_per_month)
+        .fold(0.0, f64::max)
+        .max(1e-9)
+        * 1.1;
+    let marks = Marks {
+        recommended,
+        baseline,
+    };
+    panel(
+        &mut s,
+        outcomes,
+        Panel {
+            left: 80.0,
+            width: 500.0,
+            height: h,
+            max_y,
+            delay: |o: &Outcome| o.delay_p50_ms,
+            label: "p50",
+            budget_ms: None,
+        },
+        marks,
+    );
+    panel(
+        &mut s,
+        outcomes,
+        Panel {
+            left: 680.0,
+            width: 500.0,
+            height: h,
+            max_y,
+            delay: |o: &Outcome| o.delay_p99_ms,
+            label: "p99",
+            budget_ms: Some(budget_ms),
+        },
+        marks,
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+/// One panel of the plot: where it sits and which delay it shows.
+struct Panel<F> {
+    left: f64,
+    width: f64,
+    height: f64,
+    max_y: f64,
+    delay: F,
+    label: &'static str,
+    budget_ms: Option<u64>,
+}
+
+/// The rows to label in every panel.
+#[derive(Clone, Copy)]
+struct Marks {
+    recommended: Option<usize>,
+    baseline: Option<usize>,
+}
+
+fn panel<F: Fn(&Outcome) -> u64>(s: &mut String, outcomes: &[Outcome], p: Panel<F>, marks: Marks) {
+    let (top, bottom) = (40.0, 60.0);
+    let (left, right, h) = (p.left, p.left + p.width, p.height);
+    let delay = &p.delay;
+    let max_x = outcomes
+        .iter()
+        .map(delay)
+        .max()
+        .unwrap_or(1)
+        .max(p.budget_ms.unwrap_or(0))
+        .max(1) as f64
+        * 1.05;
+    let x = |ms: u64| left + (ms as f64 / max_x) * p.width;
+    let y = |cost: f64| h - bottom - (cost / p.max_y) * (h - top - bottom);
     // Axes with five ticks each.
     let _ = writeln!(
         s,
-        r##"<line x1="{left}" y1="{0}" x2="{1}" y2="{0}" stroke="#333"/>"##,
-        h - bottom,
-        w - right
+        r##"<line x1="{left}" y1="{0}" x2="{right}" y2="{0}" stroke="#333"/>"##,
+        h - bottom
     );
     let _ = writeln!(
         s,
@@ -203,7 +334,7 @@ pub fn svg(
     );
     for i in 0..=5 {
         let ms = (max_x / 5.0 * i as f64) as u64;
-        let cost = max_y / 5.0 * i as f64;
+        let cost = p.max_y / 5.0 * i as f64;
         let _ = writeln!(
             s,
             r##"<text x="{:.1}" y="{}" text-anchor="middle" fill="#333">{}</text>"##,
@@ -220,76 +351,84 @@ pub fn svg(
     }
     let _ = writeln!(
         s,
-        r#"<text x="{}" y="{}" text-anchor="middle">p99 delay from message to delivered group</text>"#,
-        w / 2.0,
-        h - 15.0
+        r#"<text x="{}" y="{}" text-anchor="middle">{} delay from message to delivered group</text>"#,
+        left + p.width / 2.0,
+        h - 15.0,
+        p.label
     );
     let _ = writeln!(
         s,
-        r#"<text x="18" y="{}" text-anchor="middle" transform="rotate(-90 18 {})">$ per month</text>"#,
-        h / 2.0,
+        r#"<text x="{0}" y="{1}" text-anchor="middle" transform="rotate(-90 {0} {1})">$ per month</text>"#,
+        left - 62.0,
         h / 2.0
     );
-    // The budget.
-    let _ = writeln!(
-        s,
-        r##"<line x1="{0:.1}" y1="{top}" x2="{0:.1}" y2="{1}" stroke="#c60" stroke-dasharray="5,4"/><text x="{2:.1}" y="{3}" fill="#c60">p99 budget {4}</text>"##,
-        x(budget_ms),
-        h - bottom,
-        x(budget_ms) + 4.0,
-        top + 12.0,
-        ms_text(budget_ms)
-    );
-    // The frontier, joined in order of delay.
-    let frontier = pareto_frontier(outcomes);
-    let mut front: Vec<&Outcome> = outcomes
-        .iter()
-        .zip(&frontier)
-        .filter(|(_, f)| **f)
-        .map(|(o, _)| o)
-        .collect();
-    front.sort_by_key(|o| o.delay_p99_ms);
-    let points: Vec<String> = front
-        .iter()
-        .map(|o| format!("{:.1},{:.1}", x(o.delay_p99_ms), y(o.cost_per_month)))
-        .collect();
-    let _ = writeln!(
-        s,
-        r##"<polyline points="{}" fill="none" stroke="#2a7" stroke-width="2"/>"##,
-        points.join(" ")
-    );
-    for (i, o) in outcomes.iter().enumerate() {
-        let (fill, r) = if frontier[i] {
-            ("#2a7", 4.5)
-        } else {
-            ("#99a", 3.5)
-        };
+    if let Some(budget) = p.budget_ms {
         let _ = writeln!(
             s,
-            r#"<circle cx="{:.1}" cy="{:.1}" r="{r}" fill="{fill}"><title>{}</title></circle>"#,
-            x(o.delay_p99_ms),
+            r##"<line x1="{0:.1}" y1="{top}" x2="{0:.1}" y2="{1}" stroke="#c60" stroke-dasharray="5,4"/><text x="{2:.1}" y="{3}" fill="#c60">p99 budget {4}</text>"##,
+            x(budget),
+            h - bottom,
+            x(budget) + 4.0,
+            top + 12.0,
+            ms_text(budget)
+        );
+    }
+    // The frontiers without and with a leading edge, each among its own policies, joined in
+    // order of delay.
+    let led = |o: &Outcome| o.candidate.policy.leading_edge_idle_ms != 0;
+    for (with, colour) in [(false, "#2a7"), (true, "#e80")] {
+        let group: Vec<&Outcome> = outcomes.iter().filter(|o| led(o) == with).collect();
+        let frontier = frontier_of(&group, delay);
+        let mut front: Vec<&Outcome> = group
+            .iter()
+            .zip(&frontier)
+            .filter(|(_, f)| **f)
+            .map(|(o, _)| *o)
+            .collect();
+        front.sort_by_key(|o| delay(o));
+        if front.is_empty() {
+            continue;
+        }
+        let points: Vec<String> = front
+            .iter()
+            .map(|o| format!("{:.1},{:.1}", x(delay(o)), y(o.cost_per_month)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r##"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"##,
+            points.join(" ")
+        );
+    }
+    for o in outcomes {
+        let fill = if led(o) { "#e80" } else { "#99a" };
+        let _ = writeln!(
+            s,
+            r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{fill}"><title>{}: {:.3} writes/msg, p50 {}, p99 {}</title></circle>"#,
+            x(delay(o)),
             y(o.cost_per_month),
-            escape(&o.candidate.name)
+            escape(&o.candidate.name),
+            o.writes_per_message,
+            ms_text(o.delay_p50_ms),
+            ms_text(o.delay_p99_ms)
         );
     }
     for (index, label, colour) in [
-        (baseline, "seed (Camel)", "#c22"),
-        (recommended, "recommended", "#06c"),
+        (marks.baseline, "seed (Camel)", "#c22"),
+        (marks.recommended, "recommended", "#06c"),
     ] {
         if let Some(o) = index.and_then(|i| outcomes.get(i)) {
-            let (cx, cy) = (x(o.delay_p99_ms), y(o.cost_per_month));
+            let (cx, cy) = (x(delay(o)), y(o.cost_per_month));
             let _ = writeln!(
                 s,
-                r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="7" fill="none" stroke="{colour}" stroke-width="2"/><text x="{:.1}" y="{:.1}" fill="{colour}">{label}: ${:.2}, p99 {}</text>"#,
+                r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="7" fill="none" stroke="{colour}" stroke-width="2"/><text x="{:.1}" y="{:.1}" fill="{colour}">{label}: ${:.2}, {} {}</text>"#,
                 cx + 10.0,
                 cy - 8.0,
                 o.cost_per_month,
-                ms_text(o.delay_p99_ms)
+                p.label,
+                ms_text(delay(o))
             );
         }
     }
-    s.push_str("</svg>\n");
-    s
 }
 
 fn escape(s: &str) -> String {

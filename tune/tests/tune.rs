@@ -7,7 +7,8 @@ use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::{ChatKey, ChatMessage, WindowPolicy};
 use confab_tune::report::{csv, svg, table};
 use confab_tune::{
-    evaluate, evaluate_all, generate, recommend, Candidate, Grid, Prices, WorkloadSpec,
+    evaluate, evaluate_all, generate, pareto_frontier_p50, recommend, recommend_within, Budget,
+    Candidate, Grid, LeadingEdge, Prices, WorkloadSpec,
 };
 
 fn workload() -> Arc<Vec<ChatMessage>> {
@@ -27,6 +28,7 @@ fn never_times_out(size: usize) -> WindowPolicy {
         max_age_ms: u64::MAX / 8,
         max_messages: size,
         max_bytes: usize::MAX / 2,
+        leading_edge_idle_ms: 0,
     }
 }
 
@@ -62,6 +64,118 @@ fn without_timeouts_writes_are_the_ceiling_of_messages_over_size_per_key() {
             (outcome.writes_per_message - outcome.writes as f64 / messages.len() as f64).abs()
                 < 1e-12
         );
+    }
+}
+
+/// The percentile `evaluate` reports: the value at rank ceil(p n) of the sorted delays.
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// What a leading edge of `gap_ms`, equal to the inactivity timeout, does when no size or age
+/// limit is reached, counted here without the operator: each key's messages fall into runs, each
+/// message within `gap_ms` of the one before; a run's first message is written alone at once,
+/// and the rest of the run is one group written `gap_ms` after its last message and delivered
+/// `lateness_ms` later. Returns the writes, the leading messages and the sorted delays.
+fn leading_edge_by_hand(
+    messages: &[ChatMessage],
+    key: ChatKey,
+    gap_ms: u64,
+    lateness_ms: u64,
+) -> (u64, u64, Vec<u64>) {
+    use confab_pipeline::Aggregatable;
+    let mut runs: HashMap<String, Vec<Vec<u64>>> = HashMap::new();
+    for m in messages {
+        let t = m.event_time_ms();
+        let key_runs = runs.entry(key.key(m).to_string()).or_default();
+        match key_runs.last_mut() {
+            Some(run) if t < run[run.len() - 1] + gap_ms => run.push(t),
+            _ => key_runs.push(vec![t]),
+        }
+    }
+    let (mut writes, mut leaders, mut delays) = (0, 0, Vec::new());
+    for run in runs.values().flatten() {
+        writes += 1;
+        leaders += 1;
+        delays.push(0);
+        if run.len() > 1 {
+            writes += 1;
+            let delivered = run[run.len() - 1] + gap_ms + lateness_ms;
+            delays.extend(run[1..].iter().map(|t| delivered - t));
+        }
+    }
+    delays.sort_unstable();
+    (writes, leaders, delays)
+}
+
+#[test]
+fn a_leading_edge_writes_and_delays_what_a_count_by_hand_says() {
+    let messages = workload();
+    for (key, gap) in [
+        (ChatKey::Chat, 5_000),
+        (ChatKey::Chat, 1_500),
+        (ChatKey::ChatAndSender, 5_000),
+    ] {
+        let policy = WindowPolicy {
+            inactivity_timeout_ms: gap,
+            max_messages: usize::MAX / 2,
+            max_bytes: usize::MAX / 2,
+            max_age_ms: u64::MAX / 8,
+            leading_edge_idle_ms: gap,
+        };
+        let candidate = Candidate {
+            name: "t".into(),
+            key,
+            policy,
+        };
+        let outcome = evaluate(&messages, &candidate, &Prices::default(), 500);
+        let (writes, leaders, delays) = leading_edge_by_hand(&messages, key, gap, 500);
+        let case = format!("{key:?}, lead {gap}");
+        assert_eq!(outcome.writes, writes, "{case}");
+        assert_eq!(
+            outcome.completions.get("leading_edge"),
+            Some(&leaders),
+            "{case}"
+        );
+        assert!(
+            leaders > 100 && leaders < writes,
+            "{case}: {leaders} of {writes}"
+        );
+        assert_eq!(delays.len(), messages.len());
+        assert_eq!(
+            (
+                outcome.delay_p50_ms,
+                outcome.delay_p90_ms,
+                outcome.delay_p95_ms,
+                outcome.delay_p99_ms,
+                outcome.delay_max_ms
+            ),
+            (
+                percentile(&delays, 0.50),
+                percentile(&delays, 0.90),
+                percentile(&delays, 0.95),
+                percentile(&delays, 0.99),
+                delays[delays.len() - 1]
+            ),
+            "{case}"
+        );
+        // The same policy without the leading edge writes each run as one group, later.
+        let without = evaluate(
+            &messages,
+            &Candidate {
+                policy: WindowPolicy {
+                    leading_edge_idle_ms: 0,
+                    ..policy
+                },
+                ..candidate
+            },
+            &Prices::default(),
+            500,
+        );
+        let runs = leaders;
+        assert_eq!(without.writes, runs, "{case}: one group per run");
+        assert!(without.delay_p50_ms > outcome.delay_p50_ms, "{case}");
     }
 }
 
@@ -117,6 +231,7 @@ fn delays_are_measured_from_each_message_to_its_groups_delivery() {
         max_age_ms: 60_000,
         max_messages: 100,
         max_bytes: 1 << 20,
+        leading_edge_idle_ms: 0,
     };
     let outcome = evaluate(
         &messages,
@@ -188,5 +303,43 @@ fn the_grid_run_recommends_the_cheapest_policy_within_budget_and_plots_it() {
         outcomes.len() + 1
     );
     assert!(table(&outcomes, Some(best), baseline).contains("R"));
+
+    // The default grid tries leading edges too; the best with and without one are each the
+    // cheapest of their kind within the budgets, and the overall recommendation is one of them.
+    let led = |o: &confab_tune::Outcome| o.candidate.policy.leading_edge_idle_ms != 0;
+    assert!(outcomes.iter().any(led) && outcomes.iter().any(|o| !led(o)));
+    let budgets = Budget {
+        p99_ms: budget,
+        p50_ms: 3_000,
+    };
+    let with = recommend_within(&outcomes, budgets, LeadingEdge::With);
+    let without = recommend_within(&outcomes, budgets, LeadingEdge::Without);
+    let either = recommend_within(&outcomes, budgets, LeadingEdge::Either).expect("fits");
+    assert!(Some(either) == with || Some(either) == without);
+    for (index, kind) in [(with, true), (without, false)] {
+        let Some(i) = index else { continue };
+        assert_eq!(led(&outcomes[i]), kind);
+        for o in outcomes.iter().filter(|o| led(o) == kind) {
+            if o.delay_p99_ms <= budgets.p99_ms && o.delay_p50_ms <= budgets.p50_ms {
+                assert!(outcomes[i].cost_per_month <= o.cost_per_month);
+            }
+        }
+    }
+    let p50_front = pareto_frontier_p50(&outcomes);
+    for (a, on) in outcomes.iter().zip(&p50_front) {
+        let dominated = outcomes.iter().any(|b| {
+            b.cost_per_month <= a.cost_per_month
+                && b.delay_p50_ms <= a.delay_p50_ms
+                && (b.cost_per_month < a.cost_per_month || b.delay_p50_ms < a.delay_p50_ms)
+        });
+        assert_eq!(*on, !dominated, "{}", a.candidate.name);
+    }
+    assert!(
+        plot.contains("#e80"),
+        "leading-edge policies are drawn in orange"
+    );
+    let header = csv(&outcomes, Some(best), baseline);
+    let header = header.lines().next().unwrap_or_default();
+    assert!(header.contains(",leading_edge_idle_ms,") && header.contains(",delay_p90_ms,"));
     let _ = std::fs::remove_dir_all(dir);
 }

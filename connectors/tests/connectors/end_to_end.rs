@@ -64,6 +64,7 @@ async fn kafka_to_firestore_and_cassandra_puts_every_message_once_and_commits_to
         max_messages: 10,
         max_bytes: 64 * 1024,
         max_age_ms: 5_000,
+        ..WindowPolicy::default()
     })
     .config(RuntimeConfig {
         poll_max_records: 64,

@@ -384,6 +384,7 @@ async fn run_to_end(
         max_messages: 5,
         max_bytes: 64 * 1024,
         max_age_ms: 2_000,
+        ..WindowPolicy::default()
     })
     .config(RuntimeConfig {
         max_record_bytes,

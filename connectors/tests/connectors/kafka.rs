@@ -587,6 +587,7 @@ async fn rebalance_a_second_consumer_joins_mid_run_and_nothing_is_lost_or_double
         max_messages: 7,
         max_bytes: 64 * 1024,
         max_age_ms: 2_000,
+        ..WindowPolicy::default()
     };
     let runtime = RuntimeConfig {
         lateness_ms: 200,

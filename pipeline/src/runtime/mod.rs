@@ -15,8 +15,13 @@
 //! Time: records enter the operator at the current input time, which follows the minimum over
 //! active partitions of their latest event time, less `lateness_ms`; when the source is idle,
 //! it follows the clock (less `lateness_ms`), so groups complete without new records.
+//!
+//! With a leading edge (`leading_edge_idle_ms`), a position is committed only where no
+//! conversation straddles it and no conversation before it may still continue (see [`sessions`]),
+//! so that a replay writes the same records alone.
 
 mod dispatch;
+mod sessions;
 mod tracker;
 mod workers;
 
@@ -38,6 +43,7 @@ use crate::record::{Aggregatable, Envelope, Position};
 use crate::sink::{DeadLetter, DeadLetterSink, ErrorKind, Sink};
 use crate::source::{Polled, Source, SourceError, SourceRecord};
 use dispatch::{write_dead_letters, Dispatcher};
+use sessions::Sessions;
 use tracker::CommitTracker;
 use workers::{run_workers, Feed, Generations, WorkerShared};
 
@@ -260,7 +266,13 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         };
         let dispatch_task = tokio::spawn(dispatcher.run(group_rx));
 
+        let sessions = match self.policy.leading_edge_idle_ms {
+            0 => None,
+            idle => Some(Sessions::new(idle, config.commit_epoch_ms)),
+        };
         let mut reader = Reader {
+            key_fn: self.key_fn.as_ref(),
+            sessions,
             config: &config,
             decode: &self.decode,
             dead_letters: self.dead_letters.as_ref(),
@@ -276,8 +288,12 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
             last_commit_ms: self.clock.now_ms(),
         };
         let read_result = reader.read_until_done(&mut source, shutdown).await;
-        // Closing the feed ends the input: the operator flushes every open group.
+        // Closing the feed ends the input: the operator flushes every open group, and ends every
+        // conversation with it.
         drop(reader.feed);
+        if let (Some(sessions), Ok(mut tracker)) = (reader.sessions.as_mut(), tracker.lock()) {
+            sessions.end(&mut tracker);
+        }
 
         let timeout = Duration::from_millis(config.shutdown_timeout_ms);
         let workers_done = async {
@@ -332,7 +348,10 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
 }
 
 /// The source side of a run: polls, decodes, advances time, commits.
-struct Reader<'a, R> {
+struct Reader<'a, K, R> {
+    key_fn: &'a (dyn Fn(&R) -> K + Send + Sync),
+    /// The leading edge's conversations (none without a leading edge).
+    sessions: Option<Sessions<K>>,
     config: &'a RuntimeConfig,
     decode: &'a Decoder<R>,
     dead_letters: &'a dyn DeadLetterSink,
@@ -350,7 +369,7 @@ struct Reader<'a, R> {
     last_commit_ms: u64,
 }
 
-impl<R: Aggregatable> Reader<'_, R> {
+impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
     async fn read_until_done<S: Source>(
         &mut self,
         source: &mut S,
@@ -393,6 +412,9 @@ impl<R: Aggregatable> Reader<'_, R> {
                         tracker.forget(&partitions);
                     }
                     self.generations.revoke(&partitions);
+                    if let Some(sessions) = self.sessions.as_mut() {
+                        sessions.forget(&partitions);
+                    }
                     for p in &partitions {
                         self.partitions.remove(p);
                     }
@@ -478,6 +500,13 @@ impl<R: Aggregatable> Reader<'_, R> {
                 }
             }
         }
+        if let (Some(sessions), Ok(mut tracker)) = (self.sessions.as_mut(), self.tracker.lock()) {
+            for e in &good {
+                let key = (self.key_fn)(&e.record);
+                let at = e.record.event_time_ms();
+                sessions.read(key, e.position, at, self.epoch, &mut tracker);
+            }
+        }
         let fed: u64 = good.iter().map(|e| u64::from(e.bytes)).sum();
         self.unacked_bytes.fetch_add(fed, SeqCst);
         if !good.is_empty() && self.feed.send(Feed::Records(good)).await.is_err() {
@@ -529,6 +558,10 @@ impl<R: Aggregatable> Reader<'_, R> {
                 return Err(PipelineError::Workers(
                     "the dataflow workers stopped".into(),
                 ));
+            }
+            if let (Some(sessions), Ok(mut tracker)) = (self.sessions.as_mut(), self.tracker.lock())
+            {
+                sessions.advance(time, &mut tracker);
             }
         }
         Ok(())

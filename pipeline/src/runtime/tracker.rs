@@ -10,6 +10,9 @@
 //! tail's messages written twice). The position therefore moves back to the first offset of any
 //! group spanning it, until no group does. This relies on a key's records all being in one
 //! partition, which keyed partitioning (Kafka's default) guarantees.
+//!
+//! With a leading edge, a conversation is a span too, and its first offset is held like an
+//! unacknowledged one while the conversation may continue (see the runtime's sessions).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -29,15 +32,20 @@ struct PartitionState {
     next: u64,
     /// The last position committed (or `None` before the first commit).
     committed: Option<u64>,
-    /// Acknowledged groups with more than one record here: first offset -> last offset. Pruned
-    /// once committed past.
+    /// Acknowledged groups with more than one record here, and the leading edge's
+    /// conversations: first offset -> last offset. Pruned once committed past.
     spans: BTreeMap<u64, u64>,
+    /// First offsets of the leading edge's conversations that may still continue.
+    held: Outstanding,
 }
 
 impl PartitionState {
     /// The latest position at or below the low watermark that no acknowledged group spans.
     fn clean_cut(&self) -> u64 {
-        let mut cut = self.outstanding.first().unwrap_or(self.next);
+        let mut cut = match (self.outstanding.first(), self.held.first()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(self.next),
+        };
         // One pass, latest first: a span that straddles the cut moves it to the span's first
         // offset, and every span after it in this order starts earlier still, so none is missed.
         for (&first, &last) in self.spans.range(..cut).rev() {
@@ -143,6 +151,32 @@ impl CommitTracker {
                     let end = state.spans.entry(first).or_insert(last);
                     *end = (*end).max(last);
                 }
+            }
+        }
+    }
+
+    /// Holds `position` back like an unacknowledged record until [`CommitTracker::release`]
+    /// (the first record of a conversation that may continue).
+    pub(crate) fn hold(&mut self, position: Position) {
+        if let Some(state) = self.partitions.get_mut(&position.partition) {
+            state.held.insert(position.offset);
+        }
+    }
+
+    /// Ends the hold of [`CommitTracker::hold`] on `offset` of `partition`.
+    pub(crate) fn release(&mut self, partition: u32, offset: u64) {
+        if let Some(state) = self.partitions.get_mut(&partition) {
+            state.held.remove(offset);
+        }
+    }
+
+    /// Notes that offsets `first..=last` of `partition` must not be committed apart (records of
+    /// one conversation).
+    pub(crate) fn span(&mut self, partition: u32, first: u64, last: u64) {
+        if let Some(state) = self.partitions.get_mut(&partition) {
+            if last > first {
+                let end = state.spans.entry(first).or_insert(last);
+                *end = (*end).max(last);
             }
         }
     }
@@ -275,6 +309,43 @@ mod tests {
         t.acked(at(0, 1));
         // Low watermark is 4; group [2, 5] spans it, and group [0, 3] spans 2.
         assert_eq!(t.committable(), vec![at(0, 0)]);
+    }
+
+    #[test]
+    fn a_held_conversation_keeps_the_commit_at_its_first_record_and_its_span_after() {
+        // Key A's conversation: offsets 1 and 4, each its own acknowledged group. Key B: 0, 2, 3.
+        let mut t = CommitTracker::default();
+        for o in 0..5 {
+            t.read(at(0, o));
+        }
+        t.hold(at(0, 1));
+        t.span(0, 1, 4);
+        for o in 0..5 {
+            t.acked(at(0, o));
+        }
+        assert_eq!(
+            t.committable(),
+            vec![at(0, 1)],
+            "everything is acknowledged, but A may still continue"
+        );
+        t.release(0, 1);
+        assert_eq!(t.committable(), vec![at(0, 5)], "A is over: the end");
+        // A new conversation at 5, continued at 7: nothing between 5 and 7 once it ended.
+        for o in 5..8 {
+            t.read(at(0, o));
+        }
+        t.hold(at(0, 5));
+        t.span(0, 5, 7);
+        t.release(0, 5);
+        t.acked(at(0, 5));
+        t.acked(at(0, 6));
+        assert_eq!(
+            t.committable(),
+            vec![at(0, 5)],
+            "not 6 or 7: a replay from there would begin inside A's second conversation"
+        );
+        t.acked(at(0, 7));
+        assert_eq!(t.committable(), vec![at(0, 8)]);
     }
 
     proptest::proptest! {

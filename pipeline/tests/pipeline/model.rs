@@ -29,8 +29,12 @@ impl Aggregatable for Rec {
 /// A group as the tests compare them: key, record ids in order, and reason.
 pub(crate) type Outline = (u8, Vec<String>, CompletionReason);
 
-/// The groups `policy` makes of `records` (in log order), when the input time last reached
-/// `final_epoch` before the input ended.
+/// The groups `policy` makes of `records` (in log order, times never decreasing), when the input
+/// time last reached `final_epoch` before the input ended.
+///
+/// With a leading edge of T, a record whose key's previous record is at least T earlier, or that
+/// is its key's first, is a group of one by itself, and the key's open group (which such a pause
+/// has always timed out) completes before it.
 pub(crate) fn reference_groups(
     records: &[Rec],
     policy: &WindowPolicy,
@@ -52,8 +56,27 @@ pub(crate) fn reference_groups(
         }
     };
     let mut open: HashMap<u8, Open> = HashMap::new();
+    let mut previous: HashMap<u8, u64> = HashMap::new();
     let mut done = Vec::new();
     for r in records {
+        let idle = policy.leading_edge_idle_ms;
+        let leads = idle != 0
+            && previous
+                .get(&r.key)
+                .is_none_or(|&before| r.time >= before + idle);
+        previous.insert(r.key, r.time);
+        if leads {
+            if let Some(o) = open.remove(&r.key) {
+                assert!(
+                    r.time >= deadline(&o),
+                    "a pause this long timed the group out"
+                );
+                let reason = timed_reason(&o);
+                done.push((r.key, o.ids, reason));
+            }
+            done.push((r.key, vec![r.id.clone()], CompletionReason::LeadingEdge));
+            continue;
+        }
         let mut joined = false;
         if let Some(o) = open.get_mut(&r.key) {
             if r.time >= deadline(o) {

@@ -116,7 +116,16 @@ fn arb_policy() -> impl Strategy<Value = WindowPolicy> {
             max_messages: count,
             max_bytes: bytes,
             max_age_ms: idle * age,
+            leading_edge_idle_ms: 0,
         }
+    })
+}
+
+/// A policy with a leading edge from its inactivity timeout up to six seconds longer.
+fn arb_leading_edge_policy() -> impl Strategy<Value = WindowPolicy> {
+    (arb_policy(), 0u64..60).prop_map(|(policy, extra)| WindowPolicy {
+        leading_edge_idle_ms: policy.inactivity_timeout_ms + extra * 100,
+        ..policy
     })
 }
 
@@ -136,6 +145,25 @@ proptest! {
             for g in &groups {
                 prop_assert_eq!(g.id, confab_pipeline::group_id(&g.key.to_string(), &g.records[0].id));
                 prop_assert_eq!(g.bytes, g.records.iter().map(|r| r.size).sum::<usize>());
+            }
+        }
+    }
+
+    /// The same with a leading edge: every batching and worker count yields the model's groups,
+    /// the records that come after a pause alone and at once.
+    #[test]
+    fn operator_with_a_leading_edge_matches_the_reference_model_on_1_2_and_4_workers(
+        log in arb_log(),
+        policy in arb_leading_edge_policy(),
+        chunks in prop::collection::vec(1usize..20, 1..8),
+    ) {
+        prop_assert_eq!(policy.validate(), Ok(()));
+        for workers in [1, 2, 4] {
+            let (groups, final_epoch) = run_operator(&log, &chunks, policy, workers);
+            let expected = reference_groups(&log, &policy, final_epoch);
+            prop_assert_eq!(outline(&groups), expected, "workers = {}", workers);
+            for g in &groups {
+                prop_assert_eq!(g.id, confab_pipeline::group_id(&g.key.to_string(), &g.records[0].id));
             }
         }
     }
@@ -161,6 +189,7 @@ fn replaying_the_same_log_yields_identical_groups_and_ids() {
         max_messages: 10,
         max_bytes: 1_000,
         max_age_ms: 5_000,
+        ..WindowPolicy::default()
     };
     let (first, _) = run_operator(&log, &[13, 1, 40], policy, 2);
     let (second, _) = run_operator(&log, &[5, 77], policy, 4);
@@ -296,4 +325,71 @@ fn late_records_delivered_one_by_one_still_join_by_event_time() {
     );
     assert_eq!(groups[0].records.len(), 10);
     assert_eq!(groups[0].reason, CompletionReason::Inactivity);
+}
+
+/// The leading edge's memory of a key outlives its group while a backlog is read behind the
+/// frontier: records fed one at a time long after their event times are one conversation (the
+/// first alone, the rest one group), not a leading edge each.
+#[test]
+fn a_backlog_read_behind_the_frontier_leads_once_per_pause_in_its_event_times() {
+    let policy = WindowPolicy {
+        inactivity_timeout_ms: 1_000,
+        max_messages: 100,
+        max_age_ms: 3_600_000,
+        leading_edge_idle_ms: 2_000,
+        ..WindowPolicy::default()
+    };
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&out);
+    timely::execute(timely::Config::process(1), move |worker| {
+        let sink = Arc::clone(&sink);
+        let probe = ProbeHandle::new();
+        let mut input = InputHandle::new();
+        worker.dataflow::<u64, _, _>(|scope| {
+            scope
+                .input_from(&mut input)
+                .aggregate_by_key(|r: &Rec| r.key, policy)
+                .inspect(move |g: &Group<u8, Rec>| sink.lock().expect("sink").push(g.clone()))
+                .probe_with(&probe);
+        });
+        // Time already stands at 100 s. The backlog: a conversation at 0-0.9 s, then one at 5 s
+        // (after a pause longer than the leading edge's) of three records.
+        input.advance_to(100_000);
+        let times = (0..10u64).map(|i| i * 100).chain([5_000, 5_300, 5_600]);
+        for (i, time) in times.enumerate() {
+            input.send(Rec {
+                key: 1,
+                id: format!("r{i}"),
+                time,
+                size: 1,
+            });
+            input.flush();
+            for _ in 0..50 {
+                worker.step();
+            }
+        }
+        input.advance_to(200_000);
+        while probe.less_than(input.time()) {
+            worker.step();
+        }
+        drop(input);
+        while worker.step() {}
+    })
+    .expect("timely runs");
+    let groups = out.lock().expect("groups").clone();
+    let mut outline: Vec<(Vec<String>, CompletionReason)> = groups
+        .iter()
+        .map(|g| (g.records.iter().map(|r| r.id.clone()).collect(), g.reason))
+        .collect();
+    outline.sort();
+    let ids = |range: std::ops::Range<usize>| range.map(|i| format!("r{i}")).collect::<Vec<_>>();
+    assert_eq!(
+        outline,
+        vec![
+            (ids(0..1), CompletionReason::LeadingEdge),
+            (ids(1..10), CompletionReason::Inactivity),
+            (ids(10..11), CompletionReason::LeadingEdge),
+            (ids(11..13), CompletionReason::Inactivity),
+        ]
+    );
 }

@@ -233,6 +233,30 @@ mod tests {
     }
 
     #[test]
+    fn a_leading_edge_reaches_the_aggregator_and_the_embedded_one_and_a_short_one_is_refused() {
+        let text = "[aggregate.source]\ntype = \"kafka\"\n\
+                    [[aggregate.sinks]]\ntype = \"stdout\"\n\
+                    [aggregate.window]\nleading_edge_idle_ms = 15000\n\
+                    [chat.embedded.policy]\nleading_edge_idle_ms = 5000\n";
+        let table = UpConfig::parse_table(text).expect("parses");
+        let config = UpConfig::from_table(table, Path::new("/d"), None).expect("valid");
+        assert_eq!(
+            config.aggregate.map(|a| a.window.leading_edge_idle_ms),
+            Some(15_000)
+        );
+        assert_eq!(config.chat.embedded.policy.leading_edge_idle_ms, 5_000);
+        let short = "[aggregate.source]\ntype = \"kafka\"\n\
+                     [[aggregate.sinks]]\ntype = \"stdout\"\n\
+                     [aggregate.window]\nleading_edge_idle_ms = 1000\n";
+        let table = UpConfig::parse_table(short).expect("parses");
+        let err = UpConfig::from_table(table, Path::new("/d"), None).expect_err("refused");
+        assert!(
+            format!("{err:#}").contains("leading_edge_idle_ms"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
     fn the_example_files_parse() {
         let text = include_str!("../../configs/up/real-servers.toml");
         let table = UpConfig::parse_table(text).expect("parses");

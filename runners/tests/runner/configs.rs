@@ -45,6 +45,10 @@ fn bad_configurations_are_refused_with_the_key_and_the_fix() {
             "[window]\ninactivity_timeout_ms = 20000\nmax_age_ms = 10000\n",
             "raise max_age_ms",
         ),
+        (
+            "[window]\nleading_edge_idle_ms = 1000\n",
+            "`leading_edge_idle_ms` (1000) must be 0 (off) or at least `inactivity_timeout_ms`",
+        ),
         ("sinks = []\n", "add at least one [[sinks]]"),
         (
             "[[sinks]]\ntype = \"carrier-pigeon\"\n",
@@ -84,6 +88,8 @@ fn flags_override_the_file() {
             "1500ms",
             "--max-age",
             "15s",
+            "--leading-edge",
+            "20s",
         ])
         .output()
         .expect("run confab");
@@ -100,4 +106,8 @@ fn flags_override_the_file() {
         "{printed}"
     );
     assert!(printed.contains("max_age_ms = 15000"), "{printed}");
+    assert!(
+        printed.contains("leading_edge_idle_ms = 20000"),
+        "{printed}"
+    );
 }

@@ -168,6 +168,7 @@ pub(crate) fn fast_policy() -> WindowPolicy {
         max_messages: 100,
         max_bytes: 256 * 1024,
         max_age_ms: 1_000,
+        ..WindowPolicy::default()
     }
 }
 
