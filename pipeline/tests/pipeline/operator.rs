@@ -265,18 +265,15 @@ fn a_lone_record_completes_at_its_inactivity_deadline_with_no_later_input() {
     });
 }
 
-/// A backlog read behind the frontier (after a restart, the runtime's time may already stand past
-/// the events of a partition it has not read yet): records fed one at a time, with the dataflow
-/// run to quiescence in between, still form the groups their event times say, not one group per
-/// delivery.
-#[test]
-fn late_records_delivered_one_by_one_still_join_by_event_time() {
-    let policy = WindowPolicy {
-        inactivity_timeout_ms: 1_000,
-        max_messages: 100,
-        max_age_ms: 3_600_000,
-        ..WindowPolicy::default()
-    };
+/// Feeds records of key 1 with these event times one at a time to a dataflow whose time already
+/// stands at `now`, running it to quiescence after each (a backlog read behind the frontier, as
+/// after a restart), then lets time move on to `later`; the groups it emits.
+fn feed_behind_the_frontier(
+    policy: WindowPolicy,
+    now: u64,
+    times: Vec<u64>,
+    later: u64,
+) -> Vec<Group<u8, Rec>> {
     let out = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&out);
     timely::execute(timely::Config::process(1), move |worker| {
@@ -290,13 +287,12 @@ fn late_records_delivered_one_by_one_still_join_by_event_time() {
                 .inspect(move |g: &Group<u8, Rec>| sink.lock().expect("sink").push(g.clone()))
                 .probe_with(&probe);
         });
-        // Time already stands at 10 s; the backlog's events are from 0 to 0.9 s.
-        input.advance_to(10_000);
-        for i in 0..10u64 {
+        input.advance_to(now);
+        for (i, time) in times.iter().enumerate() {
             input.send(Rec {
                 key: 1,
                 id: format!("r{i}"),
-                time: i * 100,
+                time: *time,
                 size: 1,
             });
             input.flush();
@@ -304,8 +300,8 @@ fn late_records_delivered_one_by_one_still_join_by_event_time() {
                 worker.step();
             }
         }
-        // The partition has caught up: time moves on and the group completes.
-        input.advance_to(20_000);
+        // The partition has caught up: time moves on and the groups complete.
+        input.advance_to(later);
         while probe.less_than(input.time()) {
             worker.step();
         }
@@ -314,6 +310,28 @@ fn late_records_delivered_one_by_one_still_join_by_event_time() {
     })
     .expect("timely runs");
     let groups = out.lock().expect("groups").clone();
+    groups
+}
+
+/// A backlog read behind the frontier (after a restart, the runtime's time may already stand past
+/// the events of a partition it has not read yet): records fed one at a time, with the dataflow
+/// run to quiescence in between, still form the groups their event times say, not one group per
+/// delivery.
+#[test]
+fn late_records_delivered_one_by_one_still_join_by_event_time() {
+    let policy = WindowPolicy {
+        inactivity_timeout_ms: 1_000,
+        max_messages: 100,
+        max_age_ms: 3_600_000,
+        ..WindowPolicy::default()
+    };
+    // Time already stands at 10 s; the backlog's events are from 0 to 0.9 s.
+    let groups = feed_behind_the_frontier(
+        policy,
+        10_000,
+        (0..10u64).map(|i| i * 100).collect(),
+        20_000,
+    );
     let ids: Vec<Vec<String>> = groups
         .iter()
         .map(|g| g.records.iter().map(|r| r.id.clone()).collect())
@@ -339,44 +357,13 @@ fn a_backlog_read_behind_the_frontier_leads_once_per_pause_in_its_event_times() 
         leading_edge_idle_ms: 2_000,
         ..WindowPolicy::default()
     };
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&out);
-    timely::execute(timely::Config::process(1), move |worker| {
-        let sink = Arc::clone(&sink);
-        let probe = ProbeHandle::new();
-        let mut input = InputHandle::new();
-        worker.dataflow::<u64, _, _>(|scope| {
-            scope
-                .input_from(&mut input)
-                .aggregate_by_key(|r: &Rec| r.key, policy)
-                .inspect(move |g: &Group<u8, Rec>| sink.lock().expect("sink").push(g.clone()))
-                .probe_with(&probe);
-        });
-        // Time already stands at 100 s. The backlog: a conversation at 0-0.9 s, then one at 5 s
-        // (after a pause longer than the leading edge's) of three records.
-        input.advance_to(100_000);
-        let times = (0..10u64).map(|i| i * 100).chain([5_000, 5_300, 5_600]);
-        for (i, time) in times.enumerate() {
-            input.send(Rec {
-                key: 1,
-                id: format!("r{i}"),
-                time,
-                size: 1,
-            });
-            input.flush();
-            for _ in 0..50 {
-                worker.step();
-            }
-        }
-        input.advance_to(200_000);
-        while probe.less_than(input.time()) {
-            worker.step();
-        }
-        drop(input);
-        while worker.step() {}
-    })
-    .expect("timely runs");
-    let groups = out.lock().expect("groups").clone();
+    // Time already stands at 100 s. The backlog: a conversation at 0-0.9 s, then one at 5 s
+    // (after a pause longer than the leading edge's) of three records.
+    let times = (0..10u64)
+        .map(|i| i * 100)
+        .chain([5_000, 5_300, 5_600])
+        .collect();
+    let groups = feed_behind_the_frontier(policy, 100_000, times, 200_000);
     let mut outline: Vec<(Vec<String>, CompletionReason)> = groups
         .iter()
         .map(|g| (g.records.iter().map(|r| r.id.clone()).collect(), g.reason))
