@@ -36,6 +36,22 @@ pub enum ApiError {
     /// Wrong username or password (401). Deliberately the same whether the user exists.
     #[error("wrong username or password")]
     InvalidCredentials,
+    /// A refresh token or session that cannot be used (401).
+    #[error("{message}")]
+    Unauthorized {
+        /// Stable code, e.g. `invalid_refresh_token`.
+        code: &'static str,
+        /// What happened and what to do.
+        message: String,
+    },
+    /// Refused for who is asking or from where (403).
+    #[error("{message}")]
+    Forbidden {
+        /// Stable code, e.g. `cross_site`.
+        code: &'static str,
+        /// Why.
+        message: String,
+    },
     /// Throttled (429).
     #[error("{message}")]
     TooManyRequests {
@@ -76,7 +92,10 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::UsernameTaken(_) => StatusCode::CONFLICT,
-            ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidCredentials | ApiError::Unauthorized { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -95,6 +114,8 @@ impl ApiError {
             ApiError::InvalidPassword(_) => "invalid_password",
             ApiError::UsernameTaken(_) => "username_taken",
             ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::Unauthorized { code, .. } => code,
+            ApiError::Forbidden { code, .. } => code,
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
