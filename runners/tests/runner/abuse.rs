@@ -249,3 +249,216 @@ fn every_response_carries_the_security_headers_and_token_responses_are_not_store
         }
     }
 }
+
+/// Sends `method path` with a JSON body and an optional bearer token; the status and JSON body.
+fn call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let body = body.to_string();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let (status, _, text) = exchange(
+        addr,
+        &format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    let code = status
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (code, serde_json::from_str(&text).unwrap_or_default())
+}
+
+/// Signs up (once) and logs in; the token pair.
+fn session(addr: &str, username: &str) -> serde_json::Value {
+    let credentials =
+        serde_json::json!({"username": username, "password": "correct horse battery"});
+    let _ = call(addr, "POST", "/api/v1/users", None, &credentials);
+    let (status, pair) = call(addr, "POST", "/api/v1/login", None, &credentials);
+    assert_eq!(status, 200, "{pair}");
+    pair
+}
+
+fn token(pair: &serde_json::Value) -> &str {
+    pair["access_token"].as_str().expect("access_token")
+}
+
+/// An open events stream: the connection, reading with a short timeout.
+struct Stream {
+    reader: std::io::BufReader<TcpStream>,
+}
+
+impl Stream {
+    fn open(addr: &str, path: &str, token: &str) -> Self {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\
+             Authorization: Bearer {token}\r\n\r\n"
+        )
+        .expect("write");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let mut this = Self {
+            reader: std::io::BufReader::new(stream),
+        };
+        let head = this.read_until(|line| line.is_empty(), Duration::from_secs(10));
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        this
+    }
+
+    /// Lines read until one satisfies `done`, the stream ends, or `within` passes.
+    fn read_until(&mut self, done: impl Fn(&str) -> bool, within: Duration) -> String {
+        use std::io::BufRead;
+        let deadline = Instant::now() + within;
+        let mut seen = String::new();
+        let mut line = String::new();
+        while Instant::now() < deadline {
+            line.clear();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => {
+                    seen.push_str("<end>");
+                    break;
+                }
+                Ok(_) => {
+                    seen.push_str(&line);
+                    if done(line.trim_end()) {
+                        break;
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => panic!("reading the stream: {e}"),
+            }
+        }
+        seen
+    }
+
+    /// Whether the stream shows `event` and then ends, within `within`.
+    fn ends_with_event(&mut self, event: &str, within: Duration) -> (bool, String) {
+        let started = Instant::now();
+        let seen = self.read_until(|line| line == format!("event: {event}"), within);
+        if !seen.contains(&format!("event: {event}")) {
+            return (false, seen);
+        }
+        // The chunked body's last chunk follows the event.
+        let rest = self.read_until(|line| line == "0", within.saturating_sub(started.elapsed()));
+        let ended = rest.ends_with("<end>") || rest.lines().any(|line| line.trim_end() == "0");
+        (ended, format!("{seen}{rest}"))
+    }
+}
+
+#[test]
+fn a_logged_out_session_is_refused_at_once_and_its_open_streams_end_within_a_second() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let up = Up::start(&root.path().join("data"), &web_dir(root.path()), &[]);
+    let phone = session(&up.addr, "wanda");
+    let laptop = session(&up.addr, "wanda");
+    let peer = session(&up.addr, "xavi");
+    let (status, chat) = call(
+        &up.addr,
+        "POST",
+        "/api/v1/chats",
+        Some(token(&phone)),
+        &serde_json::json!({"peer_id": peer["id"]}),
+    );
+    assert_eq!(status, 201, "{chat}");
+    let chat_id = chat["chat_id"].as_str().expect("chat_id");
+    let mut person = Stream::open(&up.addr, "/api/v1/events", token(&phone));
+    let mut per_chat = Stream::open(
+        &up.addr,
+        &format!("/api/v1/chats/{chat_id}/events"),
+        token(&phone),
+    );
+    let mut other_device = Stream::open(&up.addr, "/api/v1/events", token(&laptop));
+
+    let logged_out = Instant::now();
+    let (status, _) = call(
+        &up.addr,
+        "POST",
+        "/api/v1/auth/logout",
+        Some(token(&phone)),
+        &serde_json::json!({}),
+    );
+    assert_eq!(status, 204);
+    for (name, stream) in [("person", &mut person), ("per-chat", &mut per_chat)] {
+        let (ended, seen) = stream.ends_with_event("revoked", Duration::from_secs(1));
+        assert!(
+            ended,
+            "the {name} stream ends within a second of logout: {seen}"
+        );
+    }
+    let took = logged_out.elapsed();
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let (status, body) = call(
+        &up.addr,
+        "GET",
+        "/api/v1/chats",
+        Some(token(&phone)),
+        &serde_json::json!({}),
+    );
+    assert_eq!(status, 401, "{body}");
+    // The other session's stream goes on: a message still reaches it.
+    let (status, _) = call(
+        &up.addr,
+        "POST",
+        &format!("/api/v1/chats/{chat_id}/messages"),
+        Some(token(&peer)),
+        &serde_json::json!({"body": "still there?"}),
+    );
+    assert_eq!(status, 201);
+    let seen = other_device.read_until(|line| line == "event: message", Duration::from_secs(10));
+    assert!(seen.contains("event: message"), "{seen}");
+}
+
+#[test]
+fn an_expired_token_is_refused_and_its_open_stream_ends_within_a_second_of_expiry() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = root.path().join("up.toml");
+    std::fs::write(&config, "[auth.jwt]\nexpiry_secs = 3\nleeway_secs = 0\n").expect("config");
+    let up = Up::start(
+        &root.path().join("data"),
+        &web_dir(root.path()),
+        &["--config", config.to_str().expect("utf-8")],
+    );
+    let pair = session(&up.addr, "yuri");
+    let exp = {
+        use base64::Engine;
+        let payload = token(&pair).split('.').nth(1).expect("payload");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64");
+        let claims: serde_json::Value = serde_json::from_slice(&bytes).expect("claims");
+        claims["exp"].as_u64().expect("exp")
+    };
+    let mut stream = Stream::open(&up.addr, "/api/v1/events", token(&pair));
+    let (ended, seen) = stream.ends_with_event("expired", Duration::from_secs(10));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!(ended, "{seen}");
+    assert!(
+        now - (exp as f64) < 1.5,
+        "the stream ended {:.2} s after exp (exp has whole seconds)",
+        now - exp as f64
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let (status, body) = call(
+        &up.addr,
+        "GET",
+        "/api/v1/chats",
+        Some(token(&pair)),
+        &serde_json::json!({}),
+    );
+    assert_eq!(status, 401, "{body}");
+}

@@ -256,8 +256,13 @@ impl AppState {
             },
             (None, EventsConfig::Kafka(kafka)) => configured_kafka_feed(kafka)?,
         };
-        let realtime = realtime::Realtime::start(&config.realtime, log.as_ref(), feed.as_ref())
-            .map_err(StartError::Feed)?;
+        let realtime = realtime::Realtime::start(
+            &config.realtime,
+            log.as_ref(),
+            feed.as_ref(),
+            verifier.revocations().subscribe(),
+        )
+        .map_err(StartError::Feed)?;
         let limits = &config.limits;
         let limiters = Limiters {
             sends: TokenBuckets::new(

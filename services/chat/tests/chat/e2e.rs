@@ -116,8 +116,9 @@ async fn a_real_server_chats_streams_and_flushes_on_shutdown(backend: Backend) {
     events
         .write_all(
             format!(
-                "GET /api/v1/chats/{chat_id}/events?access_token={bob_token} HTTP/1.1\r\n\
-                 host: {addr}\r\naccept: text/event-stream\r\n\r\n"
+                "GET /api/v1/chats/{chat_id}/events HTTP/1.1\r\n\
+                 host: {addr}\r\naccept: text/event-stream\r\n\
+                 authorization: Bearer {bob_token}\r\n\r\n"
             )
             .as_bytes(),
         )
