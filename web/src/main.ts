@@ -97,6 +97,8 @@ function authScreen(notice = ''): void {
 }
 
 function logOut(notice = ''): void {
+  // Revokes the session on the server too, so its token and refresh token stop working.
+  if (session) void api.logOutSession(session);
   current?.close();
   current = null;
   realtime?.close();
@@ -267,6 +269,7 @@ function startLive(me: Session): Promise<void> {
     onTyping: (notice: Typing) => {
       if (notice.user_id !== me.id && current?.chatId === notice.chat_id) current.showTyping();
     },
+    onRevoked: () => logOut('You were logged out (from another device, or your password changed).'),
     onReset: () => {
       void refreshChats();
       current?.reloadLatest();

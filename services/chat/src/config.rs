@@ -89,6 +89,7 @@ fn default_verifier_config() -> VerifierConfig {
         audience: DEFAULT_AUDIENCE.to_owned(),
         leeway_secs: confab_token::DEFAULT_LEEWAY_SECS,
         max_lifetime_secs: confab_token::DEFAULT_MAX_LIFETIME_SECS,
+        revocations_url: None,
     }
 }
 

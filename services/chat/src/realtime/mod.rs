@@ -157,6 +157,17 @@ impl Realtime {
         &self.hub
     }
 
+    /// Copies the auth service's revoked sessions from `url` into `verifier` every second, for
+    /// as long as this runs (the new ones end their streams through the verifier's feed).
+    pub(crate) fn poll_revocations(
+        &mut self,
+        url: String,
+        verifier: Arc<confab_token::TokenVerifier>,
+    ) {
+        self.tasks
+            .push(tokio::spawn(tail::poll_revocations(url, verifier)));
+    }
+
     /// Whether the live lane runs (the person stream is served).
     pub(crate) fn is_live(&self) -> bool {
         self.live
