@@ -177,14 +177,19 @@ pub(crate) async fn login(
         None => None,
     };
     let stored_hash = record.as_ref().map(|r| r.password_hash.clone());
-    let matches = state
+    let matches = match state
         .passwords()
         .verify(credentials.password, stored_hash)
         .await
-        .map_err(|err| {
-            tracing::error!(error = %err, "Password verification failed.");
-            ApiError::Internal
-        })?;
+    {
+        Ok(matches) => matches,
+        Err(err) => {
+            // The server was busy or failed, not the caller: this attempt does not count.
+            throttles.login_by_address.release(&addr_key);
+            throttles.login_by_username.release(&user_key);
+            return Err(err.into());
+        }
+    };
 
     let Some(record) = record.filter(|_| matches) else {
         tracing::info!(client = %addr_key, "A login failed.");
