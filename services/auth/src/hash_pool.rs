@@ -1,22 +1,27 @@
-//! A fixed pool of argon2 hashing threads, each reusing one memory buffer.
+//! A fixed pool of argon2 hashing threads, each reusing one memory buffer while busy.
 //!
 //! Why not `spawn_blocking`: every argon2id hash needs `argon2_memory_kib` of memory (19 MiB by
 //! default). Run on tokio's blocking pool, each hash allocated that afresh on whichever of up to
 //! 512 blocking threads picked it up, and the allocator kept the freed blocks per thread: the
 //! auth process held 615 MiB after 200 hashes and never gave it back. Here `threads` threads
-//! each allocate their buffer once and reuse it, so the memory after any burst is `threads`
-//! buffers, whatever the number of hashes.
+//! each allocate their buffer once and reuse it for every hash of a burst, and free it after
+//! [`IDLE_RELEASE`] without work, so a quiet service holds no hashing memory at all.
 //!
-//! Guarantees: at most `threads` hashes run at once; at most `queue` more wait; a job beyond that
-//! is refused at once with [`PoolBusy`] (the service answers 503 with `Retry-After`), so a burst
-//! costs neither memory nor an unbounded wait. Dropping the pool ends its threads once the queued
-//! jobs are done.
+//! Guarantees: at most `threads` hashes run at once, so at most `threads` buffers exist; at most
+//! `queue` more wait; a job beyond that is refused at once with [`PoolBusy`] (the service answers
+//! 503 with `Retry-After`), so a burst costs neither memory nor an unbounded wait. Dropping the
+//! pool ends its threads once the queued jobs are done.
 
 use argon2::password_hash::{Output, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::oneshot;
+
+/// How long a thread keeps its buffer without work: long enough for the hashes of one burst of
+/// sign-ups and logins to share it, short enough that memory goes back soon after.
+pub(crate) const IDLE_RELEASE: Duration = Duration::from_secs(2);
 
 /// The queue is full: every thread is busy and `queue` jobs wait already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -39,13 +44,6 @@ enum Work {
     },
 }
 
-/// The pool. Cheap to share behind an `Arc`; jobs go through a bounded channel.
-#[derive(Debug)]
-pub(crate) struct HashPool {
-    jobs: SyncSender<Work>,
-    threads: usize,
-}
-
 impl std::fmt::Debug for Work {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Passwords never reach a log, not even through Debug.
@@ -56,24 +54,60 @@ impl std::fmt::Debug for Work {
     }
 }
 
+/// The jobs waiting, shared by the submitters and the threads.
+#[derive(Debug, Default)]
+struct Queue {
+    jobs: VecDeque<Work>,
+    /// Threads waiting for a job (each takes one at once).
+    idle: usize,
+    /// The pool was dropped: threads finish the queue and end.
+    closed: bool,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A thread that panicked mid-hash left the queue itself consistent.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The pool. Share it behind an `Arc`.
+#[derive(Debug)]
+pub(crate) struct HashPool {
+    shared: Arc<Shared>,
+    threads: usize,
+    queue: usize,
+}
+
 impl HashPool {
     /// Starts `threads` hashing threads (at least one) with room for `queue` waiting jobs.
     pub(crate) fn start(argon2: Argon2<'static>, threads: usize, queue: usize) -> Self {
         let threads = threads.max(1);
-        let (jobs, receiver) = sync_channel::<Work>(queue);
-        let receiver = Arc::new(Mutex::new(receiver));
+        let shared = Arc::new(Shared::default());
         for index in 0..threads {
-            let receiver = Arc::clone(&receiver);
+            let shared = Arc::clone(&shared);
             let argon2 = argon2.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{index}"))
-                .spawn(move || worker(&argon2, &receiver))
+                .spawn(move || worker(&argon2, &shared))
                 .expect("the OS starts a hashing thread");
         }
-        Self { jobs, threads }
+        Self {
+            shared,
+            threads,
+            queue,
+        }
     }
 
-    /// How many threads hash (each holds one buffer of the configured memory).
+    /// How many threads hash (each holds one buffer of the configured memory while busy).
     pub(crate) fn threads(&self) -> usize {
         self.threads
     }
@@ -109,23 +143,62 @@ impl HashPool {
     }
 
     fn submit(&self, work: Work) -> Result<(), PoolBusy> {
-        match self.jobs.try_send(work) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(PoolBusy),
+        let mut queue = self.shared.lock();
+        // Jobs an idle thread is about to take are not waiting.
+        if queue.jobs.len() >= self.queue + queue.idle {
+            return Err(PoolBusy);
+        }
+        queue.jobs.push_back(work);
+        drop(queue);
+        self.shared.ready.notify_one();
+        Ok(())
+    }
+}
+
+impl Drop for HashPool {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.ready.notify_all();
+    }
+}
+
+/// The next job, or `None` once the pool is closed and drained. Frees `memory` after
+/// [`IDLE_RELEASE`] without one.
+fn next_job(shared: &Shared, memory: &mut Vec<Block>) -> Option<Work> {
+    let mut queue = shared.lock();
+    loop {
+        if let Some(job) = queue.jobs.pop_front() {
+            return Some(job);
+        }
+        if queue.closed {
+            return None;
+        }
+        queue.idle += 1;
+        let (guard, waited) = if memory.is_empty() {
+            let guard = shared
+                .ready
+                .wait(queue)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (guard, None)
+        } else {
+            let (guard, waited) = shared
+                .ready
+                .wait_timeout(queue, IDLE_RELEASE)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (guard, Some(waited))
+        };
+        queue = guard;
+        queue.idle -= 1;
+        if waited.is_some_and(|w| w.timed_out()) && queue.jobs.is_empty() {
+            *memory = Vec::new();
         }
     }
 }
 
 /// One hashing thread: takes jobs until the pool is dropped, reusing `memory` for every hash.
-fn worker(argon2: &Argon2<'static>, jobs: &Mutex<Receiver<Work>>) {
+fn worker(argon2: &Argon2<'static>, shared: &Shared) {
     let mut memory: Vec<Block> = Vec::new();
-    loop {
-        // The lock is held only while waiting for the next job, never while hashing.
-        let job = match jobs.lock() {
-            Ok(receiver) => receiver.recv(),
-            Err(poisoned) => poisoned.into_inner().recv(),
-        };
-        let Ok(job) = job else { return };
+    while let Some(job) = next_job(shared, &mut memory) {
         match job {
             Work::Hash {
                 password,
@@ -290,6 +363,27 @@ mod tests {
             .expect("verify"));
     }
 
+    #[test]
+    fn an_idle_thread_gives_its_buffer_back() {
+        let shared = Shared::default();
+        let mut memory = vec![Block::default(); 8];
+        let waiter = std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| {
+                let job = next_job(&shared, &mut memory);
+                (job.is_none(), memory.len())
+            });
+            std::thread::sleep(IDLE_RELEASE + Duration::from_millis(500));
+            shared.lock().closed = true;
+            shared.ready.notify_all();
+            waiter.join().expect("thread")
+        });
+        assert_eq!(
+            waiter,
+            (true, 0),
+            "the buffer outlived {IDLE_RELEASE:?} idle"
+        );
+    }
+
     #[tokio::test]
     async fn a_full_queue_refuses_at_once() {
         // One thread, no waiting room: while a slow hash runs, the next job is refused.
@@ -300,22 +394,25 @@ mod tests {
         );
         let pool = Arc::new(HashPool::start(slow, 1, 0));
         let salt = SaltString::encode_b64(&[1u8; 16]).expect("salt");
+        let state = |pool: &HashPool| {
+            let queue = pool.shared.lock();
+            (queue.idle, queue.jobs.len())
+        };
+        while state(&pool) != (1, 0) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let running = tokio::spawn({
             let pool = Arc::clone(&pool);
             let salt = salt.as_str().to_owned();
             async move { pool.hash("first".into(), salt).await }
         });
-        // Give the thread time to take the first job off the zero-capacity channel.
-        let mut refused = false;
-        for _ in 0..50 {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            if pool.hash("second".into(), salt.as_str().into()).await == Err(PoolBusy) {
-                refused = true;
-                break;
-            }
+        // Until the thread took the first job and is hashing it.
+        while state(&pool) != (0, 0) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        assert!(
-            refused,
+        assert_eq!(
+            pool.hash("second".into(), salt.as_str().into()).await,
+            Err(PoolBusy),
             "a second job was taken although the only thread was busy"
         );
         assert!(running.await.expect("task").expect("room").is_ok());
