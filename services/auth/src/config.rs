@@ -116,7 +116,7 @@ pub struct PasswordConfig {
     /// argon2id parallelism (lanes).
     pub argon2_parallelism: u32,
     /// Hashes computed at once: the number of hashing threads, each holding one buffer of
-    /// `argon2_memory_kib` for the life of the process. 0 means one per CPU.
+    /// `argon2_memory_kib` while busy (freed after 2 s idle). 0 means one per CPU, at most 4.
     pub max_concurrent_hashes: usize,
     /// Hashes (sign-ups and logins) waiting for a thread; beyond this the service answers 503
     /// with `Retry-After` at once.

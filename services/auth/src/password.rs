@@ -17,6 +17,11 @@ use argon2::password_hash::SaltString;
 use argon2::{Argon2, Params, Version};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Most hashing threads when `max_concurrent_hashes` is 0: their buffers (4 x 19 MiB on the
+/// default parameters) are most of what the service holds, and four hashes at once already sign
+/// up or log in dozens of people a second.
+pub const DEFAULT_MAX_HASH_THREADS: usize = 4;
+
 /// Hashing failed (a bug or a resource problem, never the caller's fault).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -57,7 +62,9 @@ impl Passwords {
         .map_err(PasswordError::Params)?;
         let argon2 = Argon2::new(argon2::Algorithm::Argon2id, Version::V0x13, params);
         let threads = match config.max_concurrent_hashes {
-            0 => std::thread::available_parallelism().map_or(2, usize::from),
+            0 => std::thread::available_parallelism()
+                .map_or(2, usize::from)
+                .min(DEFAULT_MAX_HASH_THREADS),
             n => n,
         };
         let mut passwords = Self {
