@@ -39,6 +39,39 @@ fn frontier_of(outcomes: &[&Outcome], delay: impl Fn(&Outcome) -> u64) -> Vec<bo
         .collect()
 }
 
+/// Whether `a` and `b` gave the same result: every count, the cost, every delay and the peaks.
+/// A policy whose extra limit never fires on the traffic (an age no group reaches) gives the same
+/// result as the one without it.
+fn same_result(a: &Outcome, b: &Outcome) -> bool {
+    a.writes == b.writes
+        && a.reads == b.reads
+        && a.cost_per_month.to_bits() == b.cost_per_month.to_bits()
+        && a.delay_p50_ms == b.delay_p50_ms
+        && a.delay_p90_ms == b.delay_p90_ms
+        && a.delay_p95_ms == b.delay_p95_ms
+        && a.delay_p99_ms == b.delay_p99_ms
+        && a.delay_max_ms == b.delay_max_ms
+        && a.max_writes_per_chat_second == b.max_writes_per_chat_second
+        && a.peak_open_groups == b.peak_open_groups
+        && a.peak_open_bytes == b.peak_open_bytes
+}
+
+/// The outcomes grouped by identical result ([`same_result`]): each group lists indices into
+/// `outcomes`, in their order; the groups are in the order of their first outcome.
+pub fn distinct_results(outcomes: &[Outcome]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, o) in outcomes.iter().enumerate() {
+        match groups
+            .iter_mut()
+            .find(|group| same_result(&outcomes[group[0]], o))
+        {
+            Some(group) => group.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    groups
+}
+
 /// What a recommendation must meet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
@@ -121,14 +154,18 @@ fn marks(
     m
 }
 
-/// The table for the terminal, sorted by cost, with the rows marked.
+/// The table for the terminal: one row per distinct result, sorted by cost, marked, with the
+/// other policies that gave the same result listed under it (`= ...`). The Pareto frontiers are
+/// those of the distinct results, so a point on a frontier is starred once.
 pub fn table(outcomes: &[Outcome], recommended: Option<usize>, baseline: Option<usize>) -> String {
-    let (p99, p50) = (pareto_frontier(outcomes), pareto_frontier_p50(outcomes));
-    let mut order: Vec<usize> = (0..outcomes.len()).collect();
+    let groups = distinct_results(outcomes);
+    let results: Vec<Outcome> = groups.iter().map(|g| outcomes[g[0]].clone()).collect();
+    let (p99, p50) = (pareto_frontier(&results), pareto_frontier_p50(&results));
+    let mut order: Vec<usize> = (0..groups.len()).collect();
     order.sort_by(|&a, &b| {
-        outcomes[a]
+        results[a]
             .cost_per_month
-            .total_cmp(&outcomes[b].cost_per_month)
+            .total_cmp(&results[b].cost_per_month)
     });
     let mut out = String::new();
     let _ = writeln!(
@@ -147,12 +184,29 @@ pub fn table(outcomes: &[Outcome], recommended: Option<usize>, baseline: Option<
         "docs/s/chat",
         "peak open"
     );
-    for i in order {
-        let o = &outcomes[i];
+    for g in order {
+        let group = &groups[g];
+        // The row is named after the recommended or baseline policy when the group holds it.
+        let named = [recommended, baseline]
+            .into_iter()
+            .flatten()
+            .find(|i| group.contains(i))
+            .unwrap_or(group[0]);
+        let row_marks = {
+            let mut m = String::new();
+            if recommended.is_some_and(|r| group.contains(&r)) {
+                m.push('R');
+            }
+            if baseline.is_some_and(|b| group.contains(&b)) {
+                m.push('B');
+            }
+            m + &marks(g, (&p99, &p50), None, None)
+        };
+        let o = &outcomes[named];
         let _ = writeln!(
             out,
             "{:<4} {:<58} {:>9} {:>10.3} {:>10.2} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>10}",
-            marks(i, (&p99, &p50), recommended, baseline),
+            row_marks,
             truncate(&o.candidate.name, 58),
             o.writes,
             o.writes_per_message,
@@ -165,10 +219,17 @@ pub fn table(outcomes: &[Outcome], recommended: Option<usize>, baseline: Option<
             o.max_writes_per_chat_second,
             o.peak_open_groups,
         );
+        for &same in group.iter().filter(|&&i| i != named) {
+            let _ = writeln!(out, "       = {}", outcomes[same].candidate.name);
+        }
     }
-    out.push_str(
-        "R = recommended, B = the seed's Camel policy, * = on the cost/p99 Pareto frontier, \
-         ^ = on the cost/p50 one; \"lead T\": a leading edge of T\n",
+    let _ = writeln!(
+        out,
+        "{} policies, {} distinct results. R = recommended, B = the seed's Camel policy, \
+         * = on the cost/p99 Pareto frontier, ^ = on the cost/p50 one; \"= policy\": the same \
+         result as the row above; \"lead T\": a leading edge of T",
+        outcomes.len(),
+        groups.len()
     );
     out
 }
