@@ -270,7 +270,7 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<()> {
         eprintln!("wrote {}", path.display());
     }
     if let Some(path) = &args.plot {
-        std::fs::write(path, svg(&outcomes, recommended, baseline, budget))
+        std::fs::write(path, svg(&outcomes, recommended, baseline, budget)?)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }

@@ -288,11 +288,40 @@ fn the_grid_run_recommends_the_cheapest_policy_within_budget_and_plots_it() {
         .iter()
         .position(|o| o.candidate == Candidate::seed_baseline());
     assert!(baseline.is_some());
-    let plot = svg(&outcomes, Some(best), baseline, budget);
+    let plot = svg(&outcomes, Some(best), baseline, budget).expect("plot");
     assert!(
         plot.starts_with("<svg") && plot.contains("seed (Camel)") && plot.contains("recommended")
     );
     assert!(plot.matches("<circle").count() >= outcomes.len());
+    // Round ticks: every tick label on both axes is a whole number or has at most two decimals,
+    // never a figure like $20.06 from dividing the range in five.
+    let labels: Vec<&str> = plot
+        .split("</text>")
+        .filter_map(|part| part.rsplit('>').next())
+        .map(str::trim)
+        .filter(|t| {
+            (t.starts_with('$') && !t.contains(' '))
+                || (t.ends_with(" s") && t.split(' ').count() == 2)
+        })
+        .collect();
+    assert!(labels.len() >= 8, "{labels:?}");
+    for label in &labels {
+        let number: f64 = label
+            .trim_start_matches('$')
+            .trim_end_matches(" s")
+            .parse()
+            .unwrap_or_else(|_| panic!("tick {label:?}"));
+        let steps = number * 4.0;
+        assert!(
+            (steps - steps.round()).abs() < 1e-9 || (number * 10.0).fract().abs() < 1e-9,
+            "{label}"
+        );
+    }
+    assert!(
+        plot.contains("Pareto frontier, no leading edge"),
+        "a legend"
+    );
+    assert!(plot.contains("p99 budget 4s"));
     let dir = std::env::temp_dir().join(format!("confab-tune-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("plot.svg");
@@ -335,7 +364,7 @@ fn the_grid_run_recommends_the_cheapest_policy_within_budget_and_plots_it() {
         assert_eq!(*on, !dominated, "{}", a.candidate.name);
     }
     assert!(
-        plot.contains("#e80"),
+        plot.to_ascii_lowercase().contains("#ee8800"),
         "leading-edge policies are drawn in orange"
     );
     let header = csv(&outcomes, Some(best), baseline);
