@@ -361,3 +361,40 @@ async fn the_search_is_served_by_an_index(backend: Backend) {
         "{plan}"
     );
 }
+
+/// A burst beyond the hashing threads and their queue is refused at once with 503 and
+/// `Retry-After`, not queued without bound; the sign-ups that got a thread succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ups_beyond_the_hashing_queue_are_503_busy_with_retry_after() {
+    let app = std::sync::Arc::new(
+        TestApp::with_config(Backend::Sqlite, |config| {
+            config.passwords.max_concurrent_hashes = 1;
+            config.passwords.max_queued_hashes = 1;
+            config.throttle.signups_per_address = 1_000;
+        })
+        .await,
+    );
+    let signups = (0..12).map(|i| {
+        let app = std::sync::Arc::clone(&app);
+        async move { app.signup(&format!("burst{i}"), PASSWORD).await }
+    });
+    let responses = futures::future::join_all(signups).await;
+    let created = responses
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    let busy: Vec<_> = responses
+        .iter()
+        .filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert_eq!(created + busy.len(), responses.len());
+    assert!(created >= 1, "the sign-ups that got a thread succeed");
+    assert!(
+        !busy.is_empty(),
+        "one thread and one place in the queue for 12 at once"
+    );
+    for response in busy {
+        assert_eq!(response.json()["error"], "busy");
+        assert_eq!(response.headers["retry-after"], "1");
+    }
+}
