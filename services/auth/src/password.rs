@@ -12,7 +12,8 @@
 //! Passwords are never logged.
 
 use crate::config::PasswordConfig;
-use crate::hash_pool::{HashPool, PoolBusy};
+use crate::hash_pool::HashPool;
+pub use crate::hash_pool::PoolBusy;
 use argon2::password_hash::SaltString;
 use argon2::{Argon2, Params, Version};
 use std::sync::atomic::{AtomicU64, Ordering};
