@@ -266,20 +266,17 @@ export async function logOutSession(session: Session): Promise<void> {
   }
 }
 
-/** Every user (following the pages, up to `max`). */
-export async function listUsers(session: Session, max = 500): Promise<User[]> {
-  const users: User[] = [];
-  let cursor: string | null = null;
-  do {
-    const query = new URLSearchParams({ limit: '100' });
-    if (cursor) query.set('cursor', cursor);
-    const page: { users: User[]; next_cursor: string | null } = await request('GET', `/api/v1/users?${query}`, {
-      session,
-    });
-    users.push(...page.users);
-    cursor = page.next_cursor;
-  } while (cursor && users.length < max);
-  return users;
+/**
+ * Users whose username starts with `prefix` (every user when it is empty), in username order,
+ * at most `limit`: the server searches, so the page never downloads the whole directory.
+ */
+export async function searchUsers(session: Session, prefix: string, limit = 50): Promise<User[]> {
+  const query = new URLSearchParams({ limit: String(limit) });
+  if (prefix) query.set('q', prefix);
+  const page = await request<{ users: User[]; next_cursor?: string | null }>('GET', `/api/v1/users?${query}`, {
+    session,
+  });
+  return page.users;
 }
 
 export async function listChats(session: Session): Promise<Chat[]> {

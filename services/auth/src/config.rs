@@ -126,8 +126,12 @@ pub struct PasswordConfig {
     pub argon2_iterations: u32,
     /// argon2id parallelism (lanes).
     pub argon2_parallelism: u32,
-    /// Hashes computed at once; each holds `argon2_memory_kib` of memory. 0 means one per CPU.
+    /// Hashes computed at once: the number of hashing threads, each holding one buffer of
+    /// `argon2_memory_kib` while busy (freed after 2 s idle). 0 means one per CPU, at most 4.
     pub max_concurrent_hashes: usize,
+    /// Hashes (sign-ups and logins) waiting for a thread; beyond this the service answers 503
+    /// with `Retry-After` at once.
+    pub max_queued_hashes: usize,
 }
 
 impl Default for PasswordConfig {
@@ -139,6 +143,7 @@ impl Default for PasswordConfig {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             max_concurrent_hashes: 0,
+            max_queued_hashes: 256,
         }
     }
 }

@@ -269,7 +269,10 @@ pub(crate) async fn firebase_token(
     })?;
     tracing::debug!(user_id = %user.id, emulator = minted.emulator, "Minted a Firebase token.");
     // A token response is never cached (RFC 6749 §5.1, as for the login's).
-    Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], Json(minted)))
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Json(minted),
+    ))
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ mod discovery;
 pub mod error;
 pub mod extract;
 pub mod firebase;
+mod hash_pool;
 mod health;
 pub mod keys;
 mod login;
@@ -294,10 +295,11 @@ impl AppState {
         if self.store().username_exists(&username).await? {
             return Err(ApiError::UsernameTaken(username));
         }
-        let hash = self.passwords().hash(password).await.map_err(|err| {
-            tracing::error!(error = %err, "Password hashing failed.");
-            ApiError::Internal
-        })?;
+        let hash = self
+            .passwords()
+            .hash(password)
+            .await
+            .map_err(ApiError::from)?;
         Ok(self.store().insert_user(&username, &hash).await?)
     }
 

@@ -126,6 +126,9 @@ impl Realtime {
                         &topic,
                         &properties,
                         "live lane",
+                        // The message log is the service's own to produce to; its creation is
+                        // the log's business, not the reader's.
+                        None,
                         move |message| {
                             use rdkafka::Message;
                             if let Some(payload) = message.payload() {
