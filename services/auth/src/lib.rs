@@ -34,7 +34,8 @@ pub mod throttle;
 mod users;
 
 pub use config::{
-    Config, ConfigError, FirebaseConfig, FirstUser, JwtConfig, PasswordConfig, ThrottleConfig,
+    Config, ConfigError, DirectoryConfig, DirectoryMode, FirebaseConfig, FirstUser, JwtConfig,
+    PasswordConfig, ThrottleConfig,
 };
 pub use discovery::ApiDoc;
 pub use error::ApiError;
@@ -146,6 +147,7 @@ struct Inner {
     client_address_header: Option<HeaderName>,
     max_body_bytes: usize,
     server: confab_service_kit::server::ServerConfig,
+    directory: config::DirectoryConfig,
     /// How long a session lasts.
     refresh_expiry: chrono::TimeDelta,
     /// Seconds after a revocation until every token of the session has expired anyway.
@@ -210,6 +212,7 @@ impl AppState {
                 client_address_header,
                 max_body_bytes: config.max_body_bytes,
                 server: config.server.clone(),
+                directory: config.directory.clone(),
                 refresh_expiry: chrono::TimeDelta::seconds(
                     i64::try_from(config.jwt.refresh_expiry_secs).unwrap_or(i64::MAX / 1000),
                 ),
@@ -321,6 +324,11 @@ impl AppState {
     /// The verifier for this service's own tokens.
     pub fn verifier(&self) -> &TokenVerifier {
         &self.inner.verifier
+    }
+
+    /// Who can see the user directory.
+    pub fn directory(&self) -> &DirectoryConfig {
+        &self.inner.directory
     }
 
     /// The throttling counters.
