@@ -35,7 +35,7 @@ pub use metrics::Metrics;
 pub use operator::{AggregateByKey, AggregateOptions, GroupKey, OperatorLimits};
 pub use policy::{PolicyError, WindowPolicy};
 pub use record::{Aggregatable, ChatKey, ChatMessage, DecodeError, Envelope, Position};
-pub use runtime::{Pipeline, PipelineError, RunReport, RuntimeConfig};
+pub use runtime::{ConfigError, Pipeline, PipelineError, RunReport, RuntimeConfig};
 pub use sink::{DeadLetter, DeadLetterSink, ErrorKind, Sink, SinkError};
 pub use source::{Polled, Source, SourceError, SourceRecord};
 pub use text::Text;

@@ -69,6 +69,10 @@ impl<T> GroupKey for T where
 /// Caps on what one worker's operator holds open. Reaching one completes the open group with the
 /// earliest deadline early (reason [`CompletionReason::Capacity`]), so memory stays bounded even
 /// when the input never pauses.
+///
+/// Defaults: 2,000,000 open groups and 1 GiB of open records per worker. Under a
+/// [`crate::Pipeline`], bytes are the records' sizes as read (the source payload's length), not
+/// [`crate::Aggregatable::size_bytes`]; a typed source's records count their `size_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OperatorLimits {
@@ -84,6 +88,18 @@ impl Default for OperatorLimits {
             max_open_groups: 2_000_000,
             max_open_bytes: 1 << 30,
         }
+    }
+}
+
+impl OperatorLimits {
+    /// Checks that both caps can hold a group. [`crate::Pipeline::run`] calls it.
+    pub fn validate(&self) -> Result<(), crate::runtime::ConfigError> {
+        if self.max_open_groups == 0 || self.max_open_bytes == 0 {
+            return Err(crate::runtime::ConfigError(
+                "`max_open_groups` and `max_open_bytes` must be greater than 0".into(),
+            ));
+        }
+        Ok(())
     }
 }
 

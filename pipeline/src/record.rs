@@ -533,6 +533,9 @@ pub struct Envelope<R> {
     pub generation: u32,
     /// The decoded record.
     pub record: R,
+    /// The record's bytes as the source read them (empty for a typed source), kept so that a
+    /// group a sink rejects goes to the dead letters unchanged.
+    pub payload: Vec<u8>,
 }
 
 impl<R: Aggregatable> Aggregatable for Envelope<R> {

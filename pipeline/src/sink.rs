@@ -9,13 +9,22 @@ use async_trait::async_trait;
 use crate::group::Group;
 use crate::record::Position;
 
-/// Whether retrying a failed operation can help.
+/// Whether retrying a failed operation can help, and what the runtime does about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The server is unavailable, overloaded, or timed out: retry with backoff.
     Retryable,
-    /// The request itself is wrong (too large, invalid, unauthorized): retrying repeats it.
+    /// The sink or source cannot work at all (credentials, configuration, a missing table):
+    /// every later write would fail too. The run stops with
+    /// [`PipelineError::Sink`](crate::PipelineError::Sink), and nothing after the last
+    /// acknowledged position is committed.
     Fatal,
+    /// A sink refuses this data for good (too large, invalid for it) while it would take other
+    /// data. The runtime writes each group of the batch alone to find the refused ones, sends
+    /// their records to the dead-letter sink with their original bytes, counts them apart from
+    /// written groups, and goes on.
+    Rejected,
 }
 
 /// A sink error, saying whether trying again can help.
@@ -36,10 +45,19 @@ impl SinkError {
             message: message.into(),
         }
     }
-    /// A failure that retrying would repeat.
+    /// A failure of the sink itself that every later write would repeat (credentials,
+    /// configuration): the run stops.
     pub fn fatal(message: impl Into<String>) -> Self {
         Self {
             kind: ErrorKind::Fatal,
+            message: message.into(),
+        }
+    }
+    /// A refusal of the groups written, for good, by a sink that would take others: the refused
+    /// group goes to the dead letters and the run goes on.
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Rejected,
             message: message.into(),
         }
     }
@@ -52,7 +70,9 @@ pub trait Sink<K, R>: Send + Sync {
     fn name(&self) -> &str;
 
     /// Writes a batch of groups. Returns only when every group is durably written; an error
-    /// means none of them may be assumed written.
+    /// means none of them may be assumed written. Say with the error's [`ErrorKind`] whether a
+    /// retry can help ([`SinkError::retryable`]), whether these groups are refused for good
+    /// ([`SinkError::rejected`]), or whether the sink cannot work at all ([`SinkError::fatal`]).
     async fn write(&self, groups: &[Group<K, R>]) -> Result<(), SinkError>;
 }
 
@@ -63,7 +83,8 @@ pub struct DeadLetter {
     pub position: Position,
     /// The record's key, if any.
     pub key: Option<Vec<u8>>,
-    /// The record's bytes, unchanged.
+    /// The record's bytes, unchanged as the source read them (a record from a typed source, which
+    /// has no bytes, as JSON).
     pub payload: Vec<u8>,
     /// Why it was rejected.
     pub reason: String,

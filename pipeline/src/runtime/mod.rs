@@ -107,6 +107,47 @@ impl Default for RuntimeConfig {
     }
 }
 
+impl RuntimeConfig {
+    /// Checks that every setting can work, naming the setting and the fix. [`Pipeline::run`]
+    /// calls it before reading anything.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |message: String| Err(ConfigError(message));
+        if self.workers == 0 || self.workers > 256 {
+            return fail(format!("workers = {}: use 1 to 256", self.workers));
+        }
+        if self.poll_max_records == 0 {
+            return fail(
+                "`poll_max_records` = 0 would read nothing: use at least 1 (default 4096)".into(),
+            );
+        }
+        if self.max_record_bytes == 0 {
+            return fail("`max_record_bytes` = 0 would refuse every record: use at least 1".into());
+        }
+        if self.max_unacked_bytes == 0 {
+            return fail(
+                "`max_unacked_bytes` = 0 would pause the source forever: use at least 1".into(),
+            );
+        }
+        if self.sink_batch_max_groups == 0 || self.sink_concurrency == 0 {
+            return fail(
+                "`sink_batch_max_groups` and `sink_concurrency` must be at least 1".into(),
+            );
+        }
+        if self.retry_initial_ms > self.retry_max_ms {
+            return fail(format!(
+                "`retry_initial_ms` ({}) must not exceed `retry_max_ms` ({})",
+                self.retry_initial_ms, self.retry_max_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A runtime setting or operator limit that cannot work, with what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
 /// Why a pipeline could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -123,6 +164,38 @@ pub enum PipelineError {
     /// The timely workers failed.
     #[error("dataflow workers failed: {0}")]
     Workers(String),
+    /// A sink failed in a way that every later write would repeat (credentials, configuration).
+    /// The run stopped; nothing after the last position every sink acknowledged was committed.
+    #[error(
+        "sink `{sink}` cannot go on: {message} (the run stopped; nothing after its last \
+         acknowledged group was committed)"
+    )]
+    Sink {
+        /// The sink's [`Sink::name`].
+        sink: String,
+        /// What the sink said.
+        message: String,
+    },
+    /// Code run by the pipeline panicked: the key function, a worker, a sink. The run stopped;
+    /// nothing after the last acknowledged position was committed.
+    #[error("{what} panicked: {message}")]
+    Panicked {
+        /// What panicked.
+        what: String,
+        /// The panic's message.
+        message: String,
+    },
+}
+
+/// The text of a panic's payload (what `panic!` was given), or a note that it had none.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic whose payload is not text".to_string()
+    }
 }
 
 /// What a finished run did.
@@ -132,8 +205,11 @@ pub struct RunReport {
     pub messages_in: u64,
     /// Groups acknowledged by every sink.
     pub groups_out: u64,
-    /// Records sent to the dead-letter sink.
+    /// Records sent to the dead-letter sink (undecodable ones, and those of rejected groups).
     pub dead_letters: u64,
+    /// Groups a sink refused for good ([`SinkError::rejected`](crate::SinkError::rejected)),
+    /// whose records went to the dead-letter sink; not counted in `groups_out`.
+    pub groups_rejected: u64,
     /// The positions committed last, per partition.
     pub committed: Vec<Position>,
     /// Groups not acknowledged when the shutdown timeout expired (their records were not
@@ -221,6 +297,12 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<RunReport, PipelineError> {
         self.policy.validate()?;
+        self.config
+            .validate()
+            .map_err(|e| PipelineError::Config(e.0))?;
+        self.limits
+            .validate()
+            .map_err(|e| PipelineError::Config(e.0))?;
         if self.sinks.is_empty() {
             return Err(PipelineError::Config(
                 "at least one sink is required".into(),
@@ -232,6 +314,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         let (feed_tx, feed_rx) = mpsc::channel::<Feed<R>>(16);
         let (group_tx, group_rx) = mpsc::unbounded_channel();
         let (abandon_tx, abandon_rx) = watch::channel(false);
+        let abandon_tx = Arc::new(abandon_tx);
 
         let generations = Arc::new(Generations::default());
         let shared = Arc::new(WorkerShared {
@@ -263,6 +346,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
             clock: Arc::clone(&self.clock),
             unacked_bytes: Arc::clone(&unacked_bytes),
             abandon: abandon_rx.clone(),
+            stop: Arc::clone(&abandon_tx),
         };
         let dispatch_task = tokio::spawn(dispatcher.run(group_rx));
 
@@ -287,6 +371,14 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
             partitions: HashMap::new(),
             last_commit_ms: self.clock.now_ms(),
         };
+        // A sink that cannot go on stops the reading as a shutdown would.
+        let mut stopped = abandon_rx.clone();
+        let shutdown = async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = stopped.wait_for(|stop| *stop) => {}
+            }
+        };
         let read_result = reader.read_until_done(&mut source, shutdown).await;
         // Closing the feed ends the input: the operator flushes every open group, and ends every
         // conversation with it.
@@ -299,9 +391,19 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         let workers_done = async {
             let workers = workers_task
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| PipelineError::Workers(e.to_string()))
                 .and_then(|r| r);
-            let unacknowledged = dispatch_task.await.unwrap_or(0);
+            let unacknowledged = match dispatch_task.await {
+                Ok(done) => done,
+                Err(e) => Err(PipelineError::Panicked {
+                    what: "the sink dispatcher".into(),
+                    message: if e.is_panic() {
+                        panic_message(e.into_panic().as_ref())
+                    } else {
+                        e.to_string()
+                    },
+                }),
+            };
             (workers, unacknowledged)
         };
         tokio::pin!(workers_done);
@@ -313,7 +415,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
                 workers_done.await
             }
         };
-        workers.map_err(PipelineError::Workers)?;
+        workers?;
 
         // The last commit gets a few tries: a broker that blinks now would cost a replay.
         let mut committed = commit(&mut source, &tracker, &self.metrics, true).await;
@@ -329,11 +431,15 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
                 _ => break,
             }
         }
+        // The sinks' failure first: a stopped reading or a dead-letter write cut short is its
+        // consequence.
+        let unacknowledged = unacknowledged?;
         read_result?;
         let report = RunReport {
             messages_in: self.metrics.messages_in.load(SeqCst),
             groups_out: self.metrics.groups_out.load(SeqCst),
             dead_letters: self.metrics.dead_letters.load(SeqCst),
+            groups_rejected: self.metrics.groups_rejected.load(SeqCst),
             committed: committed.map_err(|e| PipelineError::Source(e.message))?,
             unacknowledged_groups: unacknowledged,
         };
@@ -474,6 +580,7 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
                         bytes: record.payload.len() as u32,
                         generation: self.generations.current(record.position.partition),
                         record: decoded,
+                        payload: record.payload,
                     });
                 }
                 Err(reason) => bad.push(DeadLetter {

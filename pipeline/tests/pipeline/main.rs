@@ -2,6 +2,7 @@
 //! guarantees on the in-memory log.
 
 mod decode;
+mod failures;
 mod model;
 mod operator;
 mod runtime;
