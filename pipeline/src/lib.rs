@@ -36,6 +36,15 @@ pub use operator::{AggregateByKey, AggregateOptions, GroupKey, OperatorLimits};
 pub use policy::{PolicyError, WindowPolicy};
 pub use record::{Aggregatable, ChatKey, ChatMessage, DecodeError, Envelope, Position};
 pub use runtime::{ConfigError, Pipeline, PipelineError, RunReport, RuntimeConfig};
-pub use sink::{DeadLetter, DeadLetterSink, ErrorKind, Sink, SinkError};
-pub use source::{Polled, Source, SourceError, SourceRecord};
+pub use sink::{DeadLetter, DeadLetterSink, ErrorKind, FnSink, LoggedDeadLetters, Sink, SinkError};
+pub use source::{
+    from_iter, from_stream, Polled, Read, RecordSource, Source, SourceError, SourceRecord,
+};
 pub use text::Text;
+
+// What an embedder must name to implement a source or sink, build a key or a group id, or
+// drive the operator in their own dataflow: re-exported so their versions always match ours.
+pub use async_trait::async_trait;
+pub use serde;
+pub use timely;
+pub use uuid;

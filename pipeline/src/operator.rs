@@ -524,7 +524,11 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
         }
         let id = group_id(
             &key.to_string(),
-            open.records.first().map(|r| r.record_id()).unwrap_or(""),
+            &open
+                .records
+                .first()
+                .map(|r| r.group_seed())
+                .unwrap_or_default(),
         );
         Group {
             id,

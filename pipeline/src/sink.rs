@@ -96,3 +96,52 @@ pub trait DeadLetterSink: Send + Sync {
     /// Writes the letters durably; an error means none may be assumed written.
     async fn write(&self, letters: &[DeadLetter]) -> Result<(), SinkError>;
 }
+
+/// A sink that calls a function with each group, in turn: for printing, counting, or handing
+/// groups to code that is not a sink. The function's error is the write's (say with its
+/// [`ErrorKind`] whether to retry, reject the group, or stop).
+pub struct FnSink<F> {
+    name: String,
+    write: F,
+}
+
+impl<F> FnSink<F> {
+    /// A sink named `name` (for logs and errors) that calls `write` with each group.
+    pub fn new(name: &str, write: F) -> Self {
+        Self {
+            name: name.to_string(),
+            write,
+        }
+    }
+}
+
+#[async_trait]
+impl<K, R, F> Sink<K, R> for FnSink<F>
+where
+    K: Send + Sync,
+    R: Send + Sync,
+    F: Fn(&Group<K, R>) -> Result<(), SinkError> + Send + Sync,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn write(&self, groups: &[Group<K, R>]) -> Result<(), SinkError> {
+        groups.iter().try_for_each(|group| (self.write)(group))
+    }
+}
+
+/// The dead-letter sink of a typed pipeline until one is set: each letter is logged as an error
+/// (and the run's report counts them), so that a rejected group is never silent.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LoggedDeadLetters;
+
+#[async_trait]
+impl DeadLetterSink for LoggedDeadLetters {
+    async fn write(&self, letters: &[DeadLetter]) -> Result<(), SinkError> {
+        for letter in letters {
+            tracing::error!(position = %letter.position, reason = %letter.reason, payload = %String::from_utf8_lossy(&letter.payload), "dead letter");
+        }
+        Ok(())
+    }
+}

@@ -36,12 +36,14 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::clock::{Clock, SystemClock};
+use crate::group::Group;
 use crate::metrics::Metrics;
 use crate::operator::{AggregateOptions, GroupKey, OperatorLimits};
 use crate::policy::{PolicyError, WindowPolicy};
 use crate::record::{Aggregatable, Envelope, Position};
 use crate::sink::{DeadLetter, DeadLetterSink, ErrorKind, Sink};
-use crate::source::{Polled, Source, SourceError, SourceRecord};
+use crate::sink::{FnSink, LoggedDeadLetters, SinkError};
+use crate::source::{Decoding, Polled, Read, RecordSource, Source, SourceError, SourceRecord};
 use dispatch::{write_dead_letters, Dispatcher};
 use sessions::Sessions;
 use tracker::CommitTracker;
@@ -217,13 +219,13 @@ pub struct RunReport {
     pub unacknowledged_groups: usize,
 }
 
-/// Turns source bytes into records.
-pub type Decoder<R> = Arc<dyn Fn(&SourceRecord) -> Result<R, String> + Send + Sync>;
+pub use crate::source::Decoder;
 
-/// A configured pipeline: key, policy, sinks and limits. Run it with [`Pipeline::run`].
+/// A configured pipeline: key, policy, sinks and limits. Run it on typed records with
+/// [`Pipeline::run_records`], or on a byte [`Source`] with [`Pipeline::run`].
 pub struct Pipeline<K, R> {
     key_fn: Arc<dyn Fn(&R) -> K + Send + Sync>,
-    decode: Decoder<R>,
+    decode: Option<Decoder<R>>,
     sinks: Vec<Arc<dyn Sink<K, R>>>,
     dead_letters: Arc<dyn DeadLetterSink>,
     policy: WindowPolicy,
@@ -231,9 +233,30 @@ pub struct Pipeline<K, R> {
     config: RuntimeConfig,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    /// Whether the clock moves time while the source is idle (see [`Pipeline::event_time_only`]).
+    idle_by_clock: bool,
 }
 
 impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
+    /// A pipeline of typed records grouped by `key_fn`, for [`Pipeline::run_records`]: default
+    /// policy, limits and runtime settings, no sink yet, and dead letters (the records of groups
+    /// a sink rejects) logged as errors and counted, until [`Pipeline::dead_letters`] sends
+    /// them elsewhere.
+    pub fn typed(key_fn: impl Fn(&R) -> K + Send + Sync + 'static) -> Self {
+        Self {
+            key_fn: Arc::new(key_fn),
+            decode: None,
+            sinks: Vec::new(),
+            dead_letters: Arc::new(LoggedDeadLetters),
+            policy: WindowPolicy::default(),
+            limits: OperatorLimits::default(),
+            config: RuntimeConfig::default(),
+            metrics: Arc::new(Metrics::default()),
+            clock: Arc::new(SystemClock),
+            idle_by_clock: true,
+        }
+    }
+
     /// A pipeline grouping by `key_fn`, decoding with `decode`, writing dead letters to
     /// `dead_letters`, with default policy, limits and runtime settings and no sink yet.
     pub fn new(
@@ -242,21 +265,41 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         dead_letters: Arc<dyn DeadLetterSink>,
     ) -> Self {
         Self {
-            key_fn: Arc::new(key_fn),
-            decode: Arc::new(decode),
-            sinks: Vec::new(),
+            decode: Some(Arc::new(decode)),
             dead_letters,
-            policy: WindowPolicy::default(),
-            limits: OperatorLimits::default(),
-            config: RuntimeConfig::default(),
-            metrics: Arc::new(Metrics::default()),
-            clock: Arc::new(SystemClock),
+            ..Self::typed(key_fn)
         }
     }
 
     /// Adds a sink; every group goes to every sink.
     pub fn sink(mut self, sink: Arc<dyn Sink<K, R>>) -> Self {
         self.sinks.push(sink);
+        self
+    }
+    /// Adds a sink that calls `write` with each group, in turn (see [`FnSink`]).
+    pub fn sink_fn(
+        self,
+        name: &str,
+        write: impl Fn(&Group<K, R>) -> Result<(), SinkError> + Send + Sync + 'static,
+    ) -> Self
+    where
+        K: Send + Sync,
+    {
+        self.sink(Arc::new(FnSink::new(name, write)))
+    }
+    /// Sends dead letters to `dead_letters`.
+    pub fn dead_letters(mut self, dead_letters: Arc<dyn DeadLetterSink>) -> Self {
+        self.dead_letters = dead_letters;
+        self
+    }
+    /// Lets only event time move time: no clock completes a group while the source is idle, and
+    /// record times need not be the clock's (device-relative times, a replay of last year's log).
+    /// Groups then complete when a later record of their key, or of their partition, shows their
+    /// deadline has passed in event time, or at the end of the input. Meant for finite inputs and
+    /// replays; on a live log, a key whose partition goes quiet keeps its group open until traffic
+    /// resumes (the wall clock, the default, completes it).
+    pub fn event_time_only(mut self) -> Self {
+        self.idle_by_clock = false;
         self
     }
     /// Sets the window policy.
@@ -275,6 +318,13 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         self
     }
     /// Uses `clock` for the idle advance and delay metrics (a [`crate::ManualClock`] in tests).
+    ///
+    /// Record times are read as this clock's milliseconds (the wall clock's: Unix milliseconds,
+    /// by default): while the source is idle, time follows the clock less `lateness_ms`, and
+    /// completes the groups whose deadline it passes. Time never runs ahead of the clock, so a
+    /// record stamped in the future neither completes other keys' groups early nor is dropped:
+    /// its group completes when the clock reaches its deadline, or at shutdown. For times that
+    /// are not the clock's, see [`Pipeline::event_time_only`].
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -289,9 +339,30 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         Arc::clone(&self.metrics)
     }
 
-    /// Runs until the source ends or `shutdown` completes, then flushes, waits for the sinks
-    /// (up to `shutdown_timeout_ms`) and commits.
+    /// Runs on a byte source, decoding each record with the decoder given to [`Pipeline::new`]
+    /// (see [`Decoding`]); otherwise as [`Pipeline::run_records`].
     pub async fn run<S: Source>(
+        self,
+        source: S,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<RunReport, PipelineError> {
+        let Some(decode) = self.decode.clone() else {
+            return Err(PipelineError::Config(
+                "a byte source needs a decoder: build the pipeline with Pipeline::new, or read \
+                 typed records with run_records"
+                    .into(),
+            ));
+        };
+        let max_bytes = self.config.max_record_bytes;
+        self.run_records(Decoding::new(source, decode, max_bytes), shutdown)
+            .await
+    }
+
+    /// Runs until the source ends or `shutdown` completes, then flushes every open group, waits
+    /// for the sinks (up to `shutdown_timeout_ms`) and commits. Fails, having committed nothing
+    /// after the last acknowledged position, when the configuration cannot work, the source or a
+    /// sink fails for good, or code it runs panics.
+    pub async fn run_records<S: RecordSource<R>>(
         self,
         mut source: S,
         shutdown: impl Future<Output = ()> + Send,
@@ -358,7 +429,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
             key_fn: self.key_fn.as_ref(),
             sessions,
             config: &config,
-            decode: &self.decode,
+            idle_by_clock: self.idle_by_clock,
             dead_letters: self.dead_letters.as_ref(),
             tracker: &tracker,
             metrics: &self.metrics,
@@ -418,7 +489,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         workers?;
 
         // The last commit gets a few tries: a broker that blinks now would cost a replay.
-        let mut committed = commit(&mut source, &tracker, &self.metrics, true).await;
+        let mut committed = commit::<R, _>(&mut source, &tracker, &self.metrics, true).await;
         let mut backoff = Duration::from_millis(config.retry_initial_ms.max(1));
         for _ in 0..5 {
             match &committed {
@@ -426,7 +497,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
                     warn!(error = %e, "final commit failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff *= 2;
-                    committed = commit(&mut source, &tracker, &self.metrics, true).await;
+                    committed = commit::<R, _>(&mut source, &tracker, &self.metrics, true).await;
                 }
                 _ => break,
             }
@@ -459,7 +530,7 @@ struct Reader<'a, K, R> {
     /// The leading edge's conversations (none without a leading edge).
     sessions: Option<Sessions<K>>,
     config: &'a RuntimeConfig,
-    decode: &'a Decoder<R>,
+    idle_by_clock: bool,
     dead_letters: &'a dyn DeadLetterSink,
     tracker: &'a Arc<Mutex<CommitTracker>>,
     metrics: &'a Arc<Metrics>,
@@ -476,7 +547,7 @@ struct Reader<'a, K, R> {
 }
 
 impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
-    async fn read_until_done<S: Source>(
+    async fn read_until_done<S: RecordSource<R>>(
         &mut self,
         source: &mut S,
         shutdown: impl Future<Output = ()>,
@@ -507,11 +578,12 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
                     self.accept(records).await?;
                     self.advance_to_watermark(source).await?;
                 }
-                Ok(Polled::Idle) => {
+                Ok(Polled::Idle) if self.idle_by_clock => {
                     let now = self.clock.now_ms();
                     self.advance(now.saturating_sub(self.config.lateness_ms))
                         .await?;
                 }
+                Ok(Polled::Idle) => {}
                 Ok(Polled::Revoked(partitions)) => {
                     self.commit_now(source).await?;
                     if let Ok(mut tracker) = self.tracker.lock() {
@@ -542,7 +614,7 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
     }
 
     /// Decodes `records`, dead-letters the bad ones, feeds the good ones and advances time.
-    async fn accept(&mut self, records: Vec<SourceRecord>) -> Result<(), PipelineError> {
+    async fn accept(&mut self, records: Vec<Read<R>>) -> Result<(), PipelineError> {
         let now = self.clock.now_ms();
         let mut good = Vec::with_capacity(records.len());
         let mut bad = Vec::new();
@@ -558,16 +630,7 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
                 .store(tracker.outstanding() as u64, SeqCst);
         }
         for record in records {
-            let decoded = if record.payload.len() > self.config.max_record_bytes {
-                Err(format!(
-                    "record is {} bytes, over the max_record_bytes limit of {}",
-                    record.payload.len(),
-                    self.config.max_record_bytes
-                ))
-            } else {
-                (self.decode)(&record)
-            };
-            match decoded {
+            match record.record {
                 Ok(decoded) => {
                     let time = decoded.event_time_ms();
                     let seen = self
@@ -575,9 +638,15 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
                         .entry(record.position.partition)
                         .or_insert((time, now));
                     *seen = (seen.0.max(time), now);
+                    // Bytes as read where there are any (what the caps promise to bound), the
+                    // record's own estimate for typed records.
+                    let size = match record.payload.len() {
+                        0 => decoded.size_bytes(),
+                        len => len,
+                    };
                     good.push(Envelope {
                         position: record.position,
-                        bytes: record.payload.len() as u32,
+                        bytes: u32::try_from(size).unwrap_or(u32::MAX),
                         generation: self.generations.current(record.position.partition),
                         record: decoded,
                         payload: record.payload,
@@ -631,7 +700,10 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
     ///
     /// An assigned partition that is behind and has delivered nothing yet holds time still (see
     /// [`Source::assigned`]).
-    async fn advance_to_watermark<S: Source>(&mut self, source: &S) -> Result<(), PipelineError> {
+    async fn advance_to_watermark<S: RecordSource<R>>(
+        &mut self,
+        source: &S,
+    ) -> Result<(), PipelineError> {
         let now = self.clock.now_ms();
         let lateness = self.config.lateness_ms;
         let unread_behind = source.assigned().is_some_and(|assigned| {
@@ -652,7 +724,13 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
             .map(|(_, (time, _))| *time)
             .min();
         if let Some(min) = active_min {
-            self.advance(min.saturating_sub(lateness)).await?;
+            let mut time = min.saturating_sub(lateness);
+            if self.idle_by_clock {
+                // Records stamped ahead of the clock do not take time with them: one device with
+                // a fast clock would complete every other key's group early.
+                time = time.min(now);
+            }
+            self.advance(time).await?;
         }
         Ok(())
     }
@@ -674,7 +752,10 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
         Ok(())
     }
 
-    async fn maybe_commit<S: Source>(&mut self, source: &mut S) -> Result<(), PipelineError> {
+    async fn maybe_commit<S: RecordSource<R>>(
+        &mut self,
+        source: &mut S,
+    ) -> Result<(), PipelineError> {
         let now = self.clock.now_ms();
         if now.saturating_sub(self.last_commit_ms) >= self.config.commit_interval_ms {
             self.last_commit_ms = now;
@@ -685,8 +766,11 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
 
     /// Commits what may be committed. A retryable failure is logged and left to the next commit
     /// (the tracker offers the same positions again); only a fatal one stops the run.
-    async fn commit_now<S: Source>(&mut self, source: &mut S) -> Result<(), PipelineError> {
-        match commit(source, self.tracker, self.metrics, false).await {
+    async fn commit_now<S: RecordSource<R>>(
+        &mut self,
+        source: &mut S,
+    ) -> Result<(), PipelineError> {
+        match commit::<R, _>(source, self.tracker, self.metrics, false).await {
             Ok(_) => Ok(()),
             Err(e) if e.kind == ErrorKind::Retryable => {
                 warn!(error = %e, "commit failed; retrying at the next commit");
@@ -699,7 +783,7 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
 
 /// Commits every partition's low watermark that moved; returns the positions committed (all of
 /// them when `all` is set, for the final report).
-async fn commit<S: Source>(
+async fn commit<R, S: RecordSource<R>>(
     source: &mut S,
     tracker: &Mutex<CommitTracker>,
     metrics: &Metrics,

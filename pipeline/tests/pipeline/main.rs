@@ -6,3 +6,4 @@ mod failures;
 mod model;
 mod operator;
 mod runtime;
+mod time;
