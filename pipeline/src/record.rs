@@ -25,7 +25,6 @@ use crate::text::Text;
 ///
 /// impl Aggregatable for Reading {
 ///     fn event_time_ms(&self) -> u64 { self.ts_ms }
-///     fn size_bytes(&self) -> usize { std::mem::size_of::<Self>() }
 /// }
 /// assert_eq!(Reading { device_id: 1, ts_ms: 5, value: 0.5 }.record_id(), "");
 /// ```
@@ -36,7 +35,11 @@ pub trait Aggregatable: Clone + Send + Serialize + for<'de> Deserialize<'de> + '
     fn event_time_ms(&self) -> u64;
     /// Size in bytes counted against `max_bytes` (for chat messages: the encoded record's size).
     /// Under a [`crate::Pipeline`] reading a byte source, the payload's length counts instead.
-    fn size_bytes(&self) -> usize;
+    /// By default, the record's own size in memory, without what it points to: right for a
+    /// record of numbers, too small for one holding strings or vectors.
+    fn size_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
     /// An id unique to this record and identical on every replay (for chat messages: the
     /// `message_id`). The group id is derived from the key and the first record's id; a record
     /// without one (the default, empty) is identified by its position in the source.
