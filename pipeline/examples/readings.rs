@@ -1,5 +1,7 @@
+//! Run with: cargo run -p confab-pipeline --example readings
+//!
 //! IoT readings grouped per device: the pipeline embedded for a record that is not a chat
-//! message. Run with: `cargo run -p confab-pipeline --example readings`
+//! message.
 //!
 //! A device's readings form a group until the device is silent for 2 s or has sent 50 readings.
 //! The readings' times count from 0 (device-relative), not from the Unix epoch, so the pipeline

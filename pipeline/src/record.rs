@@ -54,7 +54,9 @@ pub trait Aggregatable: Clone + Send + Serialize + for<'de> Deserialize<'de> + '
     }
     /// Whether this record may join a group that began with `first`. Always, for plain records;
     /// an [`Envelope`] read under a newer assignment of its partition may not join a group of an
-    /// older one (that group is abandoned: see [`Envelope::generation`]).
+    /// older one (that group is abandoned: see [`Envelope::generation`]). The runtime's, not
+    /// yours to implement.
+    #[doc(hidden)]
     fn may_join(&self, first: &Self) -> bool {
         let _ = first;
         true

@@ -64,6 +64,31 @@ impl SinkError {
 }
 
 /// A destination for completed groups (Firestore, Cassandra, a Kafka topic, a broadcast).
+///
+/// ```
+/// use confab_pipeline::{async_trait, Group, Sink, SinkError};
+///
+/// /// Stores each group as one document, keyed by its id (so a rewrite replaces it).
+/// struct Documents;
+///
+/// #[async_trait]
+/// impl<K: Send + Sync, R: Send + Sync> Sink<K, R> for Documents {
+///     fn name(&self) -> &str {
+///         "documents"
+///     }
+///     async fn write(&self, groups: &[Group<K, R>]) -> Result<(), SinkError> {
+///         for group in groups {
+///             if group.bytes > 1 << 20 {
+///                 // This group never fits; others do: dead-letter it and go on.
+///                 return Err(SinkError::rejected(format!("group {} is over 1 MiB", group.id)));
+///             }
+///         }
+///         // Store them (an upsert by `group.id`); a server away is `SinkError::retryable`,
+///         // refused credentials `SinkError::fatal`.
+///         Ok(())
+///     }
+/// }
+/// ```
 #[async_trait]
 pub trait Sink<K, R>: Send + Sync {
     /// A short name for logs and metrics ("firestore", "cassandra", ...).

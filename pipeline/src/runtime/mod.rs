@@ -17,7 +17,7 @@
 //! it follows the clock (less `lateness_ms`), so groups complete without new records.
 //!
 //! With a leading edge (`leading_edge_idle_ms`), a position is committed only where no
-//! conversation straddles it and no conversation before it may still continue (see [`sessions`]),
+//! conversation straddles it and no conversation before it may still continue (see the `sessions` module),
 //! so that a replay writes the same records alone.
 
 mod dispatch;
@@ -50,6 +50,12 @@ use tracker::CommitTracker;
 use workers::{run_workers, Feed, Generations, WorkerShared};
 
 /// How the runtime reads, batches, retries and commits. Durations are in milliseconds.
+///
+/// Defaults: 1 worker, `poll_max_records` 4096, `poll_wait_ms` 50, `lateness_ms` 500,
+/// `max_record_bytes` 64 KiB, `max_unacked_bytes` 64 MiB, `commit_interval_ms` 1000,
+/// `commit_epoch_ms` 60000, `sink_batch_max_groups` 200, `sink_concurrency` 4,
+/// `retry_initial_ms` 100, `retry_max_ms` 10000, `shutdown_timeout_ms` 30000.
+/// [`Pipeline::run`] refuses settings that cannot work ([`RuntimeConfig::validate`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
@@ -69,7 +75,9 @@ pub struct RuntimeConfig {
     pub max_unacked_bytes: u64,
     /// How often acknowledged positions are committed.
     pub commit_interval_ms: u64,
-    /// No group spans a multiple of this many milliseconds of event time (0: no such limit).
+    /// No group spans a multiple of this many milliseconds of event time (0: no such limit;
+    /// default 60 s). This changes which records share a group: a key whose records run across
+    /// a multiple is split there (reason `epoch`), whatever the window policy says.
     /// An offset is committed only where no acknowledged group straddles it, so that a replay
     /// rebuilds the same groups; in a busy log the groups of interleaved chats always overlap,
     /// and without this limit the committed offsets could stay behind for as long as the
@@ -222,7 +230,49 @@ pub struct RunReport {
 pub use crate::source::Decoder;
 
 /// A configured pipeline: key, policy, sinks and limits. Run it on typed records with
-/// [`Pipeline::run_records`], or on a byte [`Source`] with [`Pipeline::run`].
+/// [`Pipeline::run_records`] (see the crate's example), or on a byte [`Source`] with
+/// [`Pipeline::run`]:
+///
+/// ```
+/// use std::sync::Arc;
+/// use confab_pipeline::memory::{MemoryDeadLetters, MemoryLog, MemorySink};
+/// use confab_pipeline::{Aggregatable, Pipeline, SourceRecord};
+///
+/// #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+/// struct Reading {
+///     device: u32,
+///     ts_ms: u64,
+/// }
+/// impl Aggregatable for Reading {
+///     fn event_time_ms(&self) -> u64 {
+///         self.ts_ms
+///     }
+/// }
+///
+/// # tokio::runtime::Runtime::new().expect("runtime").block_on(async {
+/// // A log of JSON payloads (a Kafka topic, in a service), one of them not a reading.
+/// let log = MemoryLog::new(1);
+/// for (device, ts_ms) in [(1, 0), (2, 10), (1, 20)] {
+///     log.append(b"k", serde_json::to_vec(&Reading { device, ts_ms }).expect("encodes"));
+/// }
+/// log.append(b"k", b"not json".to_vec());
+/// log.close();
+/// let decode = |r: &SourceRecord| {
+///     serde_json::from_slice::<Reading>(&r.payload).map_err(|e| e.to_string())
+/// };
+/// let (groups, dead) = (MemorySink::default(), MemoryDeadLetters::default());
+/// let report = Pipeline::new(|r: &Reading| r.device, decode, Arc::new(dead.clone()))
+///     .sink(Arc::new(groups.clone()))
+///     .event_time_only()
+///     .run(log.source("doc"), std::future::pending())
+///     .await
+///     .expect("runs");
+/// assert_eq!(groups.groups().len(), 2, "one group per device");
+/// assert_eq!(dead.letters()[0].payload, b"not json", "the bad record as read");
+/// assert_eq!((report.messages_in, report.dead_letters), (4, 1));
+/// assert_eq!(log.committed("doc"), log.end_offsets(), "committed to the end");
+/// # });
+/// ```
 pub struct Pipeline<K, R> {
     key_fn: Arc<dyn Fn(&R) -> K + Send + Sync>,
     decode: Option<Decoder<R>>,
