@@ -17,8 +17,8 @@
 //! it follows the clock (less `lateness_ms`), so groups complete without new records.
 //!
 //! With a leading edge (`leading_edge_idle_ms`), a position is committed only where no
-//! conversation straddles it and no conversation before it may still continue (see the `sessions` module),
-//! so that a replay writes the same records alone.
+//! conversation straddles it and no conversation before it may still continue (see the
+//! `sessions` module), so that a replay writes the same records alone.
 
 mod dispatch;
 mod sessions;
@@ -728,7 +728,15 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
         }
         if let (Some(sessions), Ok(mut tracker)) = (self.sessions.as_mut(), self.tracker.lock()) {
             for e in &good {
-                let key = (self.key_fn)(&e.record);
+                // Here the key function runs on the caller's task, not a worker: a panic is
+                // caught so that it ends the run with its message, as it does on a worker.
+                let key = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    (self.key_fn)(&e.record)
+                }))
+                .map_err(|payload| PipelineError::Panicked {
+                    what: "the key function".into(),
+                    message: panic_message(payload.as_ref()),
+                })?;
                 let at = e.record.event_time_ms();
                 sessions.read(key, e.position, at, self.epoch, &mut tracker);
             }

@@ -192,6 +192,14 @@ async fn a_panicking_sink_is_an_error_with_its_message_not_zero_unacknowledged_g
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_key_function_surfaces_with_its_message() {
+    // Without a leading edge the key function runs on the workers; with one, on the reading
+    // task as well (to track conversations).
+    for leading_edge_idle_ms in [0, 3_000] {
+        a_panicking_key_function_under(leading_edge_idle_ms).await;
+    }
+}
+
+async fn a_panicking_key_function_under(leading_edge_idle_ms: u64) {
     let log = three_chats();
     let result = Pipeline::new(
         |m: &ChatMessage| {
@@ -202,6 +210,10 @@ async fn a_panicking_key_function_surfaces_with_its_message() {
         Arc::new(MemoryDeadLetters::default()),
     )
     .sink(Arc::new(MemorySink::default()))
+    .policy(WindowPolicy {
+        leading_edge_idle_ms,
+        ..WindowPolicy::default()
+    })
     .run(log.source("g"), std::future::pending())
     .await;
     match result {

@@ -188,6 +188,38 @@ async fn a_timestamp_ahead_of_the_clock_is_held_to_the_clock_and_flushed_at_shut
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_source_groups_as_the_iterator_does() {
+    let readings: Vec<Reading> = (0..7u64).map(|i| reading(1, i * 700)).collect();
+    let policy = WindowPolicy::after_inactivity(Duration::from_secs(1))
+        .max_records(std::num::NonZeroUsize::new(3).expect("not zero"));
+    let (p, kept) = pipeline(policy);
+    let report = p
+        .event_time_only()
+        .run_records(
+            confab_pipeline::from_stream(futures::stream::iter(readings)),
+            std::future::pending(),
+        )
+        .await
+        .expect("run");
+    let mut sizes: Vec<(usize, CompletionReason)> = kept
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .map(|g| (g.len(), g.reason))
+        .collect();
+    sizes.sort();
+    assert_eq!(
+        sizes,
+        [
+            (1, CompletionReason::EndOfInput),
+            (3, CompletionReason::MaxMessages),
+            (3, CompletionReason::MaxMessages)
+        ]
+    );
+    assert_eq!(report.messages_in, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_without_ids_get_group_ids_from_their_positions_the_same_on_every_run() {
     let readings: Vec<Reading> = (0..6u32)
         .map(|i| reading(i % 2, u64::from(i) * 10))
