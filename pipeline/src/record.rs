@@ -52,6 +52,14 @@ pub trait Aggregatable: Clone + Send + Serialize + for<'de> Deserialize<'de> + '
     fn group_seed(&self) -> Cow<'_, str> {
         Cow::Borrowed(self.record_id())
     }
+    /// The bytes this record was decoded from, when it holds them whole (a chat message decoded
+    /// with no escape sequence keeps one copy of its JSON). The runtime then keeps no second copy
+    /// of a payload equal to them, and a dead letter of the record carries them. `None` by
+    /// default.
+    #[doc(hidden)]
+    fn source_bytes(&self) -> Option<&[u8]> {
+        None
+    }
     /// Whether this record may join a group that began with `first`. Always, for plain records;
     /// an [`Envelope`] read under a newer assignment of its partition may not join a group of an
     /// older one (that group is abandoned: see [`Envelope::generation`]). The runtime's, not
@@ -443,6 +451,11 @@ impl Aggregatable for ChatMessage {
     fn record_id(&self) -> &str {
         &self.message_id
     }
+    fn source_bytes(&self) -> Option<&[u8]> {
+        // The whole record when decoding borrowed every field from it; otherwise something else
+        // (the fields joined, or one field), which the runtime tells apart by comparing.
+        Some(self.message_id.buffer().as_bytes())
+    }
     fn write_json(&self, out: &mut Vec<u8>) {
         if let Some(json) = self.canonical_json() {
             out.extend_from_slice(json.as_bytes());
@@ -563,8 +576,9 @@ pub struct Envelope<R> {
     pub generation: u32,
     /// The decoded record.
     pub record: R,
-    /// The record's bytes as the source read them (empty for a typed source), kept so that a
-    /// group a sink rejects goes to the dead letters unchanged.
+    /// The record's bytes as read, kept so that a group a sink rejects goes to the dead letters
+    /// unchanged. Empty for a typed source's record, and for one that holds its bytes itself
+    /// ([`Aggregatable::source_bytes`]).
     pub payload: Vec<u8>,
 }
 

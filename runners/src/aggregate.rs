@@ -218,6 +218,7 @@ pub(crate) async fn run(args: AggregateArgs) -> anyhow::Result<()> {
         messages = report.messages_in,
         groups = report.groups_out,
         dead_letters = report.dead_letters,
+        groups_rejected = report.groups_rejected,
         unacknowledged_groups = report.unacknowledged_groups,
         committed = ?report.committed,
         "aggregator stopped"

@@ -283,7 +283,10 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
             for (record, at) in group.records.iter().zip(span.clone()) {
                 let mut payload = std::mem::take(&mut payloads[at]);
                 if payload.is_empty() {
-                    payload = serde_json::to_vec(record).unwrap_or_default();
+                    payload = match record.source_bytes() {
+                        Some(bytes) if encodes(bytes, record) => bytes.to_vec(),
+                        _ => serde_json::to_vec(record).unwrap_or_default(),
+                    };
                 }
                 letters.push(DeadLetter {
                     position: positions[at],
@@ -299,6 +302,18 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
     /// Sleeps for `delay`; returns true if the runtime abandoned the wait meanwhile.
     async fn wait_or_abandon(&self, delay: Duration) -> bool {
         wait_or_abandon(&self.abandon, delay).await
+    }
+}
+
+/// Whether `bytes` are a JSON encoding of `record` (any layout): the check that the bytes a
+/// record says it was decoded from are its bytes, made only for dead letters, which are rare.
+fn encodes<R: serde::Serialize>(bytes: &[u8], record: &R) -> bool {
+    match (
+        serde_json::from_slice::<serde_json::Value>(bytes),
+        serde_json::to_value(record),
+    ) {
+        (Ok(read), Ok(written)) => read == written,
+        _ => false,
     }
 }
 

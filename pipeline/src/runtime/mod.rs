@@ -694,12 +694,19 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
                         0 => decoded.size_bytes(),
                         len => len,
                     };
+                    // A record that holds its bytes whole (a chat message) gives them back for a
+                    // dead letter: one copy of each buffered record, not two.
+                    let payload = if decoded.source_bytes() == Some(record.payload.as_slice()) {
+                        Vec::new()
+                    } else {
+                        record.payload
+                    };
                     good.push(Envelope {
                         position: record.position,
                         bytes: u32::try_from(size).unwrap_or(u32::MAX),
                         generation: self.generations.current(record.position.partition),
                         record: decoded,
-                        payload: record.payload,
+                        payload,
                     });
                 }
                 Err(reason) => bad.push(DeadLetter {

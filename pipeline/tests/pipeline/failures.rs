@@ -28,11 +28,15 @@ fn message(i: u64, chat: &str) -> ChatMessage {
 
 /// One partition: chats a, b, c, two messages each, in that order (offsets 0-5). The payloads
 /// are pretty-printed JSON, which no encoder of ours writes, so a dead letter holding them holds
-/// the bytes as read.
+/// the bytes as read. One of chat b's bodies holds an escape sequence: a message decoded from
+/// such JSON does not hold its bytes whole, so the runtime keeps them beside it.
 fn three_chats() -> MemoryLog {
     let log = MemoryLog::new(1);
     for (i, chat) in ["a", "a", "b", "b", "c", "c"].into_iter().enumerate() {
-        let m = message(i as u64, chat);
+        let mut m = message(i as u64, chat);
+        if i == 3 {
+            m.body = "a \"quoted\" body".into();
+        }
         let pretty = serde_json::to_vec_pretty(&m).expect("encodes");
         log.append(b"all", pretty);
     }
