@@ -239,3 +239,34 @@ async fn records_without_ids_get_group_ids_from_their_positions_the_same_on_ever
     assert_eq!(ids[0], vec![group_id("0", "0@0"), group_id("1", "0@1")]);
     assert_eq!(ids[0], ids[1]);
 }
+
+/// A key of two fields, with no serde: a newtype with a `Display`, whose text the group id is
+/// derived from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Sensor(u32, &'static str);
+
+impl std::fmt::Display for Sensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.0, self.1)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_needs_no_serde_and_its_text_makes_the_group_id() {
+    let readings = vec![reading(7, 0), reading(7, 10)];
+    let kept: Arc<Mutex<Vec<Group<Sensor, Reading>>>> = Arc::default();
+    let sink = Arc::clone(&kept);
+    Pipeline::typed(|r: &Reading| Sensor(r.device, "temperature"))
+        .policy(WindowPolicy::after_inactivity(Duration::from_secs(1)))
+        .event_time_only()
+        .sink_fn("keep", move |g: &Group<Sensor, Reading>| {
+            sink.lock().expect("not poisoned").push(g.clone());
+            Ok(())
+        })
+        .run_records(from_iter(readings), std::future::pending())
+        .await
+        .expect("run");
+    let groups = kept.lock().expect("not poisoned").clone();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].id, group_id("7/temperature", "0@0"));
+}
