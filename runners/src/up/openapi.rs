@@ -105,7 +105,11 @@ mod tests {
             let get = &doc["paths"][path]["get"];
             format!("{} {}", get["summary"], get["description"])
         };
-        assert!(text("/readyz").contains("chat store"), "{}", text("/readyz"));
+        assert!(
+            text("/readyz").contains("chat store"),
+            "{}",
+            text("/readyz")
+        );
         assert!(
             text("/openapi.json").contains("everything"),
             "{}",
