@@ -215,7 +215,7 @@ impl Store {
     /// Up to `limit` users whose username starts with `prefix`, after the username `after`
     /// (all when `None`), in username (byte) order. A range on the username, so an index serves
     /// it: SQLite's unique index (its default collation is byte order), and PostgreSQL's
-    /// `users_username_bytes` (migration 0003).
+    /// `users_username_bytes` (migration 0002).
     pub async fn search_users(
         &self,
         prefix: &str,
