@@ -22,9 +22,24 @@ struct UpDoc;
 
 /// The merged document.
 pub(crate) fn document() -> utoipa::openapi::OpenApi {
-    let mut doc = confab_auth::ApiDoc::openapi();
+    // On a path both describe the first document wins: confab up's own (/openapi.json), then
+    // the chat service's, which answers /readyz here.
+    let mut doc = UpDoc::openapi();
     doc.merge(confab_chat::ApiDoc::openapi());
-    doc.merge(UpDoc::openapi());
+    doc.merge(confab_auth::ApiDoc::openapi());
+    // The reference page lists the tags in this order: a newcomer's path through the API.
+    const ORDER: [&str; 8] = [
+        "users", "auth", "chats", "messages", "events", "web", "health", "meta",
+    ];
+    if let Some(tags) = doc.tags.as_mut() {
+        tags.sort_by_key(|tag| {
+            ORDER
+                .iter()
+                .position(|name| *name == tag.name)
+                .unwrap_or(ORDER.len())
+        });
+        tags.dedup_by(|a, b| a.name == b.name);
+    }
     doc.info.title = "confab".to_owned();
     doc.info.description = Some(
         "Everything `confab up` serves on one port: sign-up, login and users (auth), chats, \
@@ -85,6 +100,28 @@ mod tests {
             assert!(schemas.contains_key(schema), "{schema}");
         }
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+        // confab up sends /readyz to the chat service, and /openapi.json is its own.
+        let text = |path: &str| {
+            let get = &doc["paths"][path]["get"];
+            format!("{} {}", get["summary"], get["description"])
+        };
+        assert!(
+            text("/readyz").contains("chat store"),
+            "{}",
+            text("/readyz")
+        );
+        assert!(
+            text("/openapi.json").contains("everything"),
+            "{}",
+            text("/openapi.json")
+        );
+        let tags: Vec<&str> = doc["tags"]
+            .as_array()
+            .expect("tags")
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        assert_eq!(tags[..3], ["users", "auth", "chats"], "{tags:?}");
         // The user search is documented.
         let params = doc["paths"]["/api/v1/users"]["get"]["parameters"]
             .as_array()
