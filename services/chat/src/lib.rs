@@ -32,6 +32,7 @@
 
 mod chats;
 pub mod config;
+pub mod content;
 mod discovery;
 pub mod embedded;
 pub mod error;
