@@ -18,8 +18,10 @@
 //! requests ([`ChatStore::create_chat`]); a `client_message_id` maps to exactly one record per
 //! sender ([`ChatStore::reserve_client_message`]); a chat's activity only moves forward.
 
+mod blocks;
 #[cfg(feature = "cassandra")]
 mod cassandra;
+pub use blocks::BlockRecord;
 #[cfg(feature = "cassandra")]
 pub use cassandra::{CassandraChatStore, MAX_LISTED_CHATS};
 
