@@ -44,6 +44,14 @@ pub enum ApiError {
         /// Which limit was hit.
         message: String,
     },
+    /// Refused by a policy (403): sign-up closed, an invite missing or invalid, invites off.
+    #[error("{message}")]
+    Forbidden {
+        /// Stable code, e.g. `signup_closed`, `invite_required`, `invalid_invite`.
+        code: &'static str,
+        /// What was refused and what to do.
+        message: String,
+    },
     /// No such resource (404).
     #[error("{0}")]
     NotFound(String),
@@ -78,6 +86,7 @@ impl ApiError {
             ApiError::UsernameTaken(_) => StatusCode::CONFLICT,
             ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable | ApiError::NotConfigured { .. } => {
@@ -96,6 +105,7 @@ impl ApiError {
             ApiError::UsernameTaken(_) => "username_taken",
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::Forbidden { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unavailable => "unavailable",
@@ -110,6 +120,7 @@ impl From<crate::store::StoreError> for ApiError {
         use crate::store::StoreError;
         match err {
             StoreError::UsernameTaken(name) => ApiError::UsernameTaken(name),
+            StoreError::InvalidInvite => crate::signup::invalid_invite(),
             StoreError::Unavailable(_) | StoreError::Connect { .. } => {
                 tracing::warn!(error = %err, "The user database is unavailable.");
                 ApiError::Unavailable

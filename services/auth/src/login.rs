@@ -29,7 +29,7 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 /// JSON login request.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// The username (case-insensitive).
@@ -41,7 +41,7 @@ pub struct LoginRequest {
 }
 
 /// OAuth2 password-grant form. Unknown parameters are ignored, as RFC 6749 §3.1 requires.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct LoginForm {
     /// `password` when given.
     pub grant_type: Option<String>,
@@ -58,7 +58,7 @@ pub struct LoginForm {
 }
 
 /// A successful login.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct TokenResponse {
     /// The signed JWT; send it as `Authorization: Bearer <access_token>`.
     pub access_token: String,
@@ -74,10 +74,54 @@ pub struct TokenResponse {
 }
 
 /// Credentials from either body format.
-#[derive(Debug)]
 pub(crate) struct Credentials {
     username: String,
     password: String,
+}
+
+// Hand-written `Debug` for every type holding a password or a token: `{:?}` in a log line or a
+// panic message must never print one.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LoginForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginForm")
+            .field("grant_type", &self.grant_type)
+            .field("username", &self.username)
+            .field("password", &"***")
+            .field("scope", &self.scope)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"***")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .finish()
+    }
 }
 
 impl<S: Send + Sync> FromRequest<S> for Credentials {
@@ -207,4 +251,55 @@ pub(crate) async fn login(
         id: record.id,
         username: record.username,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_types_do_not_show_passwords_or_tokens_in_debug() {
+        let secret = "pa55word-that-must-not-leak";
+        let texts = [
+            format!(
+                "{:?}",
+                LoginRequest {
+                    username: "ann".into(),
+                    password: secret.into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                LoginForm {
+                    grant_type: Some("password".into()),
+                    username: "ann".into(),
+                    password: secret.into(),
+                    scope: None,
+                    client_id: None,
+                    client_secret: Some(secret.into()),
+                }
+            ),
+            format!(
+                "{:?}",
+                Credentials {
+                    username: "ann".into(),
+                    password: secret.into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                TokenResponse {
+                    access_token: secret.into(),
+                    token_type: "Bearer".into(),
+                    expires_in: 60,
+                    id: Uuid::nil(),
+                    username: "ann".into(),
+                }
+            ),
+        ];
+        for text in texts {
+            assert!(!text.contains(secret), "{text}");
+            assert!(text.contains("ann"), "{text}");
+        }
+    }
 }

@@ -20,7 +20,7 @@ use sqlx::sqlite::SqlitePool;
 use uuid::Uuid;
 
 /// A user as stored, with its password hash.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct UserRecord {
     /// UUIDv7 id.
     pub id: Uuid,
@@ -30,6 +30,18 @@ pub struct UserRecord {
     pub password_hash: String,
     /// When the user signed up.
     pub created_at: DateTime<Utc>,
+}
+
+// Hand-written: the password hash stays out of logs.
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("password_hash", &"***")
+            .field("created_at", &self.created_at)
+            .finish()
+    }
 }
 
 /// A user without secrets.
@@ -72,6 +84,9 @@ pub enum StoreError {
     /// The username exists already.
     #[error("the username {0:?} is already taken")]
     UsernameTaken(String),
+    /// The invite code is unknown, used or expired.
+    #[error("the invite code is unknown, used or expired")]
+    InvalidInvite,
     /// Any other database error; retrying will not help.
     #[error("user database query failed: {0}")]
     Query(sqlx::Error),
@@ -96,6 +111,8 @@ macro_rules! on_pool {
         }
     };
 }
+
+mod invites;
 
 impl Store {
     /// Connects to `database_url` (`postgres://` or `sqlite://`) and checks the connection.
@@ -241,6 +258,19 @@ impl From<ConnectError> for StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_record_does_not_show_its_hash_in_debug() {
+        let record = UserRecord {
+            id: Uuid::nil(),
+            username: "ann".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            created_at: Utc::now(),
+        };
+        let text = format!("{record:?}");
+        assert!(!text.contains("argon2id"), "{text}");
+        assert!(text.contains("ann"), "{text}");
+    }
 
     #[tokio::test]
     async fn a_url_that_does_not_parse_is_named_without_its_password() {
