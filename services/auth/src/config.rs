@@ -389,8 +389,7 @@ impl Config {
         if t.max_tracked_keys == 0 {
             return Err(invalid("throttle.max_tracked_keys", "must be at least 1"));
         }
-        if self.signup.invite_expiry_secs == 0 || self.signup.invite_expiry_secs > 365 * 24 * 3600
-        {
+        if self.signup.invite_expiry_secs == 0 || self.signup.invite_expiry_secs > 365 * 24 * 3600 {
             return Err(invalid(
                 "signup.invite_expiry_secs",
                 "must be from 1 second to 365 days",

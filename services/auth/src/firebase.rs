@@ -302,7 +302,10 @@ mod tests {
             expires_in: 60,
         };
         let text = format!("{response:?}");
-        assert!(!text.contains("eyJ") && !text.contains("custom.token"), "{text}");
+        assert!(
+            !text.contains("eyJ") && !text.contains("custom.token"),
+            "{text}"
+        );
     }
 
     /// A service account file with a fresh RSA key; returns the file and the public key PEM.

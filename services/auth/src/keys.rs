@@ -275,7 +275,10 @@ mod tests {
             expires_in: 60,
         };
         let text = format!("{issued:?}");
-        assert!(!text.contains("eyJ") && !text.contains("signature"), "{text}");
+        assert!(
+            !text.contains("eyJ") && !text.contains("signature"),
+            "{text}"
+        );
     }
 
     fn eddsa_config(path: Option<&Path>) -> JwtConfig {

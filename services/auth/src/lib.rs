@@ -42,8 +42,8 @@ pub use discovery::ApiDoc;
 pub use error::ApiError;
 pub use firebase::{FirebaseTokenResponse, FirebaseTokens};
 pub use health::Status;
-pub use signup::InviteResponse;
 pub use login::{LoginForm, LoginRequest, TokenResponse};
+pub use signup::InviteResponse;
 pub use users::{
     normalize_username, ListQuery, NewUser, UserPage, UserView, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
     USERNAME_MAX_CHARS, USERNAME_MIN_CHARS,

@@ -135,7 +135,11 @@ impl Passwords {
             if let Some(warning) = feedback.warning() {
                 message.push_str(&format!(" ({})", warning.to_string().trim_end_matches('.')));
             }
-            let tips: Vec<String> = feedback.suggestions().iter().map(|s| s.to_string()).collect();
+            let tips: Vec<String> = feedback
+                .suggestions()
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
             if !tips.is_empty() {
                 message.push_str(": ");
                 message.push_str(&tips.join(" "));
@@ -272,7 +276,10 @@ mod tests {
         ] {
             let message = passwords.check_rules(weak, &[]).expect_err(weak);
             assert!(message.contains("too easy to guess"), "{weak}: {message}");
-            assert!(!message.contains(weak), "the password is not echoed: {message}");
+            assert!(
+                !message.contains(weak),
+                "the password is not echoed: {message}"
+            );
         }
         // The username is a word an attacker tries first.
         assert!(passwords

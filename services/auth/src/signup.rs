@@ -61,10 +61,7 @@ pub(crate) fn hash_code(code: &str) -> [u8; 32] {
 
 /// Decides whether a sign-up may go ahead under the configured mode; returns the hash of the
 /// invite to use with it (`invite` mode only).
-pub(crate) fn admit(
-    mode: SignupMode,
-    invite: Option<&str>,
-) -> Result<Option<[u8; 32]>, ApiError> {
+pub(crate) fn admit(mode: SignupMode, invite: Option<&str>) -> Result<Option<[u8; 32]>, ApiError> {
     match mode {
         SignupMode::Open => Ok(None),
         SignupMode::Closed => Err(ApiError::Forbidden {

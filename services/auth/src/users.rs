@@ -264,7 +264,10 @@ mod tests {
             invite: Some("invite-code-xyz".into()),
         };
         let text = format!("{request:?}");
-        assert!(!text.contains("hunter2") && !text.contains("invite-code"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("invite-code"),
+            "{text}"
+        );
     }
 
     #[test]

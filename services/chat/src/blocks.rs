@@ -99,7 +99,10 @@ pub(crate) async fn block(
     ApiJson(body): ApiJson<NewBlock>,
 ) -> Result<(StatusCode, Json<BlockView>), ApiError> {
     if body.user_id == user.id {
-        return Err(ApiError::invalid("invalid_user", "you cannot block yourself"));
+        return Err(ApiError::invalid(
+            "invalid_user",
+            "you cannot block yourself",
+        ));
     }
     let store = state.store();
     let Some(target) = store.find_user(body.user_id).await? else {

@@ -167,7 +167,9 @@ mod tests {
 
     #[test]
     fn control_characters_are_refused_except_newline_and_tab() {
-        for c in ['\0', '\u{1}', '\u{7}', '\u{8}', '\r', '\u{1B}', '\u{7F}', '\u{85}', '\u{9B}'] {
+        for c in [
+            '\0', '\u{1}', '\u{7}', '\u{8}', '\r', '\u{1B}', '\u{7F}', '\u{85}', '\u{9B}',
+        ] {
             let body = format!("a{c}b");
             let err = check_content(&body).expect_err(&body);
             assert!(err.contains("control character"), "{err}");

@@ -154,10 +154,7 @@ pub fn restrict_sqlite_files(file: &std::path::Path) -> std::io::Result<()> {
             };
             let mode = metadata.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
-                std::fs::set_permissions(
-                    &path,
-                    std::fs::Permissions::from_mode(SQLITE_FILE_MODE),
-                )?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(SQLITE_FILE_MODE))?;
                 tracing::warn!(
                     path = %path.display(),
                     was = format!("{mode:o}"),
@@ -216,7 +213,11 @@ mod tests {
     #[cfg(unix)]
     fn mode_of(path: &std::path::Path) -> u32 {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
     }
 
     #[cfg(unix)]
@@ -249,8 +250,7 @@ mod tests {
         for suffix in ["", "-wal", "-shm"] {
             let path = format!("{}{suffix}", file.display());
             std::fs::write(&path, b"").expect("create");
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
-                .expect("chmod");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         }
         restrict_sqlite_files(&file).expect("restrict");
         for suffix in ["", "-wal", "-shm"] {

@@ -14,7 +14,11 @@ on_both_backends!(
     a_common_or_trivial_password_is_refused_at_sign_up,
 );
 
-async fn signup_with(app: &TestApp, username: &str, invite: Option<&str>) -> crate::common::TestResponse {
+async fn signup_with(
+    app: &TestApp,
+    username: &str,
+    invite: Option<&str>,
+) -> crate::common::TestResponse {
     let mut body = json!({ "username": username, "password": PASSWORD });
     if let Some(code) = invite {
         body["invite"] = json!(code);
@@ -43,9 +47,7 @@ async fn admin_token(app: &TestApp) -> String {
         .to_owned()
 }
 
-async fn closed_signup_refuses_with_a_clear_error_and_still_seeds_the_first_user(
-    backend: Backend,
-) {
+async fn closed_signup_refuses_with_a_clear_error_and_still_seeds_the_first_user(backend: Backend) {
     let app = TestApp::with_config(backend, |c| seeded(c, SignupMode::Closed)).await;
     let message = app
         .signup("newcomer", PASSWORD)
@@ -75,8 +77,11 @@ async fn invite_signup_works_with_a_valid_code_and_refuses_reuse(backend: Backen
         .assert_status(StatusCode::CREATED);
     let code = invite["code"].as_str().expect("code").to_owned();
     assert_eq!(code.len(), 43, "256 bits, base64url: {code}");
-    let expires_at: chrono::DateTime<chrono::Utc> =
-        invite["expires_at"].as_str().expect("expires_at").parse().expect("RFC 3339");
+    let expires_at: chrono::DateTime<chrono::Utc> = invite["expires_at"]
+        .as_str()
+        .expect("expires_at")
+        .parse()
+        .expect("RFC 3339");
     assert!(expires_at > chrono::Utc::now() + chrono::Duration::days(6));
 
     // A failed sign-up (a weak password) leaves the code unused.
@@ -174,7 +179,10 @@ async fn a_common_or_trivial_password_is_refused_at_sign_up(backend: Backend) {
             .await
             .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_password");
         assert!(message.contains("too easy to guess"), "{weak}: {message}");
-        assert!(!message.contains(weak), "the password is not echoed: {message}");
+        assert!(
+            !message.contains(weak),
+            "the password is not echoed: {message}"
+        );
     }
     app.signup("carol", PASSWORD)
         .await

@@ -49,9 +49,7 @@ async fn unblock(app: &TestApp, by: &TestUser, whom: Uuid) -> crate::common::Tes
     app.send(request).await
 }
 
-async fn a_blocked_person_cannot_start_a_chat_or_send_and_unblocking_restores_it(
-    backend: Backend,
-) {
+async fn a_blocked_person_cannot_start_a_chat_or_send_and_unblocking_restores_it(backend: Backend) {
     let app = TestApp::new(backend).await;
     let (ann, bob, cat) = (
         app.user("ann").await,
@@ -67,7 +65,9 @@ async fn a_blocked_person_cannot_start_a_chat_or_send_and_unblocking_restores_it
     assert_eq!(made["user_id"], bob.id.to_string());
     assert_eq!(made["username"], "bob");
     // Blocking again is idempotent.
-    let again = block(&app, &ann, bob.id).await.assert_status(StatusCode::OK);
+    let again = block(&app, &ann, bob.id)
+        .await
+        .assert_status(StatusCode::OK);
     assert_eq!(again["created_at"], made["created_at"]);
 
     // Bob can neither write in the existing chat nor get it (or a new one) from POST /chats.
@@ -88,7 +88,11 @@ async fn a_blocked_person_cannot_start_a_chat_or_send_and_unblocking_restores_it
             Some(&bob.token),
         )
         .await;
-    assert_ne!(typing.status, StatusCode::NO_CONTENT, "no typing notices either");
+    assert_ne!(
+        typing.status,
+        StatusCode::NO_CONTENT,
+        "no typing notices either"
+    );
     // Bob can still talk to others, and read the old history.
     let other = app.chat(&bob, &cat).await;
     app.say_ok(&bob, other, "hi cat").await;
@@ -96,17 +100,13 @@ async fn a_blocked_person_cannot_start_a_chat_or_send_and_unblocking_restores_it
         .await
         .assert_status(StatusCode::OK);
 
-    unblock(&app, &ann, bob.id)
-        .await
-        .assert_no_content();
+    unblock(&app, &ann, bob.id).await.assert_no_content();
     app.say_ok(&bob, chat, "thanks for unblocking").await;
     app.start_chat(&bob, ann.id)
         .await
         .assert_status(StatusCode::OK);
     // Unblocking twice is fine.
-    unblock(&app, &ann, bob.id)
-        .await
-        .assert_no_content();
+    unblock(&app, &ann, bob.id).await.assert_no_content();
 }
 
 async fn the_blocker_cannot_write_either_and_both_see_the_same_answer(backend: Backend) {
@@ -136,15 +136,11 @@ async fn the_blocker_cannot_write_either_and_both_see_the_same_answer(backend: B
     block(&app, &ann, bob.id)
         .await
         .assert_status(StatusCode::CREATED);
-    unblock(&app, &bob, ann.id)
-        .await
-        .assert_no_content();
+    unblock(&app, &bob, ann.id).await.assert_no_content();
     app.say(&bob, chat, json!({ "body": "still?" }))
         .await
         .assert_error(StatusCode::FORBIDDEN, "blocked");
-    unblock(&app, &ann, bob.id)
-        .await
-        .assert_no_content();
+    unblock(&app, &ann, bob.id).await.assert_no_content();
     app.say_ok(&bob, chat, "all clear").await;
 }
 

@@ -166,7 +166,10 @@ async fn message_bodies_must_follow_the_rules(backend: Backend) {
         (json!({ "body": "c1\u{9b}control" }), "invalid_message"),
         (json!({ "body": "\u{202E}evil.exe" }), "invalid_message"),
         (json!({ "body": "\u{2066}open isolate" }), "invalid_message"),
-        (json!({ "body": "\u{200B}\u{200D}\u{FEFF}" }), "invalid_message"),
+        (
+            json!({ "body": "\u{200B}\u{200D}\u{FEFF}" }),
+            "invalid_message",
+        ),
         (json!({ "body": "\u{301}\u{308}" }), "invalid_message"),
         (
             json!({ "body": "ok", "client_message_id": "" }),
