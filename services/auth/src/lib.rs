@@ -267,7 +267,7 @@ impl AppState {
     ) -> Result<User, ApiError> {
         let username = normalize_username(raw_username).map_err(ApiError::InvalidUsername)?;
         self.passwords()
-            .check_rules(&password, &[&username])
+            .check_rules_for(&password, &[&username])
             .map_err(ApiError::InvalidPassword)?;
         // Saves an argon2 hash for the common case; the unique constraint still decides races.
         if self.store().username_exists(&username).await? {

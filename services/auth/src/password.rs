@@ -98,9 +98,15 @@ impl Passwords {
     }
 
     /// Checks the password rules: length in characters, not made only of whitespace, and at
-    /// least the configured zxcvbn strength. `user_inputs` (the username) count as words an
+    /// least the configured zxcvbn strength. Prefer [`Passwords::check_rules_for`] with the
+    /// username wherever it is known.
+    pub fn check_rules(&self, password: &str) -> Result<(), String> {
+        self.check_rules_for(password, &[])
+    }
+
+    /// [`Passwords::check_rules`], with `user_inputs` (the username) counted as words an
     /// attacker tries first.
-    pub fn check_rules(&self, password: &str, user_inputs: &[&str]) -> Result<(), String> {
+    pub fn check_rules_for(&self, password: &str, user_inputs: &[&str]) -> Result<(), String> {
         let chars = password.chars().count();
         if chars < self.min_chars {
             return Err(format!(
@@ -253,11 +259,11 @@ mod tests {
         let passwords = Passwords::new(&PasswordConfig::default())
             .await
             .expect("hasher");
-        assert!(passwords.check_rules("short", &[]).is_err());
-        assert!(passwords.check_rules("ébène çà où Ü", &[]).is_ok());
-        assert!(passwords.check_rules(&"x".repeat(129), &[]).is_err());
-        assert!(passwords.check_rules(&" ".repeat(20), &[]).is_err());
-        assert!(passwords.check_rules("twelve chars", &[]).is_ok());
+        assert!(passwords.check_rules("short").is_err());
+        assert!(passwords.check_rules("ébène çà où Ü").is_ok());
+        assert!(passwords.check_rules(&"x".repeat(129)).is_err());
+        assert!(passwords.check_rules(&" ".repeat(20)).is_err());
+        assert!(passwords.check_rules("twelve chars").is_ok());
     }
 
     #[tokio::test]
@@ -274,7 +280,7 @@ mod tests {
             "abcdefghijkl",
             "passwordpassword",
         ] {
-            let message = passwords.check_rules(weak, &[]).expect_err(weak);
+            let message = passwords.check_rules(weak).expect_err(weak);
             assert!(message.contains("too easy to guess"), "{weak}: {message}");
             assert!(
                 !message.contains(weak),
@@ -283,7 +289,7 @@ mod tests {
         }
         // The username is a word an attacker tries first.
         assert!(passwords
-            .check_rules("zanzibarquux2031", &["zanzibarquux"])
+            .check_rules_for("zanzibarquux2031", &["zanzibarquux"])
             .is_err());
     }
 
@@ -294,7 +300,7 @@ mod tests {
             ..PasswordConfig::default()
         };
         let passwords = Passwords::new(&config).await.expect("hasher");
-        assert!(passwords.check_rules("aaaaaaaaaaaa", &[]).is_ok());
+        assert!(passwords.check_rules("aaaaaaaaaaaa").is_ok());
     }
 
     #[tokio::test]
