@@ -9,6 +9,8 @@
 //!              # aggregator for a Kafka log; its `http` table is ignored)
 //! [web]        # how the web client gets new messages: realtime = "sse" (default) or
 //!              # "firestore" (see the realtime module)
+//! [server]     # connection limits and timeouts of the one port (confab-service-kit's
+//!              # ServerConfig; the [auth.server] and [chat.server] tables are ignored)
 //! ```
 //!
 //! Defaults: SQLite at `<data-dir>/confab.db` for both services, the Ed25519 signing key at
@@ -18,6 +20,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use confab_service_kit::server::{ServerConfig, DEFAULT_CONTENT_SECURITY_POLICY};
 use confab_token::{Algorithm, Secret};
 
 use crate::aggregate::AggregateConfig;
@@ -37,10 +40,12 @@ pub(crate) struct UpConfig {
     pub(crate) aggregate: Option<AggregateConfig>,
     /// What `GET /api/v1/config` tells the web client.
     pub(crate) client: ClientConfig,
+    /// The one port's limits, its content security policy fitted to the web client.
+    pub(crate) server: ServerConfig,
 }
 
 /// Tables of the file that are not one of these are an error, like an unknown key elsewhere.
-const TABLES: [&str; 4] = ["auth", "chat", "aggregate", "web"];
+const TABLES: [&str; 5] = ["auth", "chat", "aggregate", "web", "server"];
 
 impl UpConfig {
     /// Reads the file (if any), then fills in the data folder and `database_url` (a flag, which
@@ -66,7 +71,7 @@ impl UpConfig {
         let table: toml::Table = toml::from_str(text)?;
         if let Some(unknown) = table.keys().find(|k| !TABLES.contains(&k.as_str())) {
             anyhow::bail!(
-                "unknown table or key `{unknown}`: use [auth], [chat], [aggregate] and [web]"
+                "unknown table or key `{unknown}`: use [auth], [chat], [aggregate], [web] and [server]"
             );
         }
         Ok(table)
@@ -81,6 +86,7 @@ impl UpConfig {
         let chat_table = take_table(&mut table, "chat")?;
         let aggregate_table = table.remove("aggregate");
         let web_table = take_table(&mut table, "web")?;
+        let server_table = take_table(&mut table, "server")?;
         let auth_sets_database = auth_table.contains_key("database_url");
         let chat_sets_database = chat_table.contains_key("database_url");
 
@@ -94,6 +100,13 @@ impl UpConfig {
             .map(|value| value.try_into().context("[aggregate]"))
             .transpose()?;
         let web: WebConfig = toml::Value::Table(web_table).try_into().context("[web]")?;
+        let mut server: ServerConfig = toml::Value::Table(server_table)
+            .try_into()
+            .context("[server]")?;
+        server
+            .validate()
+            .map_err(anyhow::Error::msg)
+            .context("[server]")?;
 
         let default_database = format!("sqlite://{}", data_dir.join(DATABASE_FILE).display());
         if let Some(url) = database_url {
@@ -111,6 +124,10 @@ impl UpConfig {
         let emulator = std::env::var("FIRESTORE_EMULATOR_HOST").ok();
         let client =
             realtime::resolve(&web, aggregate.as_ref(), &mut auth, emulator).context("[web]")?;
+        if server.content_security_policy == DEFAULT_CONTENT_SECURITY_POLICY {
+            server.content_security_policy =
+                client.content_security_policy(DEFAULT_CONTENT_SECURITY_POLICY);
+        }
         auth.validate()?;
         chat.validate()?;
         if let Some(aggregate) = &aggregate {
@@ -121,6 +138,7 @@ impl UpConfig {
             chat,
             aggregate,
             client,
+            server,
         })
     }
 

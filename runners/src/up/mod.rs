@@ -6,7 +6,6 @@ mod config;
 mod realtime;
 mod web;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -310,14 +309,12 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         Arc::new(config.client.clone()),
         Arc::clone(&ready),
     );
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}: is another confab up running? choose another --listen",
-                args.listen
-            )
-        })?;
+    let listener = confab_service_kit::server::bind(args.listen).with_context(|| {
+        format!(
+            "cannot listen on {}: is another confab up running? choose another --listen",
+            args.listen
+        )
+    })?;
     let addr = listener.local_addr()?;
     let pruner = tokio::spawn(confab_chat::prune_forever(chat_state.clone()));
     // The first lines a person sees, on stdout (logs go to stderr).
@@ -327,18 +324,14 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("Press Ctrl-C to stop.");
 
     let mut stop = stop_rx.clone();
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let served = confab_service_kit::server::serve(listener, app, &config.server, async move {
         let _ = stop.wait_for(|stop| *stop).await;
         tracing::info!("Stopping: finishing requests, writing open groups.");
         // The events streams end on the same signal (app_until), or they would hold the
         // graceful shutdown open.
         ready.store(false, Relaxed);
     });
-    let (served, aggregated) = tokio::join!(served.into_future(), aggregator);
+    let (served, aggregated) = tokio::join!(served, aggregator);
     signal.abort();
     pruner.abort();
     chat_state.shutdown().await;

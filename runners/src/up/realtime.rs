@@ -100,6 +100,21 @@ pub(crate) struct FirestoreClient {
 }
 
 impl ClientConfig {
+    /// The content security policy the web client needs: the default one, plus the Firestore
+    /// origins the Firebase SDK talks to when realtime goes through Firestore.
+    pub(crate) fn content_security_policy(&self, base: &str) -> String {
+        match self {
+            ClientConfig::Sse => base.to_owned(),
+            ClientConfig::Firestore { firestore } => {
+                let origins = match &firestore.emulator_host {
+                    Some(host) => format!("http://{host} ws://{host}"),
+                    None => "https://*.googleapis.com wss://*.googleapis.com".to_owned(),
+                };
+                format!("{base}; connect-src 'self' {origins}")
+            }
+        }
+    }
+
     /// One line for the start-up message.
     pub(crate) fn describe(&self) -> String {
         match self {

@@ -2,6 +2,7 @@
 //! the real servers (Kafka and Fluvio; stopped with SIGTERM and SIGKILL), the tuning harness,
 //! `confab up`, and the docker-compose file's fit with the variables the binary reads.
 
+mod abuse;
 mod aggregate_fluvio;
 mod aggregate_kafka;
 mod aggregate_stdin;

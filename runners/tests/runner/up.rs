@@ -23,8 +23,19 @@ pub(crate) struct Up {
 impl Up {
     /// Starts it on a free port; its log goes to `<data_dir>.log`.
     pub(crate) fn start(data_dir: &Path, web_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with(confab(), data_dir, web_dir, extra)
+    }
+
+    /// Like [`Up::start`], with `command` as the way to run the binary (e.g. under a shell
+    /// that lowers a limit first).
+    pub(crate) fn start_with(
+        mut command: std::process::Command,
+        data_dir: &Path,
+        web_dir: &Path,
+        extra: &[&str],
+    ) -> Self {
         let log = data_dir.with_extension("log");
-        let mut child = confab()
+        let mut child = command
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .arg("--web-dir")

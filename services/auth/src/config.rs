@@ -4,6 +4,7 @@
 //! Every table refuses unknown fields, so a typo is an error rather than a silently ignored
 //! setting. Secrets ([`Secret`]) never appear in `Debug` output.
 
+use confab_service_kit::server::ServerConfig;
 use confab_token::{Algorithm, Secret, DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_LEEWAY_SECS};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -41,6 +42,9 @@ pub struct Config {
     /// The Firebase token behind `POST /api/v1/auth/firebase-token` (realtime through
     /// Firestore in the web client). Unset: that endpoint answers 503 `firebase_not_configured`.
     pub firebase: Option<FirebaseConfig>,
+    /// Connection limits and timeouts of the HTTP server (`confab auth`; `confab up` reads its
+    /// own top-level `[server]` table).
+    pub server: ServerConfig,
 }
 
 impl Default for Config {
@@ -57,6 +61,7 @@ impl Default for Config {
             signup: SignupConfig::default(),
             first_user: None,
             firebase: None,
+            server: ServerConfig::default(),
         }
     }
 }
@@ -81,8 +86,13 @@ pub struct JwtConfig {
     pub issuer: String,
     /// The `aud` claim.
     pub audience: String,
-    /// Lifetime of an access token, in seconds.
+    /// Lifetime of an access token, in seconds (at most an hour). Short, because a stolen one
+    /// works until it expires or its session is revoked; clients renew it with the refresh
+    /// token.
     pub expiry_secs: u64,
+    /// Lifetime of a login session (its refresh tokens), in seconds: how long a device stays
+    /// logged in without the password.
+    pub refresh_expiry_secs: u64,
     /// Clock skew tolerated when this service verifies tokens, in seconds.
     pub leeway_secs: u64,
 }
@@ -96,7 +106,8 @@ impl Default for JwtConfig {
             hs256_secret: None,
             issuer: DEFAULT_ISSUER.to_owned(),
             audience: DEFAULT_AUDIENCE.to_owned(),
-            expiry_secs: 3600,
+            expiry_secs: 600,
+            refresh_expiry_secs: 30 * 24 * 3600,
             leeway_secs: DEFAULT_LEEWAY_SECS,
         }
     }
@@ -146,9 +157,12 @@ impl Default for PasswordConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ThrottleConfig {
-    /// Failed logins for one username within the window before further attempts get 429.
-    pub login_failures_per_username: u32,
-    /// Failed logins from one client address within the window before further attempts get 429.
+    /// Failed logins for one username from one client address within the window before further
+    /// attempts of that pair get 429. Per pair, not per username: guessing from one address
+    /// cannot lock the owner out, who logs in from theirs.
+    pub login_failures_per_username_and_address: u32,
+    /// Failed logins from one client address (any usernames) within the window before further
+    /// attempts from it get 429.
     pub login_failures_per_address: u32,
     /// The login window, in seconds, counted from the first failure.
     pub login_window_secs: u64,
@@ -156,15 +170,16 @@ pub struct ThrottleConfig {
     pub signups_per_address: u32,
     /// The sign-up window, in seconds.
     pub signup_window_secs: u64,
-    /// Most usernames or addresses tracked per counter; when full, new ones are refused (429)
-    /// until old windows expire, so memory stays bounded under a flood.
+    /// Most keys (username and address pairs, addresses) tracked per counter; when full, the
+    /// least recently used is forgotten, so memory stays bounded under a flood and a new key is
+    /// never refused.
     pub max_tracked_keys: usize,
 }
 
 impl Default for ThrottleConfig {
     fn default() -> Self {
         Self {
-            login_failures_per_username: 5,
+            login_failures_per_username_and_address: 5,
             login_failures_per_address: 20,
             login_window_secs: 15 * 60,
             signups_per_address: 10,
@@ -329,6 +344,21 @@ pub(crate) fn owasp_min_memory_kib(iterations: u32) -> Option<u32> {
 impl Config {
     /// Checks values that would start a weak or broken service.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server
+            .validate()
+            .map_err(|reason| invalid("server", reason))?;
+        if !(1..=confab_token::DEFAULT_MAX_LIFETIME_SECS).contains(&self.jwt.expiry_secs) {
+            return Err(invalid(
+                "jwt.expiry_secs",
+                "must be between 1 and 3600: access tokens are short-lived, clients refresh them",
+            ));
+        }
+        if self.jwt.refresh_expiry_secs < self.jwt.expiry_secs {
+            return Err(invalid(
+                "jwt.refresh_expiry_secs",
+                "must be at least jwt.expiry_secs",
+            ));
+        }
         let p = &self.passwords;
         if p.min_chars < 8 {
             return Err(invalid("passwords.min_chars", "must be at least 8"));
@@ -367,8 +397,8 @@ impl Config {
         let t = &self.throttle;
         for (field, value) in [
             (
-                "throttle.login_failures_per_username",
-                t.login_failures_per_username,
+                "throttle.login_failures_per_username_and_address",
+                t.login_failures_per_username_and_address,
             ),
             (
                 "throttle.login_failures_per_address",

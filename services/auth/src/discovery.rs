@@ -5,6 +5,7 @@
 use crate::firebase::FirebaseTokenResponse;
 use crate::health::Status;
 use crate::login::{LoginForm, LoginRequest, TokenResponse};
+use crate::sessions::{PasswordChange, RefreshRequest, RevocationList};
 use crate::signup::InviteResponse;
 use crate::users::{NewUser, UserPage, UserView};
 use crate::AppState;
@@ -14,7 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use confab_service_kit::openapi::BearerAuth;
-use confab_token::ErrorBody;
+use confab_token::{ErrorBody, Revoked};
 use utoipa::OpenApi;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -33,6 +34,10 @@ pub(crate) fn router() -> Router<AppState> {
         crate::users::list_users,
         crate::users::get_user,
         crate::login::login,
+        crate::sessions::refresh,
+        crate::sessions::logout,
+        crate::sessions::change_password,
+        crate::sessions::revocations,
         crate::firebase::firebase_token,
         crate::health::healthz,
         crate::health::readyz,
@@ -41,12 +46,13 @@ pub(crate) fn router() -> Router<AppState> {
     ),
     components(schemas(
         NewUser, InviteResponse, UserView, UserPage, LoginRequest, LoginForm, TokenResponse,
-        FirebaseTokenResponse, Status, ErrorBody
+        FirebaseTokenResponse, Status, ErrorBody, RefreshRequest, PasswordChange, RevocationList,
+        Revoked
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "users", description = "Sign-up and the user directory"),
-        (name = "auth", description = "Login, token keys and the Firebase token"),
+        (name = "auth", description = "Login, sessions (refresh, logout, password change, revocations), token keys and the Firebase token"),
         (name = "health", description = "Liveness and readiness"),
         (name = "meta", description = "This document"),
     )

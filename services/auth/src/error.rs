@@ -36,20 +36,29 @@ pub enum ApiError {
     /// Wrong username or password (401). Deliberately the same whether the user exists.
     #[error("wrong username or password")]
     InvalidCredentials,
+    /// A refresh token or session that cannot be used (401).
+    #[error("{message}")]
+    Unauthorized {
+        /// Stable code, e.g. `invalid_refresh_token`.
+        code: &'static str,
+        /// What happened and what to do.
+        message: String,
+    },
+    /// Refused for who is asking or from where, or by a policy (403): sign-up closed, an
+    /// invite missing or invalid, invites off.
+    #[error("{message}")]
+    Forbidden {
+        /// Stable code, e.g. `cross_site`, `signup_closed`, `invite_required`, `invalid_invite`.
+        code: &'static str,
+        /// Why.
+        message: String,
+    },
     /// Throttled (429).
     #[error("{message}")]
     TooManyRequests {
         /// Seconds until a new attempt can succeed.
         retry_after_secs: u64,
         /// Which limit was hit.
-        message: String,
-    },
-    /// Refused by a policy (403): sign-up closed, an invite missing or invalid, invites off.
-    #[error("{message}")]
-    Forbidden {
-        /// Stable code, e.g. `signup_closed`, `invite_required`, `invalid_invite`.
-        code: &'static str,
-        /// What was refused and what to do.
         message: String,
     },
     /// No such resource (404).
@@ -84,9 +93,11 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::UsernameTaken(_) => StatusCode::CONFLICT,
-            ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::InvalidCredentials | ApiError::Unauthorized { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable | ApiError::NotConfigured { .. } => {
@@ -104,8 +115,9 @@ impl ApiError {
             ApiError::InvalidPassword(_) => "invalid_password",
             ApiError::UsernameTaken(_) => "username_taken",
             ApiError::InvalidCredentials => "invalid_credentials",
-            ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::Unauthorized { code, .. } => code,
             ApiError::Forbidden { code, .. } => code,
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unavailable => "unavailable",

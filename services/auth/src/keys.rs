@@ -115,11 +115,12 @@ impl Signer {
         })
     }
 
-    /// Signs a token for the user `user_id` named `username`.
+    /// Signs a token for the user `user_id` named `username`, in the login session `session`.
     pub fn issue(
         &self,
         user_id: Uuid,
         username: &str,
+        session: Uuid,
     ) -> Result<IssuedToken, jsonwebtoken::errors::Error> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -134,6 +135,7 @@ impl Signer {
             nbf: now,
             exp: now + self.expiry_secs,
             jti: Uuid::new_v4(),
+            sid: Some(session),
         };
         let mut header = Header::new(self.algorithm.to_jwt());
         header.kid = Some(self.kid.clone());
@@ -160,6 +162,7 @@ impl Signer {
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
             leeway_secs: self.leeway_secs,
+            max_lifetime_secs: self.expiry_secs,
         };
         match &self.hs256_secret {
             Some(secret) => TokenVerifier::hs256(secret, expect),
@@ -301,7 +304,9 @@ mod tests {
         }
         let second = Signer::from_config(&eddsa_config(Some(&path))).expect("reload");
         assert_eq!(first.kid(), second.kid());
-        let token = first.issue(Uuid::now_v7(), "alice").expect("sign");
+        let token = first
+            .issue(Uuid::now_v7(), "alice", Uuid::now_v7())
+            .expect("sign");
         assert!(second
             .verifier()
             .expect("verifier")
@@ -328,7 +333,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let old_path = dir.path().join("old.pem");
         let old = Signer::from_config(&eddsa_config(Some(&old_path))).expect("old");
-        let old_token = old.issue(Uuid::now_v7(), "alice").expect("sign");
+        let old_token = old
+            .issue(Uuid::now_v7(), "alice", Uuid::now_v7())
+            .expect("sign");
 
         let seed = load_or_create_ed25519(&old_path).expect("seed");
         let public = confab_token::ed25519_public_jwk_from_seed(&seed).expect("jwk");
@@ -361,7 +368,11 @@ mod tests {
         let verifier = new.verifier().expect("verifier");
         assert!(verifier.verify(&old_token.token).is_ok());
         assert!(verifier
-            .verify(&new.issue(Uuid::now_v7(), "bob").expect("sign").token)
+            .verify(
+                &new.issue(Uuid::now_v7(), "bob", Uuid::now_v7())
+                    .expect("sign")
+                    .token
+            )
             .is_ok());
     }
 
@@ -374,7 +385,9 @@ mod tests {
         };
         let signer = Signer::from_config(&config).expect("signer");
         assert!(signer.jwks().keys.is_empty());
-        let token = signer.issue(Uuid::now_v7(), "alice").expect("sign");
+        let token = signer
+            .issue(Uuid::now_v7(), "alice", Uuid::now_v7())
+            .expect("sign");
         assert!(signer
             .verifier()
             .expect("verifier")

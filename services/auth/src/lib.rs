@@ -29,6 +29,7 @@ mod health;
 pub mod keys;
 mod login;
 pub mod password;
+pub mod sessions;
 pub mod signup;
 pub mod store;
 pub mod throttle;
@@ -107,8 +108,8 @@ pub enum StartError {
 /// The failed-login and sign-up counters.
 #[derive(Debug)]
 pub struct Throttles {
-    /// Failed logins per username.
-    pub login_by_username: Limiter,
+    /// Failed logins per (username, client address) pair.
+    pub login_by_username_and_address: Limiter,
     /// Failed logins per client address.
     pub login_by_address: Limiter,
     /// Sign-ups per client address.
@@ -120,8 +121,8 @@ impl Throttles {
         let login_window = Duration::from_secs(config.login_window_secs);
         let signup_window = Duration::from_secs(config.signup_window_secs);
         Self {
-            login_by_username: Limiter::new(
-                config.login_failures_per_username,
+            login_by_username_and_address: Limiter::new(
+                config.login_failures_per_username_and_address,
                 login_window,
                 config.max_tracked_keys,
             ),
@@ -149,6 +150,11 @@ struct Inner {
     client_address_header: Option<HeaderName>,
     max_body_bytes: usize,
     signup: SignupConfig,
+    server: confab_service_kit::server::ServerConfig,
+    /// How long a session lasts.
+    refresh_expiry: chrono::TimeDelta,
+    /// Seconds after a revocation until every token of the session has expired anyway.
+    access_lifetime_secs: u64,
 }
 
 /// Everything the handlers share. Cheap to clone.
@@ -179,6 +185,7 @@ impl AppState {
         config.validate()?;
         let signer = Signer::from_config(&config.jwt)?;
         let verifier = Arc::new(signer.verifier()?);
+        let access_lifetime_secs = config.jwt.expiry_secs + config.jwt.leeway_secs;
         let firebase = config
             .firebase
             .as_ref()
@@ -208,8 +215,15 @@ impl AppState {
                 client_address_header,
                 max_body_bytes: config.max_body_bytes,
                 signup: config.signup.clone(),
+                server: config.server.clone(),
+                refresh_expiry: chrono::TimeDelta::seconds(
+                    i64::try_from(config.jwt.refresh_expiry_secs).unwrap_or(i64::MAX / 1000),
+                ),
+                access_lifetime_secs,
             }),
         };
+        state.load_revocations().await?;
+        tokio::spawn(prune_sessions_forever(state.store().clone()));
         if let Some(first) = &config.first_user {
             state.seed_first_user(first).await?;
         }
@@ -221,6 +235,33 @@ impl AppState {
             "The auth service is ready."
         );
         Ok(state)
+    }
+
+    /// Refuses again, after a restart, the sessions revoked within the last token lifetime.
+    async fn load_revocations(&self) -> Result<(), StoreError> {
+        let lifetime = self.inner.access_lifetime_secs;
+        let since = chrono::Utc::now()
+            - chrono::TimeDelta::seconds(i64::try_from(lifetime).unwrap_or(i64::MAX / 1000));
+        let revoked = self.store().revoked_since(since).await?;
+        let count = revoked.len();
+        self.verifier()
+            .revocations()
+            .merge(
+                revoked
+                    .into_iter()
+                    .map(|(session, user, at)| confab_token::Revoked {
+                        session,
+                        user,
+                        until: at.timestamp().max(0).unsigned_abs() + lifetime,
+                    }),
+            );
+        if count > 0 {
+            tracing::info!(
+                count,
+                "Loaded the sessions revoked within the last token lifetime."
+            );
+        }
+        Ok(())
     }
 
     async fn seed_first_user(&self, first: &FirstUser) -> Result<(), StartError> {
@@ -342,10 +383,25 @@ pub fn app(state: AppState) -> Router {
         .merge(users::router())
         .merge(signup::router())
         .merge(login::router())
+        .merge(sessions::router())
         .merge(firebase::router())
         .merge(health::router())
         .merge(discovery::router());
     service_layers(routes, max_body_bytes).with_state(state)
+}
+
+/// Deletes expired sessions and their refresh tokens every hour, forever (spawned by
+/// [`AppState::build`]).
+async fn prune_sessions_forever(store: Store) {
+    let mut interval = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        interval.tick().await;
+        match store.prune_sessions(chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "Forgot expired sessions."),
+            Err(err) => tracing::warn!(error = %err, "Could not prune expired sessions."),
+        }
+    }
 }
 
 /// Connects to the configured database and applies the migrations, nothing else
@@ -362,9 +418,8 @@ pub async fn migrate(config: &Config) -> Result<(), StartError> {
 /// Starts the service as configured and serves until Ctrl-C or SIGTERM (`confab auth`).
 pub async fn serve(config: Config) -> Result<(), StartError> {
     let state = AppState::build(&config).await?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Bind {
+    let listener =
+        confab_service_kit::server::bind(config.listen).map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
         })?;
@@ -382,13 +437,10 @@ pub async fn serve_on(
         tracing::info!(%addr, "The auth service is listening.");
     }
     let store = state.store().clone();
-    let result = axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(StartError::Serve);
+    let server = state.inner.server.clone();
+    let result = confab_service_kit::server::serve(listener, app(state), &server, shutdown)
+        .await
+        .map_err(StartError::Serve);
     store.close().await;
     result
 }

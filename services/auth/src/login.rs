@@ -5,20 +5,31 @@
 //! sends it). Wrong credentials get 401 with one message whether or not the user exists, and the
 //! same work: a missing user's password is checked against a dummy argon2id hash.
 //!
-//! Throttling happens before the password is checked: an attempt counts against both the
-//! username and the client address, a success gives the counts back (and clears the username's
-//! failures), and once either limit is reached further attempts get 429 with `Retry-After`,
-//! even with the right password, until the window passes.
+//! Throttling happens before the password is checked: an attempt counts against its (username,
+//! client address) pair and against the address; a success gives the counts back (and clears
+//! the pair's failures), and once either limit is reached further attempts *of that pair or
+//! address* get 429 with `Retry-After` until the window passes. The owner logging in from
+//! another address is never refused because someone guessed from elsewhere.
+//!
+//! A login or sign-up sent by another site's page is refused (403 `cross_site`): the form
+//! encoding is a CORS-simple request, so without this any website could make its visitors'
+//! browsers try passwords. Browsers say where a request comes from (`Sec-Fetch-Site`,
+//! `Origin`); API clients send neither and are served as before.
+//!
+//! A successful login starts a session ([`crate::sessions`]): a short access token and a
+//! rotating refresh token, answered with `Cache-Control: no-store`.
 
 use crate::error::ApiError;
 use crate::extract::{ApiForm, ApiJson, ClientAddr};
+use crate::sessions::no_store;
 use crate::users::normalize_username;
 use crate::AppState;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Router;
 use confab_token::ErrorBody;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -57,7 +68,7 @@ pub struct LoginForm {
     pub client_secret: Option<String>,
 }
 
-/// A successful login.
+/// A successful login or refresh.
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct TokenResponse {
     /// The signed JWT; send it as `Authorization: Bearer <access_token>`.
@@ -65,12 +76,29 @@ pub struct TokenResponse {
     /// Always `Bearer`.
     #[schema(example = "Bearer")]
     pub token_type: String,
-    /// Seconds until the token expires.
+    /// Seconds until the access token expires.
     pub expires_in: u64,
+    /// Exchange it at `POST /api/v1/auth/refresh` for a new pair before the access token
+    /// expires; it works once.
+    pub refresh_token: String,
+    /// Seconds until the refresh token (the session) expires.
+    pub refresh_expires_in: u64,
     /// The user's id.
     pub id: Uuid,
     /// The user's (lowercase) username.
     pub username: String,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"***")
+            .field("refresh_token", &"***")
+            .field("expires_in", &self.expires_in)
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Credentials from either body format.
@@ -112,22 +140,11 @@ impl std::fmt::Debug for LoginForm {
     }
 }
 
-impl std::fmt::Debug for TokenResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenResponse")
-            .field("access_token", &"***")
-            .field("token_type", &self.token_type)
-            .field("expires_in", &self.expires_in)
-            .field("id", &self.id)
-            .field("username", &self.username)
-            .finish()
-    }
-}
-
 impl<S: Send + Sync> FromRequest<S> for Credentials {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        refuse_cross_site(request.headers())?;
         let is_form = request
             .headers()
             .get(CONTENT_TYPE)
@@ -164,6 +181,31 @@ impl<S: Send + Sync> FromRequest<S> for Credentials {
     }
 }
 
+/// 403 `cross_site` when a browser says the request comes from another site's page.
+pub(crate) fn refuse_cross_site(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let cross = match header("sec-fetch-site") {
+        // Typed into the address bar or bookmarked (`none`), or from our own pages.
+        Some(site) => !matches!(site, "same-origin" | "none"),
+        // Older browsers: compare Origin with the Host the request was sent to.
+        None => match (header("origin"), header("host")) {
+            (Some(origin), Some(host)) => origin
+                .split_once("://")
+                .is_none_or(|(_, origin_host)| !origin_host.eq_ignore_ascii_case(host)),
+            _ => false,
+        },
+    };
+    if cross {
+        return Err(ApiError::Forbidden {
+            code: "cross_site",
+            message: "this request comes from another site's page; log in from confab's own \
+                      pages or from an API client"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 /// Log in and get an access token.
 #[utoipa::path(
     post,
@@ -174,13 +216,14 @@ impl<S: Send + Sync> FromRequest<S> for Credentials {
         (LoginForm = "application/x-www-form-urlencoded"),
     )),
     responses(
-        (status = 200, description = "Logged in", body = TokenResponse),
+        (status = 200, description = "Logged in: an access token and a refresh token (never cached)", body = TokenResponse),
+        (status = 403, description = "Sent by another site's page (`cross_site`)", body = ErrorBody),
         (status = 400, description = "Malformed body or unsupported grant_type", body = ErrorBody),
         (status = 401, description = "Wrong username or password (same answer for unknown users)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Neither JSON nor a form", body = ErrorBody),
         (status = 422, description = "A field is missing, unknown or of the wrong type", body = ErrorBody),
-        (status = 429, description = "Too many failed logins for this username or address", body = ErrorBody,
+        (status = 429, description = "Too many failed logins for this username from this address, or from this address", body = ErrorBody,
             headers(("retry-after" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
@@ -189,32 +232,17 @@ pub(crate) async fn login(
     State(state): State<AppState>,
     client: ClientAddr,
     credentials: Credentials,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let username = normalize_username(&credentials.username).ok();
     // Names that cannot exist share one counter, so junk input cannot grow the table.
     let user_key = username.clone().unwrap_or_else(|| "\0invalid".to_owned());
-    let addr_key = client.key();
-    let throttles = state.throttles();
-    let refused = |wait: crate::throttle::RetryAfter| ApiError::TooManyRequests {
-        retry_after_secs: wait.secs(),
-        message: "too many failed logins; try again later".into(),
-    };
-    throttles
-        .login_by_address
-        .acquire(&addr_key)
-        .map_err(refused)?;
-    if let Err(wait) = throttles.login_by_username.acquire(&user_key) {
-        throttles.login_by_address.release(&addr_key);
-        return Err(refused(wait));
-    }
-
+    let attempt = Attempt::start(&state, &user_key, &client)?;
     let record = match &username {
         Some(name) => match state.store().find_by_username(name).await {
             Ok(record) => record,
             Err(err) => {
                 // The database failed, not the caller: this attempt does not count.
-                throttles.login_by_address.release(&addr_key);
-                throttles.login_by_username.release(&user_key);
+                attempt.not_counted();
                 return Err(err.into());
             }
         },
@@ -231,26 +259,70 @@ pub(crate) async fn login(
         })?;
 
     let Some(record) = record.filter(|_| matches) else {
-        tracing::info!(client = %addr_key, "A login failed.");
+        tracing::info!(client = %client.key(), "A login failed.");
         return Err(ApiError::InvalidCredentials);
     };
-    throttles.login_by_username.reset(&user_key);
-    throttles.login_by_address.release(&addr_key);
-    let issued = state
-        .signer()
-        .issue(record.id, &record.username)
-        .map_err(|err| {
-            tracing::error!(error = %err, "Signing a token failed.");
-            ApiError::Internal
-        })?;
+    attempt.succeeded();
+    let pair = state.start_session(record.id, record.username).await?;
     tracing::info!(user_id = %record.id, "A user logged in.");
-    Ok(Json(TokenResponse {
-        access_token: issued.token,
-        token_type: "Bearer".to_owned(),
-        expires_in: issued.expires_in,
-        id: record.id,
-        username: record.username,
-    }))
+    Ok(no_store(pair))
+}
+
+/// One password attempt, counted against its (username, address) pair and its address before
+/// the password is checked, so a burst of concurrent guesses cannot slip past the limits.
+pub(crate) struct Attempt<'a> {
+    state: &'a AppState,
+    pair_key: String,
+    addr_key: String,
+}
+
+impl<'a> Attempt<'a> {
+    /// Counts the attempt, or refuses it with 429 when the pair or the address is at its limit.
+    pub(crate) fn start(
+        state: &'a AppState,
+        username: &str,
+        client: &ClientAddr,
+    ) -> Result<Self, ApiError> {
+        let addr_key = client.key();
+        let pair_key = format!("{addr_key}\0{username}");
+        let throttles = state.throttles();
+        let refused = |wait: crate::throttle::RetryAfter| ApiError::TooManyRequests {
+            retry_after_secs: wait.secs(),
+            message: "too many failed logins from this address; try again later".into(),
+        };
+        throttles
+            .login_by_address
+            .acquire(&addr_key)
+            .map_err(refused)?;
+        if let Err(wait) = throttles.login_by_username_and_address.acquire(&pair_key) {
+            throttles.login_by_address.release(&addr_key);
+            return Err(refused(wait));
+        }
+        Ok(Self {
+            state,
+            pair_key,
+            addr_key,
+        })
+    }
+
+    /// The password was right: the pair's failures are forgotten, the address's count given
+    /// back.
+    pub(crate) fn succeeded(self) {
+        let throttles = self.state.throttles();
+        throttles
+            .login_by_username_and_address
+            .reset(&self.pair_key);
+        throttles.login_by_address.release(&self.addr_key);
+    }
+
+    /// The attempt failed for a reason that is not the caller's (the database).
+    fn not_counted(self) {
+        let throttles = self.state.throttles();
+        throttles
+            .login_by_username_and_address
+            .release(&self.pair_key);
+        throttles.login_by_address.release(&self.addr_key);
+    }
 }
 
 #[cfg(test)]
@@ -292,6 +364,8 @@ mod tests {
                     access_token: secret.into(),
                     token_type: "Bearer".into(),
                     expires_in: 60,
+                    refresh_token: secret.into(),
+                    refresh_expires_in: 3600,
                     id: Uuid::nil(),
                     username: "ann".into(),
                 }

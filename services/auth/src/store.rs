@@ -55,6 +55,41 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// It was the session's current token: the next one is stored and this one is used up.
+    Rotated {
+        /// The session.
+        session: Uuid,
+        /// Its user.
+        user: Uuid,
+        /// The user's name.
+        username: String,
+    },
+    /// It was used before: somebody else holds a copy. The caller revokes the session.
+    Reused {
+        /// The session.
+        session: Uuid,
+        /// Its user.
+        user: Uuid,
+    },
+    /// Its session expired or was revoked.
+    Ended,
+    /// No such token.
+    Unknown,
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id: Uuid,
+    user_id: Uuid,
+    username: String,
+    expires_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+    used: bool,
+}
+
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -226,6 +261,193 @@ impl Store {
             .fetch_all(pool)
             .await
         })
+        .map_err(classify)
+    }
+
+    /// Replaces a user's password hash; whether the user exists.
+    pub async fn update_password(
+        &self,
+        user: Uuid,
+        password_hash: &str,
+    ) -> Result<bool, StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+                .bind(user)
+                .bind(password_hash)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() == 1)
+        })
+        .map_err(classify)
+    }
+
+    /// Starts a login session for `user` until `expires_at`, with its first refresh token.
+    pub async fn create_session(
+        &self,
+        user: Uuid,
+        expires_at: DateTime<Utc>,
+        refresh_hash: &[u8; 32],
+    ) -> Result<Uuid, StoreError> {
+        let id = Uuid::now_v7();
+        let now = Utc::now().trunc_subsecs(6);
+        on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(user)
+            .bind(now)
+            .bind(expires_at.trunc_subsecs(6))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES ($1, $2, $3)",
+            )
+            .bind(&refresh_hash[..])
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        }.await)
+        .map_err(classify)?;
+        Ok(id)
+    }
+
+    /// Exchanges the refresh token hashed `used` for the one hashed `next`, once: see
+    /// [`Rotation`].
+    pub async fn rotate_refresh(
+        &self,
+        used: &[u8; 32],
+        next: &[u8; 32],
+    ) -> Result<Rotation, StoreError> {
+        let now = Utc::now().trunc_subsecs(6);
+        on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            let found: Option<SessionRow> = sqlx::query_as(
+                "SELECT s.id, s.user_id, u.username, s.expires_at, s.revoked_at, \
+                        r.used_at IS NOT NULL AS used \
+                 FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id \
+                 JOIN users u ON u.id = s.user_id WHERE r.token_hash = $1",
+            )
+            .bind(&used[..])
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = found else {
+                return Ok(Rotation::Unknown);
+            };
+            if row.revoked_at.is_some() || row.expires_at <= now {
+                return Ok(Rotation::Ended);
+            }
+            let claimed = sqlx::query(
+                "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL",
+            )
+            .bind(&used[..])
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if row.used || claimed == 0 {
+                return Ok(Rotation::Reused {
+                    session: row.id,
+                    user: row.user_id,
+                });
+            }
+            sqlx::query(
+                "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES ($1, $2, $3)",
+            )
+            .bind(&next[..])
+            .bind(row.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(Rotation::Rotated {
+                session: row.id,
+                user: row.user_id,
+                username: row.username,
+            })
+        }.await)
+        .map_err(classify)
+    }
+
+    /// Revokes the session `id` of `user` (if it is theirs and still open); whether it did.
+    pub async fn revoke_session(&self, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
+        let now = Utc::now().trunc_subsecs(6);
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $3 \
+                 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(id)
+            .bind(user)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected() == 1)
+        })
+        .map_err(classify)
+    }
+
+    /// Revokes every open session of `user`; their ids.
+    pub async fn revoke_user_sessions(&self, user: Uuid) -> Result<Vec<Uuid>, StoreError> {
+        let now = Utc::now().trunc_subsecs(6);
+        on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            let ids: Vec<(Uuid,)> = sqlx::query_as(
+                "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2",
+            )
+            .bind(user)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+                .bind(user)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(ids.into_iter().map(|(id,)| id).collect())
+        }.await)
+        .map_err(classify)
+    }
+
+    /// Sessions revoked after `since`: `(session, user, revoked_at)`.
+    pub async fn revoked_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, Uuid, DateTime<Utc>)>, StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, user_id, revoked_at FROM sessions WHERE revoked_at > $1",
+            )
+            .bind(since)
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(classify)
+    }
+
+    /// Deletes sessions (and their refresh tokens) that expired before `before`; how many.
+    pub async fn prune_sessions(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "DELETE FROM refresh_tokens WHERE session_id IN \
+                 (SELECT id FROM sessions WHERE expires_at < $1)",
+            )
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
+            let pruned = sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+                .bind(before)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(pruned)
+        }.await)
         .map_err(classify)
     }
 

@@ -6,9 +6,10 @@
 //! back ([`Limiter::release`]). Once `max` attempts are counted, the next ones are refused with
 //! the time left in the window (sent as `Retry-After`).
 //!
-//! Memory is bounded: at most `max_keys` keys are tracked; expired windows are pruned when the
-//! table fills, and while it is still full new keys are refused (keys already tracked keep their
-//! normal limit). Counters are per process.
+//! Memory is bounded: at most `max_keys` keys are tracked. When the table fills, expired windows
+//! are pruned, and if it is still full the least recently used key is forgotten: a flood of junk
+//! keys can only make the limiter forget old counts (an attacker's own among them), never
+//! refuse a key it has not seen, so it cannot lock anybody out. Counters are per process.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,6 +31,8 @@ impl RetryAfter {
 struct Window {
     started: Instant,
     count: u32,
+    /// The key's last attempt, for evicting the least recently used key.
+    used: Instant,
 }
 
 /// Counts attempts per key within a window.
@@ -74,10 +77,12 @@ impl Limiter {
         let mut entries = self.lock();
         if let Some(window) = entries.get_mut(key) {
             let elapsed = now.saturating_duration_since(window.started);
+            window.used = now;
             if elapsed >= self.window {
                 *window = Window {
                     started: now,
                     count: 1,
+                    used: now,
                 };
                 return Ok(());
             }
@@ -91,13 +96,17 @@ impl Limiter {
             let window = self.window;
             entries.retain(|_, w| now.saturating_duration_since(w.started) < window);
             if entries.len() >= self.max_keys {
-                let oldest = entries.values().map(|w| w.started).min().unwrap_or(now);
-                let wait = window.saturating_sub(now.saturating_duration_since(oldest));
-                tracing::warn!(
+                let least_recent = entries
+                    .iter()
+                    .min_by_key(|(_, w)| w.used)
+                    .map(|(k, _)| k.clone());
+                if let Some(least_recent) = least_recent {
+                    entries.remove(&least_recent);
+                }
+                tracing::debug!(
                     tracked = entries.len(),
-                    "A throttle table is full; refusing new keys until windows expire."
+                    "A throttle table is full; forgot its least recently used key."
                 );
-                return Err(RetryAfter(wait));
             }
         }
         entries.insert(
@@ -105,6 +114,7 @@ impl Limiter {
             Window {
                 started: now,
                 count: 1,
+                used: now,
             },
         );
         Ok(())
@@ -162,21 +172,26 @@ mod tests {
     }
 
     #[test]
-    fn a_full_table_prunes_expired_windows_then_refuses_new_keys() {
-        let limiter = Limiter::new(5, MIN, 2);
+    fn a_full_table_forgets_its_least_recently_used_key_and_never_refuses_a_new_one() {
+        let limiter = Limiter::new(1, MIN, 2);
         let t0 = Instant::now();
-        limiter.acquire_at("a", t0).expect("a");
+        let at = |secs| t0 + Duration::from_secs(secs);
+        limiter.acquire_at("a", at(0)).expect("a");
+        limiter.acquire_at("b", at(10)).expect("b");
+        assert!(
+            limiter.acquire_at("a", at(20)).is_err(),
+            "a is at its limit"
+        );
+        // Full: a new key is admitted, and the least recently used one (b) is forgotten.
         limiter
-            .acquire_at("b", t0 + Duration::from_secs(30))
-            .expect("b");
-        let refused = limiter.acquire_at("c", t0 + Duration::from_secs(40));
-        assert_eq!(refused, Err(RetryAfter(Duration::from_secs(20))));
-        limiter
-            .acquire_at("a", t0 + Duration::from_secs(40))
-            .expect("tracked keys keep working");
-        limiter
-            .acquire_at("c", t0 + Duration::from_secs(61))
-            .expect("a's window expired and was pruned");
+            .acquire_at("junk", at(30))
+            .expect("a new key is never refused");
+        assert_eq!(limiter.lock().len(), 2);
+        assert!(
+            limiter.acquire_at("a", at(31)).is_err(),
+            "a was used more recently than b and keeps its count"
+        );
+        limiter.acquire_at("b", at(32)).expect("b starts afresh");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! feature to enable.
 
 use confab_pipeline::{RuntimeConfig, WindowPolicy};
+use confab_service_kit::server::ServerConfig;
 use confab_token::{Algorithm, Secret, VerifierConfig, DEFAULT_AUDIENCE, DEFAULT_ISSUER};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -50,6 +51,9 @@ pub struct Config {
     /// How long the record of a `client_message_id` is kept, in seconds: a retry within this
     /// time returns the same message; after it the id may be reused.
     pub client_message_retention_secs: u64,
+    /// Connection limits and timeouts of the HTTP server (`confab chat`; `confab up` reads its
+    /// own top-level `[server]` table).
+    pub server: ServerConfig,
 }
 
 impl Default for Config {
@@ -69,6 +73,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             max_page_quantity: 100,
             client_message_retention_secs: 24 * 3600,
+            server: ServerConfig::default(),
         }
     }
 }
@@ -83,6 +88,7 @@ fn default_verifier_config() -> VerifierConfig {
         issuer: DEFAULT_ISSUER.to_owned(),
         audience: DEFAULT_AUDIENCE.to_owned(),
         leeway_secs: confab_token::DEFAULT_LEEWAY_SECS,
+        max_lifetime_secs: confab_token::DEFAULT_MAX_LIFETIME_SECS,
     }
 }
 
@@ -337,6 +343,9 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
 impl Config {
     /// Checks every value that serde cannot, naming the field and the fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server
+            .validate()
+            .map_err(|reason| invalid("server", reason))?;
         if self.max_db_connections == 0 {
             return Err(invalid("max_db_connections", "must be at least 1"));
         }

@@ -11,11 +11,11 @@
 //! - `expired` when the token that opened the stream expires; the stream then ends.
 //!
 //! A comment line is sent every `realtime.keep_alive_secs` to keep proxies from closing an idle
-//! stream. The stream ends when the server shuts down. Browsers' `EventSource` cannot send an
-//! `Authorization` header, so this endpoint also accepts `?access_token=`
-//! ([`StreamUser`](crate::extract::StreamUser)); the person stream (`GET /api/v1/events`) does
-//! not, and is what the web client uses. Clients merge events by `message_id` and use history
-//! to fill gaps.
+//! stream. The stream ends when the server shuts down, when its token expires (`expired`) or
+//! when its session is revoked (`revoked`: logout, password change). The token goes in the
+//! `Authorization` header only: `?access_token=` is refused
+//! ([`StreamUser`](crate::extract::StreamUser)), so read the stream with `fetch` rather than
+//! `EventSource`. Clients merge events by `message_id` and use history to fill gaps.
 
 use crate::error::ApiError;
 use crate::extract::{ChatIdPath, StreamUser};
@@ -92,7 +92,6 @@ impl GroupEvent {
     tag = "events",
     params(
         ("chat_id" = Uuid, Path, description = "The chat"),
-        ("access_token" = Option<String>, Query, description = "The access token, for clients that cannot send an Authorization header (EventSource)"),
     ),
     security(("bearer" = [])),
     responses(
@@ -127,7 +126,7 @@ pub(crate) async fn events(
         attached.cursor,
         View::Chat(chat_id),
         vec![ready],
-        realtime::deadline(user.claims.exp),
+        (realtime::deadline(user.claims.exp), user.claims.sid),
         shutdown.map(|Extension(Shutdown(rx))| rx),
     );
     let keep_alive = Duration::from_secs(realtime.hub().config().keep_alive_secs);

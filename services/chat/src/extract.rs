@@ -5,11 +5,10 @@
 use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use confab_token::{AuthRejection, CurrentUser, TokenError};
+use confab_token::{AuthRejection, CurrentUser};
 use uuid::Uuid;
 
 pub use confab_service_kit::extract::{ApiJson, ApiPath, ApiQuery};
@@ -33,20 +32,43 @@ impl<S: Send + Sync> FromRequestParts<S> for ChatIdPath {
     }
 }
 
-/// The caller of the events stream: from `Authorization: Bearer`, or, because a browser's
-/// `EventSource` cannot send headers, from an `access_token` query parameter. The header wins
-/// when both are present. Tokens in URLs can end up in proxy logs: prefer the header where the
-/// client can send one.
+/// The caller of a per-chat events stream, from `Authorization: Bearer` only. An
+/// `access_token` query parameter is refused (401 `token_in_url`) even next to a valid header: a
+/// token in a URL ends up in proxy and CDN logs. Browsers read the stream with `fetch`, which
+/// sends the header (the web client does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamUser(pub CurrentUser);
 
-/// Why [`StreamUser`] refused a request: the same 401 as [`CurrentUser`].
+/// Why [`StreamUser`] refused a request: always 401.
 #[derive(Debug)]
-pub struct StreamRejection(AuthRejection);
+pub enum StreamRejection {
+    /// The same refusals as [`CurrentUser`].
+    Auth(AuthRejection),
+    /// The URL carries an `access_token`.
+    TokenInUrl,
+}
 
 impl IntoResponse for StreamRejection {
     fn into_response(self) -> Response {
-        self.0.into_response()
+        match self {
+            StreamRejection::Auth(rejection) => rejection.into_response(),
+            StreamRejection::TokenInUrl => {
+                let mut response = (
+                    StatusCode::UNAUTHORIZED,
+                    axum::Json(confab_token::ErrorBody::new(
+                        "token_in_url",
+                        "access tokens are not accepted in URLs (they end up in logs): send \
+                         Authorization: Bearer <token>, e.g. with fetch() instead of EventSource",
+                    )),
+                )
+                    .into_response();
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer error=\"invalid_request\""),
+                );
+                response
+            }
+        }
     }
 }
 
@@ -57,33 +79,17 @@ impl FromRequestParts<AppState> for StreamUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if parts.headers.contains_key(AUTHORIZATION) {
-            return CurrentUser::from_request_parts(parts, state)
-                .await
-                .map(StreamUser)
-                .map_err(StreamRejection);
-        }
-        let token = parts.uri.query().and_then(|query| {
-            query.split('&').find_map(|pair| {
-                let (name, value) = pair.split_once('=')?;
-                (name == "access_token").then_some(value)
-            })
+        let in_url = parts.uri.query().is_some_and(|query| {
+            query
+                .split('&')
+                .any(|pair| pair.split('=').next() == Some("access_token"))
         });
-        let Some(token) = token else {
-            return Err(StreamRejection(AuthRejection::Missing));
-        };
-        // A JWT is base64url and dots: nothing to percent-decode in a well-formed one.
-        if token.is_empty() {
-            return Err(StreamRejection(AuthRejection::NotBearer));
+        if in_url {
+            return Err(StreamRejection::TokenInUrl);
         }
-        let claims = state
-            .verifier()
-            .verify(token)
-            .map_err(|err: TokenError| StreamRejection(AuthRejection::Invalid(err)))?;
-        Ok(StreamUser(CurrentUser {
-            id: claims.user_id,
-            username: claims.username.clone(),
-            claims,
-        }))
+        CurrentUser::from_request_parts(parts, state)
+            .await
+            .map(StreamUser)
+            .map_err(StreamRejection::Auth)
     }
 }

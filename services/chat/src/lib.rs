@@ -261,8 +261,13 @@ impl AppState {
             },
             (None, EventsConfig::Kafka(kafka)) => configured_kafka_feed(kafka)?,
         };
-        let realtime = realtime::Realtime::start(&config.realtime, log.as_ref(), feed.as_ref())
-            .map_err(StartError::Feed)?;
+        let realtime = realtime::Realtime::start(
+            &config.realtime,
+            log.as_ref(),
+            feed.as_ref(),
+            verifier.revocations().subscribe(),
+        )
+        .map_err(StartError::Feed)?;
         let limits = &config.limits;
         let limiters = Limiters {
             sends: TokenBuckets::new(
@@ -509,9 +514,8 @@ pub async fn migrate(config: &Config) -> Result<(), StartError> {
 /// Starts the service as configured and serves until Ctrl-C or SIGTERM (`confab chat`).
 pub async fn serve(config: Config) -> Result<(), StartError> {
     let state = AppState::build(&config).await?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Bind {
+    let listener =
+        confab_service_kit::server::bind(config.listen).map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
         })?;
@@ -532,17 +536,14 @@ pub async fn serve_on(
     let pruner = tokio::spawn(prune_forever(state.clone()));
     let (stop_streams, streams_stopped) = tokio::sync::watch::channel(false);
     let router = app_until(state.clone(), streams_stopped);
-    let result = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        // Long-lived event streams would hold the graceful shutdown open forever.
-        let _ = stop_streams.send(true);
-    })
-    .await
-    .map_err(StartError::Serve);
+    let result =
+        confab_service_kit::server::serve(listener, router, &state.config().server, async move {
+            shutdown.await;
+            // Long-lived event streams would hold the graceful shutdown open forever.
+            let _ = stop_streams.send(true);
+        })
+        .await
+        .map_err(StartError::Serve);
     pruner.abort();
     state.shutdown().await;
     state.store().close().await;

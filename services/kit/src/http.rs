@@ -24,8 +24,8 @@ where
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
-        // Spans name the method and path only: a query string can carry an access token (the
-        // events stream accepts ?access_token= because EventSource cannot send headers).
+        // Spans name the method and path only: a query string could carry a token a client put
+        // there (the services refuse it, but it would still be logged).
         .layer(TraceLayer::new_for_http().make_span_with(
             |request: &axum::http::Request<axum::body::Body>| {
                 tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())

@@ -6,6 +6,7 @@
 //!   error shape ([`confab_token::ErrorBody`]) and axum's 4xx statuses.
 //! - [`sql`]: the SQL pool setup (PostgreSQL or SQLite from one URL) and password redaction.
 //! - [`openapi`]: the Bearer security scheme of the OpenAPI documents.
+//! - [`server`]: the HTTP server with its connection limits, timeouts and security headers.
 //! - `test_support` (feature `test-support`): scratch databases and oneshot request helpers for
 //!   the services' integration tests.
 //!
@@ -17,6 +18,7 @@
 pub mod extract;
 pub mod http;
 pub mod openapi;
+pub mod server;
 pub mod sql;
 #[cfg(feature = "test-support")]
 pub mod test_support;

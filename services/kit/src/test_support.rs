@@ -264,6 +264,7 @@ pub fn claims(user_id: Uuid, nbf_in: i64, exp_in: i64) -> confab_token::Claims {
         nbf: (now + nbf_in) as u64,
         exp: (now + exp_in) as u64,
         jti: Uuid::new_v4(),
+        sid: None,
     }
 }
 

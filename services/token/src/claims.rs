@@ -28,4 +28,9 @@ pub struct Claims {
     pub exp: u64,
     /// Unique token id, so that a denylist can name one token.
     pub jti: Uuid,
+    /// The login session the token belongs to: logout, a password change or a reused refresh
+    /// token revokes it ([`Revocations`](crate::Revocations)). Absent in tokens minted outside a
+    /// session (tests, other issuers); those cannot be revoked before they expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
 }

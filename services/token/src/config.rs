@@ -16,6 +16,8 @@ pub const DEFAULT_ISSUER: &str = "confab-auth";
 pub const DEFAULT_AUDIENCE: &str = "confab";
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+/// Longest `exp - iat` a verifier accepts unless configured otherwise, in seconds.
+pub const DEFAULT_MAX_LIFETIME_SECS: u64 = 3600;
 
 /// The one signature algorithm a deployment uses. Tokens naming another are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -66,6 +68,14 @@ pub struct VerifierConfig {
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
     #[serde(default = "default_leeway_secs")]
     pub leeway_secs: u64,
+    /// Longest lifetime (`exp - iat`) of an accepted token, in seconds: a token minted with a
+    /// longer one (a leaked signing key, a misconfigured issuer) is refused.
+    #[serde(default = "default_max_lifetime_secs")]
+    pub max_lifetime_secs: u64,
+}
+
+fn default_max_lifetime_secs() -> u64 {
+    DEFAULT_MAX_LIFETIME_SECS
 }
 
 fn default_issuer() -> String {

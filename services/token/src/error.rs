@@ -60,6 +60,12 @@ pub enum TokenError {
     /// `nbf` is in the future (beyond the leeway).
     #[error("the token is not valid yet")]
     NotYetValid,
+    /// The token's session was revoked (logout, password change, a reused refresh token).
+    #[error("the token was revoked: log in again")]
+    Revoked,
+    /// `iat` is in the future, or `exp - iat` is longer than the verifier allows.
+    #[error("the token's lifetime is not acceptable: {0}")]
+    Lifetime(String),
     /// A required claim is missing or wrong (`iss`, `aud`, `sub`, ...).
     #[error("the token claims are invalid: {0}")]
     InvalidClaims(String),

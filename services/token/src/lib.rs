@@ -11,13 +11,17 @@
 //!   or an HS256 secret of at least 256 bits). Keys named inside the token (`jwk`, `jku`, `x5u`)
 //!   are never used, and a token with `crit` extensions is refused.
 //! - **Time claims are checked** with a small leeway for clock skew: `exp` (expired), `nbf` (not
-//!   yet valid); `iss`, `aud` and `sub` must be present and match.
+//!   yet valid), `iat` (not in the future, and `exp - iat` at most the configured lifetime);
+//!   `iss`, `aud` and `sub` must be present and match.
+//! - **Revoked sessions are refused** ([`Revocations`]): a token's `sid` names its login session,
+//!   which logout, a password change or a reused refresh token revokes.
 //! - [`CurrentUser`] is an axum extractor: a handler that takes it only runs with a valid
 //!   `Authorization: Bearer` token; otherwise the caller gets 401 with the services' JSON error
 //!   shape ([`ErrorBody`]) and a `WWW-Authenticate` header.
 //!
-//! What it does not do: revocation (tokens are stateless; keep their expiry short), and fetching a
-//! JWKS over HTTP (give the verifier the JWKS document or the public key in configuration).
+//! What it does not do: fetch a JWKS over HTTP (give the verifier the JWKS document or the public
+//! key in configuration; a token naming an unknown `kid` makes it re-read the JWKS file, at most
+//! once every [`KEY_REFRESH_INTERVAL`]).
 //!
 //! Crypto: `jsonwebtoken` with its pure-Rust backend, installed explicitly (see
 //! [`install_crypto_provider`]) so that binaries which also link an `aws_lc_rs` user still work.
@@ -29,12 +33,14 @@ mod crypto;
 mod error;
 mod extract;
 mod keys;
+mod revocation;
 mod secret;
 mod verifier;
 
 pub use claims::Claims;
 pub use config::{
     Algorithm, VerifierConfig, DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_LEEWAY_SECS,
+    DEFAULT_MAX_LIFETIME_SECS,
 };
 pub use crypto::install_crypto_provider;
 pub use error::{ErrorBody, KeyError, TokenError};
@@ -43,8 +49,9 @@ pub use keys::{
     ed25519_pkcs8_from_seed, ed25519_public_jwk_from_seed, hs256_key_id, publishable_jwk,
     MIN_HS256_SECRET_BYTES,
 };
+pub use revocation::{Revocations, Revoked};
 pub use secret::Secret;
-pub use verifier::{Expectations, TokenVerifier};
+pub use verifier::{Expectations, TokenVerifier, KEY_REFRESH_INTERVAL};
 
 /// The `jsonwebtoken` crate this one is built on, re-exported so the signer (the auth service)
 /// and tests use the very same version.

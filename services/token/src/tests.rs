@@ -33,6 +33,7 @@ fn claims_at(iat: u64, nbf: u64, exp: u64) -> Claims {
         nbf,
         exp,
         jti: Uuid::new_v4(),
+        sid: None,
     }
 }
 
@@ -421,4 +422,90 @@ async fn the_extractor_answers_401_json_with_a_challenge() {
         assert!(!body.message.is_empty());
         assert!(challenge.is_some_and(|c| c.starts_with("Bearer")));
     }
+}
+
+#[test]
+fn an_unknown_kid_rereads_the_jwks_file_at_most_once_per_interval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("jwks.json");
+    let write = |seeds: &[&[u8; 32]]| {
+        let set = JwkSet {
+            keys: seeds
+                .iter()
+                .map(|seed| ed25519_public_jwk_from_seed(seed).expect("jwk"))
+                .collect(),
+        };
+        std::fs::write(&path, serde_json::to_vec(&set).expect("json")).expect("write");
+    };
+    write(&[&SEED_A]);
+    let verifier = TokenVerifier::from_config(
+        &config(serde_json::json!({"jwks_file": path})).expect("config"),
+    )
+    .expect("build");
+    // The issuer rotates to a new key and publishes it: the first token under it is accepted.
+    write(&[&SEED_A, &SEED_B]);
+    let token_b = sign_ed(&SEED_B, Some(kid_of(&SEED_B)), &good_claims());
+    assert!(verifier.verify(&token_b).is_ok());
+    // Junk kids right after cannot make it read the file again.
+    let seed_c = [7_u8; 32];
+    write(&[&SEED_A, &SEED_B, &seed_c]);
+    let token_c = sign_ed(&seed_c, Some(kid_of(&seed_c)), &good_claims());
+    assert!(matches!(
+        verifier.verify(&token_c),
+        Err(TokenError::UnknownKeyId { .. })
+    ));
+}
+
+#[test]
+fn a_token_issued_in_the_future_or_living_too_long_is_refused() {
+    let t = now();
+    let verifier = ed_verifier();
+    let future = sign_ed(
+        &SEED_A,
+        Some(kid_of(&SEED_A)),
+        &claims_at(t + 600, t, t + 900),
+    );
+    assert!(matches!(
+        verifier.verify(&future),
+        Err(TokenError::Lifetime(_))
+    ));
+    let lifetime = crate::DEFAULT_MAX_LIFETIME_SECS;
+    let long = sign_ed(
+        &SEED_A,
+        Some(kid_of(&SEED_A)),
+        &claims_at(t, t, t + lifetime + 1),
+    );
+    assert!(matches!(
+        verifier.verify(&long),
+        Err(TokenError::Lifetime(_))
+    ));
+    let longest = sign_ed(
+        &SEED_A,
+        Some(kid_of(&SEED_A)),
+        &claims_at(t, t, t + lifetime),
+    );
+    assert!(verifier.verify(&longest).is_ok());
+}
+
+#[test]
+fn a_token_of_a_revoked_session_is_refused_and_others_are_not() {
+    let revocations = std::sync::Arc::new(crate::Revocations::default());
+    let verifier = ed_verifier().with_revocations(std::sync::Arc::clone(&revocations));
+    let mut revoked = good_claims();
+    revoked.sid = Some(Uuid::new_v4());
+    let mut other = good_claims();
+    other.sid = Some(Uuid::new_v4());
+    let kid = Some(kid_of(&SEED_A));
+    let (revoked_token, other_token) = (
+        sign_ed(&SEED_A, kid.clone(), &revoked),
+        sign_ed(&SEED_A, kid, &other),
+    );
+    assert!(verifier.verify(&revoked_token).is_ok());
+    revocations.revoke(crate::Revoked {
+        session: revoked.sid.unwrap_or_default(),
+        user: revoked.user_id,
+        until: revoked.exp,
+    });
+    assert_eq!(verifier.verify(&revoked_token), Err(TokenError::Revoked));
+    assert_eq!(verifier.verify(&other_token).map(|c| c.sid), Ok(other.sid));
 }

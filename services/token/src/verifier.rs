@@ -1,6 +1,7 @@
 //! [`TokenVerifier`]: checks a token's algorithm, key, signature and claims.
 
 use crate::keys::{check_hs256_secret, hs256_key_id, publishable_jwk};
+use crate::Revocations;
 use crate::{Algorithm, Claims, KeyError, TokenError, VerifierConfig};
 use jsonwebtoken::jwk::{
     AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
@@ -8,7 +9,12 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{DecodingKey, Validation};
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// How often at most a token naming an unknown `kid` makes the verifier re-read its JWKS file.
+pub const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Longer "tokens" are refused before any parsing: ours are a few hundred bytes.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -20,8 +26,10 @@ pub struct Expectations {
     pub issuer: String,
     /// Expected `aud`.
     pub audience: String,
-    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
     pub leeway_secs: u64,
+    /// Longest `exp - iat` accepted, in seconds.
+    pub max_lifetime_secs: u64,
 }
 
 impl Default for Expectations {
@@ -30,8 +38,16 @@ impl Default for Expectations {
             issuer: crate::DEFAULT_ISSUER.to_owned(),
             audience: crate::DEFAULT_AUDIENCE.to_owned(),
             leeway_secs: crate::DEFAULT_LEEWAY_SECS,
+            max_lifetime_secs: crate::DEFAULT_MAX_LIFETIME_SECS,
         }
     }
+}
+
+/// Where a verifier's keys come from when they can be read again.
+struct KeySource {
+    jwks_file: PathBuf,
+    /// When an unknown `kid` last made it re-read the file.
+    last_refresh: Mutex<Option<Instant>>,
 }
 
 /// Verifies confab access tokens with one pinned algorithm and a set of keys named by `kid`.
@@ -40,17 +56,19 @@ impl Default for Expectations {
 /// [`CurrentUser`](crate::CurrentUser)).
 pub struct TokenVerifier {
     algorithm: Algorithm,
-    keys: HashMap<String, DecodingKey>,
+    keys: RwLock<HashMap<String, DecodingKey>>,
     validation: Validation,
+    leeway_secs: u64,
+    max_lifetime_secs: u64,
+    revocations: Arc<Revocations>,
+    source: Option<KeySource>,
 }
 
 impl fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut kids: Vec<&str> = self.keys.keys().map(String::as_str).collect();
-        kids.sort_unstable();
         f.debug_struct("TokenVerifier")
             .field("algorithm", &self.algorithm)
-            .field("key_ids", &kids)
+            .field("key_ids", &self.key_ids())
             .finish_non_exhaustive()
     }
 }
@@ -62,6 +80,7 @@ impl TokenVerifier {
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             leeway_secs: config.leeway_secs,
+            max_lifetime_secs: config.max_lifetime_secs,
         };
         let sources = [
             config.jwks_file.is_some(),
@@ -78,13 +97,12 @@ impl TokenVerifier {
         match config.algorithm {
             Algorithm::EdDSA => {
                 if let Some(path) = &config.jwks_file {
-                    let text = read(path)?;
-                    let jwks: JwkSet =
-                        serde_json::from_slice(&text).map_err(|err| KeyError::Invalid {
-                            what: path.display().to_string(),
-                            reason: format!("not a JWKS document: {err}"),
-                        })?;
-                    Self::from_jwks(&jwks, expect)
+                    let mut verifier = Self::from_jwks(&read_jwks(path)?, expect)?;
+                    verifier.source = Some(KeySource {
+                        jwks_file: path.clone(),
+                        last_refresh: Mutex::new(None),
+                    });
+                    Ok(verifier)
                 } else if let Some(path) = &config.public_key_pem_file {
                     Self::from_ed25519_pem(&read(path)?, expect)
                 } else {
@@ -106,15 +124,7 @@ impl TokenVerifier {
     /// An EdDSA verifier trusting every Ed25519 key of a JWKS document (each needs a `kid`).
     pub fn from_jwks(jwks: &JwkSet, expect: Expectations) -> Result<Self, KeyError> {
         crate::install_crypto_provider();
-        let mut keys = HashMap::new();
-        for jwk in &jwks.keys {
-            let (kid, key) = ed25519_decoding_key(jwk)?;
-            keys.insert(kid, key);
-        }
-        if keys.is_empty() {
-            return Err(KeyError::Config("the JWKS document holds no key".into()));
-        }
-        Ok(Self::new(Algorithm::EdDSA, keys, &expect))
+        Ok(Self::new(Algorithm::EdDSA, jwks_keys(jwks)?, &expect))
     }
 
     /// An EdDSA verifier trusting one Ed25519 public key (PEM, `BEGIN PUBLIC KEY`); its `kid` is
@@ -155,8 +165,63 @@ impl TokenVerifier {
         validation.set_audience(&[&expect.audience]);
         Self {
             algorithm,
-            keys,
+            keys: RwLock::new(keys),
             validation,
+            leeway_secs: expect.leeway_secs,
+            max_lifetime_secs: expect.max_lifetime_secs,
+            revocations: Arc::default(),
+            source: None,
+        }
+    }
+
+    /// This verifier sharing `revocations` (the auth service's, in the same process).
+    #[must_use]
+    pub fn with_revocations(mut self, revocations: Arc<Revocations>) -> Self {
+        self.revocations = revocations;
+        self
+    }
+
+    /// The revoked sessions this verifier refuses.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
+    }
+
+    fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, DecodingKey>> {
+        // Keys are replaced whole: a poisoned lock still holds a complete set.
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Re-reads the JWKS file for an unknown `kid`, at most once per [`KEY_REFRESH_INTERVAL`]
+    /// (so junk `kid`s cannot make it read the file on every request); whether it did.
+    fn refresh_keys(&self) -> bool {
+        let Some(source) = &self.source else {
+            return false;
+        };
+        {
+            let mut last = source
+                .last_refresh
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|at| at.elapsed() < KEY_REFRESH_INTERVAL) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        match read_jwks(&source.jwks_file).and_then(|jwks| jwks_keys(&jwks)) {
+            Ok(keys) => {
+                tracing::info!(file = %source.jwks_file.display(), keys = keys.len(), "Re-read the token keys for an unknown key id.");
+                *self
+                    .keys
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+                true
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "Cannot re-read the token keys; keeping the old ones.");
+                false
+            }
         }
     }
 
@@ -167,7 +232,7 @@ impl TokenVerifier {
 
     /// The `kid`s of the trusted keys, sorted.
     pub fn key_ids(&self) -> Vec<String> {
-        let mut kids: Vec<String> = self.keys.keys().cloned().collect();
+        let mut kids: Vec<String> = self.read_keys().keys().cloned().collect();
         kids.sort_unstable();
         kids
     }
@@ -190,19 +255,48 @@ impl TokenVerifier {
             return Err(TokenError::UnsupportedCritical);
         }
         let kid = header.kid.ok_or(TokenError::MissingKeyId)?;
-        let key = self
-            .keys
-            .get(&kid)
-            .ok_or_else(|| TokenError::UnknownKeyId { kid: kid.clone() })?;
-        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-            .map_err(|err| TokenError::from_jwt(&err))?;
-        let claims = data.claims;
+        if !self.read_keys().contains_key(&kid) && !self.refresh_keys() {
+            return Err(TokenError::UnknownKeyId { kid });
+        }
+        let claims = {
+            let keys = self.read_keys();
+            let key = keys
+                .get(&kid)
+                .ok_or_else(|| TokenError::UnknownKeyId { kid: kid.clone() })?;
+            jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+                .map_err(|err| TokenError::from_jwt(&err))?
+                .claims
+        };
         if claims.sub != claims.user_id.to_string() {
             return Err(TokenError::InvalidClaims(
                 "sub and user_id name different users".into(),
             ));
         }
+        self.check_lifetime(&claims)?;
+        if claims
+            .sid
+            .is_some_and(|sid| self.revocations.is_revoked(&sid))
+        {
+            return Err(TokenError::Revoked);
+        }
         Ok(claims)
+    }
+
+    fn check_lifetime(&self, claims: &Claims) -> Result<(), TokenError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if claims.iat > now + self.leeway_secs {
+            return Err(TokenError::Lifetime("it is issued in the future".into()));
+        }
+        let lifetime = claims.exp.saturating_sub(claims.iat);
+        if lifetime > self.max_lifetime_secs {
+            return Err(TokenError::Lifetime(format!(
+                "it is valid for {lifetime} s, more than the {} s allowed",
+                self.max_lifetime_secs
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -240,6 +334,25 @@ fn ed25519_decoding_key(jwk: &Jwk) -> Result<(String, DecodingKey), KeyError> {
     }
     let key = DecodingKey::from_jwk(jwk).map_err(|err| invalid(&err.to_string()))?;
     Ok((kid, key))
+}
+
+fn read_jwks(path: &Path) -> Result<JwkSet, KeyError> {
+    serde_json::from_slice(&read(path)?).map_err(|err| KeyError::Invalid {
+        what: path.display().to_string(),
+        reason: format!("not a JWKS document: {err}"),
+    })
+}
+
+fn jwks_keys(jwks: &JwkSet) -> Result<HashMap<String, DecodingKey>, KeyError> {
+    let mut keys = HashMap::new();
+    for jwk in &jwks.keys {
+        let (kid, key) = ed25519_decoding_key(jwk)?;
+        keys.insert(kid, key);
+    }
+    if keys.is_empty() {
+        return Err(KeyError::Config("the JWKS document holds no key".into()));
+    }
+    Ok(keys)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, KeyError> {

@@ -19,7 +19,15 @@ async fn json_login_returns_a_bearer_token_that_verifies_with_the_published_jwks
     assert_eq!(response.status, StatusCode::OK);
     let body = response.json();
     assert_eq!(body["token_type"], "Bearer");
-    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(body["expires_in"], 600, "access tokens are short-lived");
+    assert!(body["refresh_token"]
+        .as_str()
+        .is_some_and(|t| t.len() >= 43));
+    assert_eq!(body["refresh_expires_in"], 30 * 24 * 3600);
+    assert_eq!(
+        response.headers["cache-control"], "no-store",
+        "a token response is never cached"
+    );
     assert_eq!(body["id"], id.to_string());
     assert_eq!(body["username"], "frank");
     let token = body["access_token"].as_str().expect("token");
@@ -32,7 +40,8 @@ async fn json_login_returns_a_bearer_token_that_verifies_with_the_published_jwks
     assert_eq!(claims.user_id, id);
     assert_eq!(claims.sub, id.to_string());
     assert_eq!(claims.username, "frank");
-    assert_eq!(claims.exp - claims.iat, 3600);
+    assert_eq!(claims.exp - claims.iat, 600);
+    assert!(claims.sid.is_some(), "the token names its session");
 
     let header = confab_token::jsonwebtoken::decode_header(token).expect("header");
     assert_eq!(header.alg, confab_token::jsonwebtoken::Algorithm::EdDSA);

@@ -13,6 +13,7 @@ mod health;
 mod login;
 mod malformed;
 mod seed;
+mod sessions;
 mod signup;
 mod throttle;
 mod tokens;

@@ -1,4 +1,5 @@
-//! Failed-login throttling per username and per client address, and the sign-up limit.
+//! Failed-login throttling per (username, client address) and per client address, the bounded
+//! table, and the sign-up limit.
 
 use crate::common::{on_both_backends, Backend, TestApp, PASSWORD};
 use axum::body::Body;
@@ -7,7 +8,8 @@ use axum::http::{Method, Request, StatusCode};
 use std::net::SocketAddr;
 
 on_both_backends!(
-    the_attempt_after_n_failures_for_a_username_is_429_with_retry_after,
+    guessing_a_password_from_one_address_never_locks_the_owner_out,
+    a_full_throttle_table_forgets_old_keys_instead_of_refusing_the_owner,
     failures_from_one_address_are_limited_across_usernames,
     a_successful_login_clears_the_usernames_failures,
     signups_are_rate_limited_per_address,
@@ -22,33 +24,63 @@ fn retry_after(response: &crate::common::TestResponse) -> u64 {
         .expect("seconds")
 }
 
-async fn the_attempt_after_n_failures_for_a_username_is_429_with_retry_after(backend: Backend) {
+async fn guessing_a_password_from_one_address_never_locks_the_owner_out(backend: Backend) {
     let app = TestApp::with_config(backend, |config| {
-        config.throttle.login_failures_per_username = 3;
-        config.throttle.login_window_secs = 600;
+        config.throttle.login_failures_per_username_and_address = 5;
+        config.throttle.login_window_secs = 900;
     })
     .await;
     app.create_user("kate").await;
-    for i in 0..3 {
-        // From different addresses: the username limit holds on its own.
-        let client = format!("198.51.100.{i}:1000");
-        app.login_from(&client, "kate", "wrong password here")
+    let attacker = "198.51.100.7:1000";
+    for _ in 0..5 {
+        app.login_from(attacker, "kate", "wrong password here")
             .await
             .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
     }
     let refused = app
-        .login_from("198.51.100.99:1000", "kate", "wrong password here")
+        .login_from(attacker, "kate", "wrong password here")
         .await;
     refused.assert_error(StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
     let wait = retry_after(&refused);
-    assert!((1..=600).contains(&wait), "{wait}");
-    // Even the right password waits: that is what stops guessing.
-    app.login("kate", PASSWORD)
+    assert!((1..=900).contains(&wait), "{wait}");
+    // The guessing address waits even with the right password: that is what stops guessing.
+    app.login_from(attacker, "kate", PASSWORD)
         .await
         .assert_error(StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
-    // Other users are not affected.
-    app.create_user("liam").await;
-    assert_eq!(app.login("liam", PASSWORD).await.status, StatusCode::OK);
+    // The owner, from their own address, logs in at once, again and again.
+    for _ in 0..3 {
+        assert_eq!(
+            app.login_from("192.0.2.44:2000", "kate", PASSWORD)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+}
+
+async fn a_full_throttle_table_forgets_old_keys_instead_of_refusing_the_owner(backend: Backend) {
+    let app = TestApp::with_config(backend, |config| {
+        config.throttle.max_tracked_keys = 8;
+    })
+    .await;
+    app.create_user("ravi").await;
+    // Junk usernames from many addresses fill both tables many times over.
+    for i in 0..40 {
+        app.login_from(
+            &format!("203.0.113.{i}:1"),
+            &format!("junk{i}"),
+            "wrong password here",
+        )
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    assert_eq!(
+        app.login_from("192.0.2.45:2000", "ravi", PASSWORD)
+            .await
+            .status,
+        StatusCode::OK,
+        "a new key is admitted (an old one forgotten), never refused"
+    );
 }
 
 async fn failures_from_one_address_are_limited_across_usernames(backend: Backend) {
@@ -82,7 +114,7 @@ async fn failures_from_one_address_are_limited_across_usernames(backend: Backend
 
 async fn a_successful_login_clears_the_usernames_failures(backend: Backend) {
     let app = TestApp::with_config(backend, |config| {
-        config.throttle.login_failures_per_username = 3;
+        config.throttle.login_failures_per_username_and_address = 3;
     })
     .await;
     app.create_user("noah").await;
@@ -151,7 +183,7 @@ async fn the_proxy_header_names_the_client_only_when_configured(backend: Backend
     let app = TestApp::with_config(backend, |config| {
         config.client_address_header = Some("x-forwarded-for".into());
         config.throttle.login_failures_per_address = 1;
-        config.throttle.login_failures_per_username = 100;
+        config.throttle.login_failures_per_username_and_address = 100;
     })
     .await;
     app.send(forwarded_login("1.1.1.1, 10.0.0.1"))
@@ -167,7 +199,7 @@ async fn the_proxy_header_names_the_client_only_when_configured(backend: Backend
     // Not configured: the header is ignored, the peer address counts.
     let direct = TestApp::with_config(backend, |config| {
         config.throttle.login_failures_per_address = 1;
-        config.throttle.login_failures_per_username = 100;
+        config.throttle.login_failures_per_username_and_address = 100;
     })
     .await;
     direct

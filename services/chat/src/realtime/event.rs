@@ -20,6 +20,8 @@ pub(crate) enum Kind {
     /// A completed group of the chat's messages ([`GroupEvent`]); only the per-chat stream
     /// shows these.
     Group,
+    /// A login session of the person was revoked (logout, password change): its streams end.
+    Revoked,
 }
 
 impl Kind {
@@ -29,6 +31,7 @@ impl Kind {
             Kind::Chat => "chat",
             Kind::Typing => "typing",
             Kind::Group => "group",
+            Kind::Revoked => "revoked",
         }
     }
 }
@@ -41,6 +44,8 @@ pub(crate) struct LiveEvent {
     data: Box<str>,
     /// The group's id, for the per-chat stream's SSE `id`.
     group_id: Option<Uuid>,
+    /// The revoked session, for [`Kind::Revoked`].
+    session: Option<Uuid>,
 }
 
 impl LiveEvent {
@@ -50,6 +55,7 @@ impl LiveEvent {
             chat_id,
             data: data.into_boxed_str(),
             group_id: None,
+            session: None,
         }
     }
 
@@ -79,6 +85,22 @@ impl LiveEvent {
         let mut event = Self::json(Kind::Group, chat_id, group)?;
         event.group_id = Some(group.group_id);
         Some(event)
+    }
+
+    pub(crate) fn revoked(session: Uuid) -> Self {
+        let mut event = Self::new(
+            Kind::Revoked,
+            Uuid::nil(),
+            r#"{"message":"this session was logged out (logout or password change): log in again"}"#
+                .to_owned(),
+        );
+        event.session = Some(session);
+        event
+    }
+
+    /// The revoked session of a [`Kind::Revoked`] event.
+    pub(crate) fn session(&self) -> Option<Uuid> {
+        self.session
     }
 
     pub(crate) fn kind(&self) -> Kind {

@@ -21,7 +21,8 @@
 //!   mailbox's window bounds memory, a stream that falls behind it gets an explicit `reset`, and
 //!   a reconnect resumes from `Last-Event-ID` within the window.
 //! - **Limits**: streams per person and per instance are capped; a stream ends when its token
-//!   expires.
+//!   expires or its session is revoked (a `revoked` event in the person's mailbox, from the
+//!   verifier's revocation feed).
 //!
 //! Typing notices and new-chat events are published by the instance that received the request
 //! and so reach the people connected to that instance only; a person connected elsewhere sees a
@@ -84,9 +85,13 @@ impl Realtime {
         config: &RealtimeConfig,
         log: &dyn MessageLog,
         feed: &dyn GroupFeed,
+        revocations: tokio::sync::broadcast::Receiver<confab_token::Revoked>,
     ) -> Result<Self, String> {
         let hub = Arc::new(Hub::new(config.clone()));
-        let mut tasks = Vec::new();
+        let mut tasks = vec![tokio::spawn(tail::route_revocations(
+            revocations,
+            Arc::clone(&hub),
+        ))];
         if let Some(groups) = feed.subscribe() {
             tasks.push(tokio::spawn(tail::route_groups(groups, Arc::clone(&hub))));
         }

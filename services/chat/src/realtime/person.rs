@@ -24,7 +24,7 @@ use super::hub::AttachError;
 use super::sse::{deadline, LiveStream, View};
 use crate::error::ApiError;
 use crate::events::Shutdown;
-use crate::extract::ChatIdPath;
+use crate::extract::{ChatIdPath, StreamUser};
 use crate::messages::member_chat;
 use crate::AppState;
 use axum::extract::State;
@@ -53,7 +53,7 @@ use std::time::Duration;
     )
 )]
 pub(crate) async fn person_events(
-    user: CurrentUser,
+    StreamUser(user): StreamUser,
     State(state): State<AppState>,
     headers: HeaderMap,
     shutdown: Option<Extension<Shutdown>>,
@@ -87,7 +87,7 @@ pub(crate) async fn person_events(
         attached.cursor,
         View::Person,
         first,
-        deadline(user.claims.exp),
+        (deadline(user.claims.exp), user.claims.sid),
         shutdown.map(|Extension(Shutdown(rx))| rx),
     );
     let keep_alive = Duration::from_secs(realtime.hub().config().keep_alive_secs);

@@ -2,9 +2,10 @@
 //! two [`View`]s of the same cursor.
 //!
 //! The body is pulled: an idle stream is a parked future holding its cursor (no task, no
-//! channel of its own), woken by its mailbox. It ends when the server shuts down, or when the
-//! token that opened it expires (after an `expired` event), so a stream never outlives the
-//! right to read it.
+//! channel of its own), woken by its mailbox. It ends when the server shuts down, when the
+//! token that opened it expires (after an `expired` event), or when that token's session is
+//! revoked (after a `revoked` event, routed through the mailbox like any other), so a stream
+//! never outlives the right to read it.
 
 use super::event::{Kind, LiveEvent};
 use super::hub::{Batch, Cursor};
@@ -33,6 +34,8 @@ pub(crate) enum View {
 impl View {
     fn shows(self, event: &LiveEvent) -> bool {
         match self {
+            // A revocation ends the streams of its session only (see `LiveStream::fill`).
+            _ if event.kind() == Kind::Revoked => false,
             View::Person => event.kind() != Kind::Group,
             View::Chat(chat) => {
                 event.chat_id() == chat && matches!(event.kind(), Kind::Message | Kind::Group)
@@ -49,17 +52,19 @@ pub(crate) struct LiveStream {
     shutdown: Option<watch::Receiver<bool>>,
     /// When the token that opened the stream expires.
     expires: tokio::time::Instant,
+    /// The login session of that token: its revocation ends the stream.
+    session: Option<Uuid>,
     ended: bool,
 }
 
 impl LiveStream {
     /// A stream of `cursor` as `view`, starting with `first` (e.g. `ready`), ending at
-    /// `expires` or when `shutdown` turns `true`.
+    /// `expires`, when `session` is revoked, or when `shutdown` turns `true`.
     pub(crate) fn new(
         cursor: Cursor,
         view: View,
         first: Vec<Event>,
-        expires: tokio::time::Instant,
+        (expires, session): (tokio::time::Instant, Option<Uuid>),
         shutdown: Option<watch::Receiver<bool>>,
     ) -> Self {
         Self {
@@ -68,6 +73,7 @@ impl LiveStream {
             pending: first.into(),
             shutdown,
             expires,
+            session,
             ended: false,
         }
     }
@@ -97,6 +103,15 @@ impl LiveStream {
         match batch {
             Batch::Events(events) => {
                 for (seq, event) in &events {
+                    if event.kind() == Kind::Revoked {
+                        if event.session().is_some() && event.session() == self.session {
+                            self.pending
+                                .push_back(Event::default().event("revoked").data(event.data()));
+                            self.ended = true;
+                            return true;
+                        }
+                        continue;
+                    }
                     if self.view.shows(event) {
                         let frame = self.frame(*seq, event);
                         self.pending.push_back(frame);

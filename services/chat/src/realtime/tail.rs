@@ -108,3 +108,23 @@ pub(crate) fn publish_group(hub: &Hub, group: &ChatGroup) {
         }
     }
 }
+
+/// Ends the open streams of each revoked session: a `revoked` event in its person's mailbox.
+pub(crate) async fn route_revocations(
+    mut revocations: broadcast::Receiver<confab_token::Revoked>,
+    hub: Arc<Hub>,
+) {
+    loop {
+        match revocations.recv().await {
+            Ok(revoked) => hub.publish(
+                &[revoked.user],
+                &Arc::new(LiveEvent::revoked(revoked.session)),
+            ),
+            Err(RecvError::Lagged(missed)) => {
+                // The missed sessions' streams still end when their tokens expire (minutes).
+                tracing::warn!(missed, "Fell behind the revocation feed.");
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}

@@ -270,7 +270,7 @@ impl TestApp {
         store.close().await;
         let token = self
             .signer
-            .issue(user.id, &user.username)
+            .issue(user.id, &user.username, uuid::Uuid::now_v7())
             .expect("sign")
             .token;
         TestUser { id: user.id, token }

@@ -82,8 +82,14 @@ async fn a_real_server_chats_streams_and_flushes_on_shutdown(backend: Backend) {
     let ann = users.insert_user("ann", "x").await.expect("ann");
     let bob = users.insert_user("bob", "x").await.expect("bob");
     users.close().await;
-    let ann_token = signer.issue(ann.id, "ann").expect("token").token;
-    let bob_token = signer.issue(bob.id, "bob").expect("token").token;
+    let ann_token = signer
+        .issue(ann.id, "ann", uuid::Uuid::now_v7())
+        .expect("token")
+        .token;
+    let bob_token = signer
+        .issue(bob.id, "bob", uuid::Uuid::now_v7())
+        .expect("token")
+        .token;
 
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -110,8 +116,9 @@ async fn a_real_server_chats_streams_and_flushes_on_shutdown(backend: Backend) {
     events
         .write_all(
             format!(
-                "GET /api/v1/chats/{chat_id}/events?access_token={bob_token} HTTP/1.1\r\n\
-                 host: {addr}\r\naccept: text/event-stream\r\n\r\n"
+                "GET /api/v1/chats/{chat_id}/events HTTP/1.1\r\n\
+                 host: {addr}\r\naccept: text/event-stream\r\n\
+                 authorization: Bearer {bob_token}\r\n\r\n"
             )
             .as_bytes(),
         )

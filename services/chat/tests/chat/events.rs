@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 on_every_backend!(
     a_member_receives_the_chats_groups_over_sse,
-    the_token_may_come_in_the_query_for_event_source,
+    a_token_in_the_url_is_refused_even_beside_a_valid_header,
     only_members_may_listen,
     a_feed_given_by_the_embedding_program_is_streamed,
     without_a_feed_the_endpoint_is_503,
@@ -60,20 +60,33 @@ async fn a_member_receives_the_chats_groups_over_sse(backend: Backend) {
     assert_eq!(received, sent);
 }
 
-async fn the_token_may_come_in_the_query_for_event_source(backend: Backend) {
+async fn a_token_in_the_url_is_refused_even_beside_a_valid_header(backend: Backend) {
     let app = TestApp::new(backend).await;
     let (ann, bob) = (app.user("ann").await, app.user("bob").await);
     let chat = app.chat(&ann, &bob).await;
-    let mut events = app.events(chat, &ann.token, true).await;
+    let in_url = app.events(chat, &ann.token, true).await;
+    assert_eq!(in_url.status, StatusCode::UNAUTHORIZED);
+    let both = app
+        .get(
+            &format!("/api/v1/chats/{chat}/events?access_token={}", ann.token),
+            Some(&ann.token),
+        )
+        .await;
+    both.assert_error(StatusCode::UNAUTHORIZED, "token_in_url");
+    app.get(&format!("/api/v1/events?access_token={}", ann.token), None)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "token_in_url");
+    // The header alone works.
+    let mut events = app.events(chat, &ann.token, false).await;
     assert_eq!(events.status, StatusCode::OK);
     assert_eq!(events.next(WAIT).await.expect("ready").event, "ready");
-    let message = app.say_ok(&bob, chat, "via query token").await;
+    let message = app.say_ok(&bob, chat, "via the header").await;
     let group = events.next_group(WAIT).await.expect("a group");
     assert_eq!(group.data["messages"][0], message);
 
     let expired = sign(&SIGNING_SEED, &claims(ann.id, -7200, -3600));
     for token in [expired.as_str(), "garbage"] {
-        let refused = app.events(chat, token, true).await;
+        let refused = app.events(chat, token, false).await;
         assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     }
 }
@@ -95,7 +108,7 @@ async fn only_members_may_listen(backend: Backend) {
         .assert_error(StatusCode::UNAUTHORIZED, "missing_token");
     app.get(&format!("{uri}?access_token="), None)
         .await
-        .assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
+        .assert_error(StatusCode::UNAUTHORIZED, "token_in_url");
     app.get(
         &format!("/api/v1/chats/{}/events", Uuid::now_v7()),
         Some(&ann.token),
