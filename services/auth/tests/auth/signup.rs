@@ -12,6 +12,7 @@ on_both_backends!(
     invites_are_capped_per_user_and_expire,
     invites_are_refused_when_the_mode_is_not_invite,
     a_common_or_trivial_password_is_refused_at_sign_up,
+    a_common_password_is_refused_at_password_change,
 );
 
 async fn signup_with(
@@ -187,4 +188,25 @@ async fn a_common_or_trivial_password_is_refused_at_sign_up(backend: Backend) {
     app.signup("carol", PASSWORD)
         .await
         .assert_status(StatusCode::CREATED);
+}
+
+async fn a_common_password_is_refused_at_password_change(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let token = app.token("dave").await;
+    for weak in ["password1234", "dave-dave-dave"] {
+        let message = app
+            .json(
+                Method::POST,
+                "/api/v1/users/me/password",
+                json!({ "current_password": PASSWORD, "new_password": weak }),
+                Some(&token),
+            )
+            .await
+            .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_password");
+        assert!(message.contains("too easy to guess"), "{weak}: {message}");
+    }
+    // Nothing changed: the old password still logs in.
+    app.login("dave", PASSWORD)
+        .await
+        .assert_status(StatusCode::OK);
 }
