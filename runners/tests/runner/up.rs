@@ -395,7 +395,8 @@ fn up_refuses_an_unknown_table_naming_it() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("`chatt`") && stderr.contains("[auth], [chat], [aggregate] and [web]"),
+        stderr.contains("`chatt`")
+            && stderr.contains("[auth], [chat], [aggregate], [web] and [server]"),
         "{stderr}"
     );
 }
