@@ -1,8 +1,9 @@
-# The confab binary with the built web client, for docker-compose.yml or any container runtime.
+# The confab binary with the web client built into it, for docker-compose.yml or any container runtime.
 #   docker build -t confab .
 #   docker run -p 3000:3000 -v confab-data:/var/lib/confab confab          # embedded defaults
-# Stage 1 builds the web client, stage 2 the binary (librdkafka is compiled from source, which
-# needs make, perl and a C++ compiler: all in the rust image), stage 3 is the small runtime.
+# Stage 1 builds the web client, stage 2 the binary with it embedded (librdkafka is compiled from
+# source, which needs make, perl and a C++ compiler: all in the rust image), stage 3 is the small
+# runtime.
 
 FROM node:20-bookworm-slim AS web
 WORKDIR /src/web
@@ -15,6 +16,7 @@ FROM rust:1.91-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+COPY --from=web /src/web/dist web/dist
 RUN cargo build --release --locked -p confab && cp target/release/confab /usr/local/bin/confab
 
 FROM debian:bookworm-slim
@@ -23,11 +25,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && useradd --system --uid 10001 --home-dir /var/lib/confab confab \
     && mkdir -p /var/lib/confab && chown confab /var/lib/confab
 COPY --from=build /usr/local/bin/confab /usr/local/bin/confab
-COPY --from=web /src/web/dist /usr/share/confab/web
 COPY runners/configs/up/ /etc/confab/
 ENV CONFAB_LISTEN=0.0.0.0:3000 \
-    CONFAB_DATA_DIR=/var/lib/confab \
-    CONFAB_WEB_DIR=/usr/share/confab/web
+    CONFAB_DATA_DIR=/var/lib/confab
 USER confab
 VOLUME /var/lib/confab
 EXPOSE 3000

@@ -10,7 +10,14 @@ export default defineConfig({
     proxy: {
       '/api': { target, changeOrigin: false },
       '/chat': { target, changeOrigin: false },
+      '/openapi.json': { target, changeOrigin: false },
     },
   },
-  build: { outDir: 'dist', sourcemap: true },
+  build: {
+    outDir: 'dist',
+    sourcemap: true,
+    // Two pages: the client, and the API reference at /docs/ (Swagger UI, bundled here so
+    // the page needs no CDN).
+    rollupOptions: { input: { main: 'index.html', docs: 'docs/index.html' } },
+  },
 });

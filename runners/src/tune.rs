@@ -26,11 +26,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// cheapest policy whose delays fit --p99-budget (and --p50-budget, if given), shows the best
 /// policy with and without a leading edge within the same budgets and the p50 Pareto points of
 /// each, and compares the recommendation with the seed's Camel policy (key from_user+chat_id,
-/// 10 messages, 3 s timeout) on the same traffic.
+/// 10 messages, 3 s timeout) on the same traffic. Policies with identical results (a limit that
+/// never fires on this traffic) share one row, the others listed under it as "= policy"; the
+/// marks are R recommended, B the seed's policy, * and ^ the cost/p99 and cost/p50 Pareto points.
 ///
 /// Examples:
 ///   confab tune                                     # a synthetic day, default grid, 3 s budget
-///   confab tune --p99-budget 1s --plot cost.svg     # tighter budget, with a plot
+///   confab tune --p99-budget 1s --plot cost.svg     # tighter budget, with a plot (SVG)
+///   confab tune --messages 20000 --duration 2h      # a smaller synthetic workload, quicker
 ///   confab tune --p50-budget 1s --p99-budget 15s    # the median matters most
 ///   confab tune --leading-edges 0,10s,30s           # compare these leading edges
 ///   confab tune --input messages.jsonl --csv out.csv
@@ -270,7 +273,7 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<()> {
         eprintln!("wrote {}", path.display());
     }
     if let Some(path) = &args.plot {
-        std::fs::write(path, svg(&outcomes, recommended, baseline, budget))
+        std::fs::write(path, svg(&outcomes, recommended, baseline, budget)?)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }

@@ -22,6 +22,7 @@ pub mod workload;
 pub use evaluate::{evaluate, evaluate_all, Outcome, Prices};
 pub use grid::{Candidate, Grid};
 pub use report::{
-    pareto_frontier, pareto_frontier_p50, recommend, recommend_within, Budget, LeadingEdge,
+    distinct_results, pareto_frontier, pareto_frontier_p50, recommend, recommend_within, Budget,
+    LeadingEdge,
 };
 pub use workload::{generate, read_jsonl, WorkloadSpec};

@@ -4,6 +4,9 @@
 
 use std::fmt::Write as _;
 
+use plotters::prelude::*;
+use plotters::style::colors::{BLACK, WHITE};
+
 use crate::evaluate::Outcome;
 use crate::grid::ms_text;
 
@@ -37,6 +40,39 @@ fn frontier_of(outcomes: &[&Outcome], delay: impl Fn(&Outcome) -> u64) -> Vec<bo
             })
         })
         .collect()
+}
+
+/// Whether `a` and `b` gave the same result: every count, the cost, every delay and the peaks.
+/// A policy whose extra limit never fires on the traffic (an age no group reaches) gives the same
+/// result as the one without it.
+fn same_result(a: &Outcome, b: &Outcome) -> bool {
+    a.writes == b.writes
+        && a.reads == b.reads
+        && a.cost_per_month.to_bits() == b.cost_per_month.to_bits()
+        && a.delay_p50_ms == b.delay_p50_ms
+        && a.delay_p90_ms == b.delay_p90_ms
+        && a.delay_p95_ms == b.delay_p95_ms
+        && a.delay_p99_ms == b.delay_p99_ms
+        && a.delay_max_ms == b.delay_max_ms
+        && a.max_writes_per_chat_second == b.max_writes_per_chat_second
+        && a.peak_open_groups == b.peak_open_groups
+        && a.peak_open_bytes == b.peak_open_bytes
+}
+
+/// The outcomes grouped by identical result ([`same_result`]): each group lists indices into
+/// `outcomes`, in their order; the groups are in the order of their first outcome.
+pub fn distinct_results(outcomes: &[Outcome]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, o) in outcomes.iter().enumerate() {
+        match groups
+            .iter_mut()
+            .find(|group| same_result(&outcomes[group[0]], o))
+        {
+            Some(group) => group.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    groups
 }
 
 /// What a recommendation must meet.
@@ -121,14 +157,18 @@ fn marks(
     m
 }
 
-/// The table for the terminal, sorted by cost, with the rows marked.
+/// The table for the terminal: one row per distinct result, sorted by cost, marked, with the
+/// other policies that gave the same result listed under it (`= ...`). The Pareto frontiers are
+/// those of the distinct results, so a point on a frontier is starred once.
 pub fn table(outcomes: &[Outcome], recommended: Option<usize>, baseline: Option<usize>) -> String {
-    let (p99, p50) = (pareto_frontier(outcomes), pareto_frontier_p50(outcomes));
-    let mut order: Vec<usize> = (0..outcomes.len()).collect();
+    let groups = distinct_results(outcomes);
+    let results: Vec<Outcome> = groups.iter().map(|g| outcomes[g[0]].clone()).collect();
+    let (p99, p50) = (pareto_frontier(&results), pareto_frontier_p50(&results));
+    let mut order: Vec<usize> = (0..groups.len()).collect();
     order.sort_by(|&a, &b| {
-        outcomes[a]
+        results[a]
             .cost_per_month
-            .total_cmp(&outcomes[b].cost_per_month)
+            .total_cmp(&results[b].cost_per_month)
     });
     let mut out = String::new();
     let _ = writeln!(
@@ -147,12 +187,29 @@ pub fn table(outcomes: &[Outcome], recommended: Option<usize>, baseline: Option<
         "docs/s/chat",
         "peak open"
     );
-    for i in order {
-        let o = &outcomes[i];
+    for g in order {
+        let group = &groups[g];
+        // The row is named after the recommended or baseline policy when the group holds it.
+        let named = [recommended, baseline]
+            .into_iter()
+            .flatten()
+            .find(|i| group.contains(i))
+            .unwrap_or(group[0]);
+        let row_marks = {
+            let mut m = String::new();
+            if recommended.is_some_and(|r| group.contains(&r)) {
+                m.push('R');
+            }
+            if baseline.is_some_and(|b| group.contains(&b)) {
+                m.push('B');
+            }
+            m + &marks(g, (&p99, &p50), None, None)
+        };
+        let o = &outcomes[named];
         let _ = writeln!(
             out,
             "{:<4} {:<58} {:>9} {:>10.3} {:>10.2} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>10}",
-            marks(i, (&p99, &p50), recommended, baseline),
+            row_marks,
             truncate(&o.candidate.name, 58),
             o.writes,
             o.writes_per_message,
@@ -165,10 +222,17 @@ pub fn table(outcomes: &[Outcome], recommended: Option<usize>, baseline: Option<
             o.max_writes_per_chat_second,
             o.peak_open_groups,
         );
+        for &same in group.iter().filter(|&&i| i != named) {
+            let _ = writeln!(out, "       = {}", outcomes[same].candidate.name);
+        }
     }
-    out.push_str(
-        "R = recommended, B = the seed's Camel policy, * = on the cost/p99 Pareto frontier, \
-         ^ = on the cost/p50 one; \"lead T\": a leading edge of T\n",
+    let _ = writeln!(
+        out,
+        "{} policies, {} distinct results. R = recommended, B = the seed's Camel policy, \
+         * = on the cost/p99 Pareto frontier, ^ = on the cost/p50 one; \"= policy\": the same \
+         result as the row above; \"lead T\": a leading edge of T",
+        outcomes.len(),
+        groups.len()
     );
     out
 }
@@ -224,80 +288,15 @@ pub fn csv(outcomes: &[Outcome], recommended: Option<usize>, baseline: Option<us
     out
 }
 
-/// An SVG plot of monthly cost against delivery delay, in two panels: the median delay (where a
-/// leading edge shows) and the p99 delay. Every candidate is a dot, orange with a leading edge
-/// and grey without; each panel joins the Pareto frontier of the policies without a leading edge
-/// (green) and with one (orange). The seed's baseline and the recommendation are labelled, the
-/// p99 budget is a vertical line.
-pub fn svg(
-    outcomes: &[Outcome],
-    recommended: Option<usize>,
-    baseline: Option<usize>,
-    budget_ms: u64,
-) -> String {
-    let (w, h) = (1200.0, 580.0);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">Firestore cost per month against delivery delay (orange: with a leading edge)</text>"#,
-        w / 2.0
-    );
-    let max_y = outcomes
-        .iter()
-        .map(|o| o.cost_per_month)
-        .fold(0.0, f64::max)
-        .max(1e-9)
-        * 1.1;
-    let marks = Marks {
-        recommended,
-        baseline,
-    };
-    panel(
-        &mut s,
-        outcomes,
-        Panel {
-            left: 80.0,
-            width: 500.0,
-            height: h,
-            max_y,
-            delay: |o: &Outcome| o.delay_p50_ms,
-            label: "p50",
-            budget_ms: None,
-        },
-        marks,
-    );
-    panel(
-        &mut s,
-        outcomes,
-        Panel {
-            left: 680.0,
-            width: 500.0,
-            height: h,
-            max_y,
-            delay: |o: &Outcome| o.delay_p99_ms,
-            label: "p99",
-            budget_ms: Some(budget_ms),
-        },
-        marks,
-    );
-    s.push_str("</svg>\n");
-    s
-}
+/// Drawing the plot failed (a bug: it draws into memory).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot draw the plot: {0}")]
+pub struct PlotError(String);
 
-/// One panel of the plot: where it sits and which delay it shows.
-struct Panel<F> {
-    left: f64,
-    width: f64,
-    height: f64,
-    max_y: f64,
-    delay: F,
-    label: &'static str,
-    budget_ms: Option<u64>,
+impl<E: std::error::Error + Send + Sync> From<DrawingAreaErrorKind<E>> for PlotError {
+    fn from(err: DrawingAreaErrorKind<E>) -> Self {
+        Self(err.to_string())
+    }
 }
 
 /// The rows to label in every panel.
@@ -307,132 +306,188 @@ struct Marks {
     baseline: Option<usize>,
 }
 
-fn panel<F: Fn(&Outcome) -> u64>(s: &mut String, outcomes: &[Outcome], p: Panel<F>, marks: Marks) {
-    let (top, bottom) = (40.0, 60.0);
-    let (left, right, h) = (p.left, p.left + p.width, p.height);
-    let delay = &p.delay;
-    let max_x = outcomes
-        .iter()
-        .map(delay)
-        .max()
-        .unwrap_or(1)
-        .max(p.budget_ms.unwrap_or(0))
-        .max(1) as f64
-        * 1.05;
-    let x = |ms: u64| left + (ms as f64 / max_x) * p.width;
-    let y = |cost: f64| h - bottom - (cost / p.max_y) * (h - top - bottom);
-    // Axes with five ticks each.
-    let _ = writeln!(
-        s,
-        r##"<line x1="{left}" y1="{0}" x2="{right}" y2="{0}" stroke="#333"/>"##,
-        h - bottom
-    );
-    let _ = writeln!(
-        s,
-        r##"<line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="#333"/>"##,
-        h - bottom
-    );
-    for i in 0..=5 {
-        let ms = (max_x / 5.0 * i as f64) as u64;
-        let cost = p.max_y / 5.0 * i as f64;
-        let _ = writeln!(
-            s,
-            r##"<text x="{:.1}" y="{}" text-anchor="middle" fill="#333">{}</text>"##,
-            x(ms),
-            h - bottom + 18.0,
-            ms_text(ms)
-        );
-        let _ = writeln!(
-            s,
-            r##"<text x="{}" y="{:.1}" text-anchor="end" fill="#333">${cost:.2}</text>"##,
-            left - 6.0,
-            y(cost) + 4.0
-        );
+const GREY: RGBColor = RGBColor(0x99, 0x99, 0xaa);
+const ORANGE: RGBColor = RGBColor(0xee, 0x88, 0x00);
+const GREEN: RGBColor = RGBColor(0x22, 0xaa, 0x77);
+const RED: RGBColor = RGBColor(0xcc, 0x22, 0x22);
+const BLUE: RGBColor = RGBColor(0x00, 0x66, 0xcc);
+const BUDGET: RGBColor = RGBColor(0xcc, 0x66, 0x00);
+
+/// An SVG plot of monthly cost against delivery delay (drawn with plotters), in two panels: the
+/// median delay (where a leading edge shows) and the p99 delay. Every policy is a dot, orange
+/// with a leading edge and grey without; each panel joins the Pareto frontier of the policies
+/// without a leading edge (green) and with one (orange). The seed's baseline and the
+/// recommendation are circled and labelled, the p99 budget is a dashed line; each panel has a
+/// legend, and the axes have round ticks.
+pub fn svg(
+    outcomes: &[Outcome],
+    recommended: Option<usize>,
+    baseline: Option<usize>,
+    budget_ms: u64,
+) -> Result<String, PlotError> {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (1200, 620)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let root = root.titled(
+            "Firestore cost per month against delivery delay",
+            ("sans-serif", 20),
+        )?;
+        let (left, right) = root.split_horizontally(600);
+        let marks = Marks {
+            recommended,
+            baseline,
+        };
+        panel(&left, outcomes, |o| o.delay_p50_ms, "p50", None, marks)?;
+        panel(
+            &right,
+            outcomes,
+            |o| o.delay_p99_ms,
+            "p99",
+            Some(budget_ms),
+            marks,
+        )?;
+        root.present()?;
     }
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">{} delay from message to delivered group</text>"#,
-        left + p.width / 2.0,
-        h - 15.0,
-        p.label
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{0}" y="{1}" text-anchor="middle" transform="rotate(-90 {0} {1})">$ per month</text>"#,
-        left - 62.0,
-        h / 2.0
-    );
-    if let Some(budget) = p.budget_ms {
-        let _ = writeln!(
-            s,
-            r##"<line x1="{0:.1}" y1="{top}" x2="{0:.1}" y2="{1}" stroke="#c60" stroke-dasharray="5,4"/><text x="{2:.1}" y="{3}" fill="#c60">p99 budget {4}</text>"##,
-            x(budget),
-            h - bottom,
-            x(budget) + 4.0,
-            top + 12.0,
-            ms_text(budget)
-        );
-    }
-    // The frontiers without and with a leading edge, each among its own policies, joined in
-    // order of delay.
-    let led = |o: &Outcome| o.candidate.policy.leading_edge_idle_ms != 0;
-    for (with, colour) in [(false, "#2a7"), (true, "#e80")] {
-        let group: Vec<&Outcome> = outcomes.iter().filter(|o| led(o) == with).collect();
-        let frontier = frontier_of(&group, delay);
-        let mut front: Vec<&Outcome> = group
-            .iter()
-            .zip(&frontier)
-            .filter(|(_, f)| **f)
-            .map(|(o, _)| *o)
-            .collect();
-        front.sort_by_key(|o| delay(o));
-        if front.is_empty() {
-            continue;
-        }
-        let points: Vec<String> = front
-            .iter()
-            .map(|o| format!("{:.1},{:.1}", x(delay(o)), y(o.cost_per_month)))
-            .collect();
-        let _ = writeln!(
-            s,
-            r##"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"##,
-            points.join(" ")
-        );
-    }
-    for o in outcomes {
-        let fill = if led(o) { "#e80" } else { "#99a" };
-        let _ = writeln!(
-            s,
-            r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{fill}"><title>{}: {:.3} writes/msg, p50 {}, p99 {}</title></circle>"#,
-            x(delay(o)),
-            y(o.cost_per_month),
-            escape(&o.candidate.name),
-            o.writes_per_message,
-            ms_text(o.delay_p50_ms),
-            ms_text(o.delay_p99_ms)
-        );
-    }
-    for (index, label, colour) in [
-        (marks.baseline, "seed (Camel)", "#c22"),
-        (marks.recommended, "recommended", "#06c"),
-    ] {
-        if let Some(o) = index.and_then(|i| outcomes.get(i)) {
-            let (cx, cy) = (x(delay(o)), y(o.cost_per_month));
-            let _ = writeln!(
-                s,
-                r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="7" fill="none" stroke="{colour}" stroke-width="2"/><text x="{:.1}" y="{:.1}" fill="{colour}">{label}: ${:.2}, {} {}</text>"#,
-                cx + 10.0,
-                cy - 8.0,
-                o.cost_per_month,
-                p.label,
-                ms_text(delay(o))
-            );
-        }
+    Ok(out)
+}
+
+/// A tick value without float noise or trailing zeros: 2.5, 10, 0.25.
+fn tick(value: f64) -> String {
+    let text = format!("{value:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".to_owned()
+    } else {
+        text.to_owned()
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    outcomes: &[Outcome],
+    delay: impl Fn(&Outcome) -> u64,
+    label: &str,
+    budget_ms: Option<u64>,
+    marks: Marks,
+) -> Result<(), PlotError>
+where
+    DB::ErrorType: 'static,
+{
+    let seconds = |o: &Outcome| delay(o) as f64 / 1000.0;
+    let max_x = outcomes
+        .iter()
+        .map(&seconds)
+        .fold(budget_ms.unwrap_or(0) as f64 / 1000.0, f64::max)
+        .max(0.001)
+        * 1.05;
+    let max_y = outcomes
+        .iter()
+        .map(|o| o.cost_per_month)
+        .fold(0.0, f64::max)
+        .max(0.01)
+        * 1.1;
+    let mut chart = ChartBuilder::on(area)
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(65)
+        .build_cartesian_2d(0.0..max_x, 0.0..max_y)?;
+    chart
+        .configure_mesh()
+        .x_desc(format!("{label} delay from message to delivered group"))
+        .y_desc("$ per month")
+        .x_label_formatter(&|v| format!("{} s", tick(*v)))
+        .y_label_formatter(&|v| format!("${}", tick(*v)))
+        .light_line_style(WHITE.mix(0.0))
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 15))
+        .draw()?;
+
+    if let Some(budget) = budget_ms {
+        let x = budget as f64 / 1000.0;
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(x, 0.0), (x, max_y)],
+                6,
+                4,
+                BUDGET.stroke_width(1),
+            ))?
+            .label(format!("{label} budget {}", ms_text(budget)))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], BUDGET));
+    }
+
+    let led = |o: &Outcome| o.candidate.policy.leading_edge_idle_ms != 0;
+    for (with, colour, name) in [
+        (false, GREEN, "Pareto frontier, no leading edge"),
+        (true, ORANGE, "Pareto frontier, leading edge"),
+    ] {
+        let group: Vec<&Outcome> = outcomes.iter().filter(|o| led(o) == with).collect();
+        let on = frontier_of(&group, &delay);
+        let mut front: Vec<(f64, f64)> = group
+            .iter()
+            .zip(&on)
+            .filter(|(_, on)| **on)
+            .map(|(o, _)| (seconds(o), o.cost_per_month))
+            .collect();
+        if front.is_empty() {
+            continue;
+        }
+        front.sort_by(|a, b| a.0.total_cmp(&b.0));
+        front.dedup();
+        chart
+            .draw_series(LineSeries::new(front, colour.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+    }
+    for (with, colour, name) in [
+        (false, GREY, "a policy without a leading edge"),
+        (true, ORANGE, "a policy with a leading edge"),
+    ] {
+        let points: Vec<(f64, f64)> = outcomes
+            .iter()
+            .filter(|o| led(o) == with)
+            .map(|o| (seconds(o), o.cost_per_month))
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, colour.filled())),
+            )?
+            .label(name)
+            .legend(move |(x, y)| Circle::new((x + 8, y), 3, colour.filled()));
+    }
+    for (index, name, colour) in [
+        (marks.baseline, "seed (Camel)", RED),
+        (marks.recommended, "recommended", BLUE),
+    ] {
+        let Some(o) = index.and_then(|i| outcomes.get(i)) else {
+            continue;
+        };
+        let text = format!(
+            "{name}: ${:.2}, {label} {}",
+            o.cost_per_month,
+            ms_text(delay(o))
+        );
+        chart.draw_series(std::iter::once(
+            EmptyElement::at((seconds(o), o.cost_per_month))
+                + Circle::new((0, 0), 7, colour.stroke_width(2))
+                + Text::new(
+                    text,
+                    (10, -16),
+                    ("sans-serif", 13).into_font().color(&colour),
+                ),
+        ))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font(("sans-serif", 12))
+        .draw()?;
+    Ok(())
 }

@@ -288,11 +288,40 @@ fn the_grid_run_recommends_the_cheapest_policy_within_budget_and_plots_it() {
         .iter()
         .position(|o| o.candidate == Candidate::seed_baseline());
     assert!(baseline.is_some());
-    let plot = svg(&outcomes, Some(best), baseline, budget);
+    let plot = svg(&outcomes, Some(best), baseline, budget).expect("plot");
     assert!(
         plot.starts_with("<svg") && plot.contains("seed (Camel)") && plot.contains("recommended")
     );
     assert!(plot.matches("<circle").count() >= outcomes.len());
+    // Round ticks: every tick label on both axes is a whole number or has at most two decimals,
+    // never a figure like $20.06 from dividing the range in five.
+    let labels: Vec<&str> = plot
+        .split("</text>")
+        .filter_map(|part| part.rsplit('>').next())
+        .map(str::trim)
+        .filter(|t| {
+            (t.starts_with('$') && !t.contains(' '))
+                || (t.ends_with(" s") && t.split(' ').count() == 2)
+        })
+        .collect();
+    assert!(labels.len() >= 8, "{labels:?}");
+    for label in &labels {
+        let number: f64 = label
+            .trim_start_matches('$')
+            .trim_end_matches(" s")
+            .parse()
+            .unwrap_or_else(|_| panic!("tick {label:?}"));
+        let steps = number * 4.0;
+        assert!(
+            (steps - steps.round()).abs() < 1e-9 || (number * 10.0).fract().abs() < 1e-9,
+            "{label}"
+        );
+    }
+    assert!(
+        plot.contains("Pareto frontier, no leading edge"),
+        "a legend"
+    );
+    assert!(plot.contains("p99 budget 4s"));
     let dir = std::env::temp_dir().join(format!("confab-tune-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("plot.svg");
@@ -335,11 +364,94 @@ fn the_grid_run_recommends_the_cheapest_policy_within_budget_and_plots_it() {
         assert_eq!(*on, !dominated, "{}", a.candidate.name);
     }
     assert!(
-        plot.contains("#e80"),
+        plot.to_ascii_lowercase().contains("#ee8800"),
         "leading-edge policies are drawn in orange"
     );
     let header = csv(&outcomes, Some(best), baseline);
     let header = header.lines().next().unwrap_or_default();
     assert!(header.contains(",leading_edge_idle_ms,") && header.contains(",delay_p90_ms,"));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Regression: policies whose age limit never fires on the traffic printed the same figures once
+/// per age, each copy starred as its own Pareto point.
+#[test]
+fn policies_whose_age_never_fires_print_one_row_starred_once() {
+    let messages = workload();
+    let grid = Grid {
+        inactivity_timeouts_ms: vec![500, 3_000],
+        max_messages: vec![10, 100],
+        // No group lives an hour or a day: three ages, one result.
+        max_ages_ms: vec![10_000, 3_600_000, 86_400_000],
+        leading_edges_ms: vec![0],
+        ..Grid::default()
+    };
+    let candidates = grid.candidates();
+    let outcomes = evaluate_all(&messages, &candidates, &Prices::default(), 500, 2, &|_| {});
+    let groups = confab_tune::distinct_results(&outcomes);
+    assert!(
+        groups.len() < outcomes.len(),
+        "some policies must give the same result"
+    );
+    assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), outcomes.len());
+    for group in &groups {
+        let first = &outcomes[group[0]];
+        for &i in group {
+            let o = &outcomes[i];
+            assert_eq!(
+                (o.writes, o.delay_p50_ms, o.delay_p99_ms, o.delay_max_ms),
+                (
+                    first.writes,
+                    first.delay_p50_ms,
+                    first.delay_p99_ms,
+                    first.delay_max_ms
+                )
+            );
+        }
+    }
+
+    let printed = table(&outcomes, None, None);
+    let lines: Vec<&str> = printed.lines().collect();
+    // Header, then rows and their "= policy" lines, then the legend.
+    let body = &lines[1..lines.len() - 1];
+    let rows: Vec<&str> = body
+        .iter()
+        .copied()
+        .filter(|l| !l.trim_start().starts_with("= "))
+        .collect();
+    assert_eq!(rows.len(), groups.len(), "{printed}");
+    assert_eq!(
+        body.len(),
+        outcomes.len(),
+        "every policy is named once: {printed}"
+    );
+    for candidate in &candidates {
+        let short: String = candidate.name.chars().take(50).collect();
+        assert_eq!(
+            printed.matches(short.as_str()).count(),
+            1,
+            "{} in {printed}",
+            candidate.name
+        );
+    }
+    // A point on the frontier is starred once: no two starred rows share cost and p99.
+    let starred: Vec<(String, String)> = rows
+        .iter()
+        .filter(|r| r[..4].contains('*'))
+        .map(|r| {
+            let cols: Vec<&str> = r.split_whitespace().collect();
+            let n = cols.len();
+            (cols[n - 8].to_owned(), cols[n - 4].to_owned())
+        })
+        .collect();
+    assert!(!starred.is_empty(), "{printed}");
+    let mut unique = starred.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), starred.len(), "{printed}");
+    assert!(lines[lines.len() - 1].contains(&format!(
+        "{} policies, {} distinct results",
+        outcomes.len(),
+        groups.len()
+    )));
 }

@@ -1,11 +1,20 @@
 // The HTTP APIs of `confab up` (auth and chat services on the same origin), with every failure
 // turned into an ApiError whose message a person can act on.
 
+/**
+ * A login session. Its fields are updated in place when the access token is refreshed, so every
+ * holder of the object sends the current token.
+ */
 export interface Session {
   token: string;
   id: string;
   username: string;
+  /** When the access token expires (ms since the epoch, this clock). */
   expiresAt: number;
+  /** Exchanged once at /api/v1/auth/refresh for a new pair. */
+  refreshToken: string;
+  /** When the session itself ends (ms since the epoch). */
+  refreshExpiresAt: number;
 }
 
 export interface User {
@@ -93,7 +102,7 @@ export function loadSession(): Session | null {
     const raw = sessionStorage.getItem(SESSION_KEY);
     if (!raw) return null;
     const session = JSON.parse(raw) as Session;
-    return session.expiresAt > Date.now() ? session : null;
+    return session.refreshToken && session.refreshExpiresAt > Date.now() ? session : null;
   } catch {
     return null;
   }
@@ -133,11 +142,64 @@ async function request<T>(
   return (await requestWithHeaders<T>(method, path, options)).body;
 }
 
+interface TokenPair {
+  access_token: string;
+  expires_in: number;
+  refresh_token: string;
+  refresh_expires_in: number;
+  id: string;
+  username: string;
+}
+
+function sessionOf(r: TokenPair): Session {
+  const now = Date.now();
+  return {
+    token: r.access_token,
+    id: r.id,
+    username: r.username,
+    expiresAt: now + r.expires_in * 1000,
+    refreshToken: r.refresh_token,
+    refreshExpiresAt: now + r.refresh_expires_in * 1000,
+  };
+}
+
+/** The refresh in flight, so concurrent requests share one (a refresh token works once). */
+let refreshing: Promise<boolean> | null = null;
+
+/** Exchanges the refresh token for a new pair, in place; whether it worked. */
+export function refresh(session: Session): Promise<boolean> {
+  refreshing ??= (async () => {
+    try {
+      const response = await fetch('/api/v1/auth/refresh', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+        body: JSON.stringify({ refresh_token: session.refreshToken }),
+      });
+      if (!response.ok) return false;
+      Object.assign(session, sessionOf((await response.json()) as TokenPair));
+      saveSession(session);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      refreshing = null;
+    }
+  })();
+  return refreshing;
+}
+
+/** Refreshes the access token when it expires within a minute. */
+export async function fresh(session: Session): Promise<void> {
+  if (session.expiresAt - Date.now() < 60_000) await refresh(session);
+}
+
 async function requestWithHeaders<T>(
   method: string,
   path: string,
   options: { body?: unknown; session?: Session | null } = {},
+  retried = false,
 ): Promise<{ body: T; headers: Headers }> {
+  if (options.session) await fresh(options.session);
   const headers: Record<string, string> = { Accept: 'application/json' };
   if (options.body !== undefined) headers['Content-Type'] = 'application/json';
   if (options.session) headers.Authorization = `Bearer ${options.session.token}`;
@@ -166,6 +228,10 @@ async function requestWithHeaders<T>(
     throw new ApiError(`${sentence(text) || 'Too many requests.'}${retryAfterText(response)}`, 429, code);
   }
   if (response.status === 401 && options.session) {
+    // Expired early (a clock ahead of ours) or revoked: one refresh decides which.
+    if (!retried && (await refresh(options.session))) {
+      return requestWithHeaders<T>(method, path, options, true);
+    }
     onUnauthorized();
     throw new ApiError('Your session has expired. Please log in again.', 401, code);
   }
@@ -188,28 +254,29 @@ export async function signUp(username: string, password: string): Promise<User> 
 }
 
 export async function logIn(username: string, password: string): Promise<Session> {
-  const r = await request<{ access_token: string; expires_in: number; id: string; username: string }>(
-    'POST',
-    '/api/v1/login',
-    { body: { username, password } },
-  );
-  return { token: r.access_token, id: r.id, username: r.username, expiresAt: Date.now() + r.expires_in * 1000 };
+  return sessionOf(await request<TokenPair>('POST', '/api/v1/login', { body: { username, password } }));
 }
 
-/** Every user (following the pages, up to `max`). */
-export async function listUsers(session: Session, max = 500): Promise<User[]> {
-  const users: User[] = [];
-  let cursor: string | null = null;
-  do {
-    const query = new URLSearchParams({ limit: '100' });
-    if (cursor) query.set('cursor', cursor);
-    const page: { users: User[]; next_cursor: string | null } = await request('GET', `/api/v1/users?${query}`, {
-      session,
-    });
-    users.push(...page.users);
-    cursor = page.next_cursor;
-  } while (cursor && users.length < max);
-  return users;
+/** Revokes the session on the server (its streams end there too); best effort. */
+export async function logOutSession(session: Session): Promise<void> {
+  try {
+    await fetch('/api/v1/auth/logout', { method: 'POST', headers: { Authorization: `Bearer ${session.token}` } });
+  } catch {
+    // Offline: the access token expires within minutes, and the refresh token is forgotten here.
+  }
+}
+
+/**
+ * Users whose username starts with `prefix` (every user when it is empty), in username order,
+ * at most `limit`: the server searches, so the page never downloads the whole directory.
+ */
+export async function searchUsers(session: Session, prefix: string, limit = 50): Promise<User[]> {
+  const query = new URLSearchParams({ limit: String(limit) });
+  if (prefix) query.set('q', prefix);
+  const page = await request<{ users: User[]; next_cursor?: string | null }>('GET', `/api/v1/users?${query}`, {
+    session,
+  });
+  return page.users;
 }
 
 export async function listChats(session: Session): Promise<Chat[]> {
@@ -262,6 +329,7 @@ export async function firebaseToken(session: Session): Promise<FirebaseToken> {
  * ApiError (401 logs out, 429 and 503 say when to retry).
  */
 export async function openEvents(session: Session, lastEventId: string | null, signal: AbortSignal): Promise<Response> {
+  await fresh(session);
   const headers: Record<string, string> = { Accept: 'text/event-stream', Authorization: `Bearer ${session.token}` };
   if (lastEventId) headers['Last-Event-ID'] = lastEventId;
   let response: Response;
@@ -279,6 +347,7 @@ export async function openEvents(session: Session, lastEventId: string | null, s
     // Not our JSON.
   }
   if (response.status === 401) {
+    if (await refresh(session)) throw new ApiError('The access token was renewed; reconnecting.', 0, 'renewed');
     onUnauthorized();
     throw new ApiError('Your session has expired. Please log in again.', 401, 'unauthorized');
   }
@@ -287,6 +356,7 @@ export async function openEvents(session: Session, lastEventId: string | null, s
 
 /** Tells the chat's other member that this person is typing (best effort). */
 export async function typing(session: Session, chatId: string): Promise<void> {
+  await fresh(session);
   await fetch(`/api/v1/chats/${encodeURIComponent(chatId)}/typing`, {
     method: 'POST',
     headers: { Authorization: `Bearer ${session.token}` },

@@ -11,6 +11,7 @@ interface Props {
   placeholder?: string;
   value?: string;
   title?: string;
+  href?: string;
   autocomplete?: string;
   disabled?: boolean;
   required?: boolean;
@@ -38,7 +39,7 @@ export function h<K extends keyof HTMLElementTagNameMap>(
   if (props.ariaLive) el.setAttribute('aria-live', props.ariaLive);
   for (const [key, value] of Object.entries(props.data ?? {})) el.dataset[key] = value;
   const field = el as unknown as Record<string, unknown>;
-  for (const key of ['type', 'name', 'placeholder', 'value', 'autocomplete', 'disabled',
+  for (const key of ['type', 'name', 'placeholder', 'value', 'href', 'autocomplete', 'disabled',
     'required', 'minLength', 'maxLength', 'rows'] as const) {
     if (props[key] !== undefined) field[key] = props[key];
   }

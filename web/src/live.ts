@@ -17,6 +17,8 @@ export interface LiveHandlers {
   onReset(): void;
   /** The stream is down and being retried; `error` is for the person when it needs saying. */
   onDown(error?: string): void;
+  /** The session was revoked (logout elsewhere, a password change): the stream is closed. */
+  onRevoked(): void;
 }
 
 /** The backoff before the `attempt`th retry: 0.5 s, 1 s, 2 s, ... up to 30 s. */
@@ -139,6 +141,11 @@ export class LiveStream {
         break;
       case 'reset':
         this.handlers.onReset();
+        break;
+      case 'revoked':
+        // Logged out elsewhere (logout, a password change): the session is over.
+        this.close();
+        this.handlers.onRevoked();
         break;
       default:
         // `expired`: the stream ends next and is reopened with the current token.

@@ -97,6 +97,8 @@ function authScreen(notice = ''): void {
 }
 
 function logOut(notice = ''): void {
+  // Revokes the session on the server too, so its token and refresh token stop working.
+  if (session) void api.logOutSession(session);
   current?.close();
   current = null;
   realtime?.close();
@@ -160,7 +162,7 @@ function renderChats(): void {
 
 function renderUsers(): void {
   const term = search.value.trim().toLowerCase();
-  const shown = users.filter((u) => u.id !== session?.id && u.username.includes(term));
+  const shown = users.filter((u) => u.id !== session?.id);
   if (shown.length === 0) {
     replace(userList, h('li', { class: 'empty' }, term ? `No user matches “${term}”.` : 'No other users yet.'));
     return;
@@ -193,10 +195,18 @@ async function refreshChats(): Promise<void> {
   }
 }
 
+/** Answers to older searches are dropped: only the latest term's result is shown. */
+let searchSeq = 0;
+
 async function refreshUsers(): Promise<void> {
   if (!session) return;
+  const seq = ++searchSeq;
+  // The server matches username prefixes; usernames are lowercase, so the term is too.
+  const term = search.value.trim().toLowerCase();
   try {
-    users = await api.listUsers(session);
+    const found = await api.searchUsers(session, term);
+    if (seq !== searchSeq) return;
+    users = found;
     renderUsers();
   } catch (err) {
     showBanner(errorText(err));
@@ -267,6 +277,7 @@ function startLive(me: Session): Promise<void> {
     onTyping: (notice: Typing) => {
       if (notice.user_id !== me.id && current?.chatId === notice.chat_id) current.showTyping();
     },
+    onRevoked: () => logOut('You were logged out (from another device, or your password changed).'),
     onReset: () => {
       void refreshChats();
       current?.reloadLatest();
@@ -346,6 +357,7 @@ async function home(): Promise<void> {
       h('strong', { class: 'brand' }, 'confab'),
       statsLine,
       h('span', { class: 'me' }, me.username),
+      h('a', { class: 'ghost', href: '/docs/', title: 'The HTTP API, and a page to try it' }, 'API'),
       h('button', { class: 'ghost', on: { click: () => logOut() } }, 'Log out')),
     banner,
     h('main', { class: 'layout' },
@@ -356,9 +368,8 @@ async function home(): Promise<void> {
   showBanner('');
   let debounce = 0;
   search.oninput = () => {
-    renderUsers();
     clearTimeout(debounce);
-    debounce = window.setTimeout(() => void refreshUsers(), 300);
+    debounce = window.setTimeout(() => void refreshUsers(), 150);
   };
   // Before the chat list shows, so every chat opens with it; the events stream before the
   // lists are read, so nothing sent in between is missed.

@@ -413,14 +413,14 @@ describe('on the embedded defaults', () => {
     await page.locator('.error', { hasText: 'Wrong username or password.' }).waitFor();
     await page.screenshot({ path: join(results, 'login-error.png') });
 
-    // The auth service throttles failed logins per username: the refusal says when to retry.
+    // The auth service throttles failed logins per (username, address): the refusal says when to retry.
     const error = page.locator('.error');
     for (let attempt = 0; attempt < 8; attempt += 1) {
       await page.getByRole('button', { name: 'Log in', exact: true }).last().click();
       await page.waitForFunction(() => document.querySelector('.error')?.textContent !== '');
       if ((await error.textContent())?.includes('Try again in')) break;
     }
-    assert.match(await error.textContent() ?? '', /^Too many failed logins\. Try again in \d+ (s|min)\.$/);
+    assert.match(await error.textContent() ?? '', /^Too many failed logins from this address\. Try again in \d+ (s|min)\.$/);
     await page.screenshot({ path: join(results, 'login-throttled.png') });
 
     await stopServer();

@@ -3,6 +3,7 @@
 //! aggregate` on Kafka), the web client's files, and `/api/v1/stats` (what grouping saves).
 
 mod config;
+mod openapi;
 mod realtime;
 mod web;
 
@@ -25,7 +26,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use config::{prepare_data_dir, UpConfig};
-use web::WebDir;
+use web::WebFiles;
 
 /// Run the whole system in one process, on one port (http://127.0.0.1:3000 by default).
 ///
@@ -52,7 +53,8 @@ use web::WebDir;
 /// [web.firestore] emulator_host for the emulator, or api_key with [auth.firebase] type =
 /// "service_account" for a real project).
 ///
-/// Endpoints: the web client at /, the auth API (/api/v1/users, /api/v1/invites, /api/v1/login,
+/// Endpoints: the web client at / (built into the binary; --web-dir serves a folder instead),
+/// the API reference at /docs/ and its OpenAPI document at /openapi.json, the auth API (/api/v1/users, /api/v1/invites, /api/v1/login,
 /// /api/v1/auth/firebase-token, /.well-known/jwks.json), the chat API (/api/v1/chats...,
 /// /chat/{id}, /api/v1/blocks, /api/v1/events: each person's live stream), /api/v1/config (the client's realtime settings), /api/v1/stats (messages sent,
 /// group documents written, their ratio), /healthz, /readyz.
@@ -73,9 +75,10 @@ pub(crate) struct UpArgs {
     /// database and its -wal and -shm files 0600.
     #[arg(long, env = "CONFAB_DATA_DIR", default_value = "confab-data")]
     data_dir: PathBuf,
-    /// Folder of the built web client (`npm run build` in web/ writes web/dist).
-    #[arg(long, env = "CONFAB_WEB_DIR", default_value = "web/dist")]
-    web_dir: PathBuf,
+    /// Serve the web client from this folder (`npm run build` in web/ writes web/dist) instead
+    /// of the copy built into the binary: for working on the client.
+    #[arg(long, env = "CONFAB_WEB_DIR")]
+    web_dir: Option<PathBuf>,
     /// A TOML file with [auth], [chat] and [aggregate] tables: the existing configurations of
     /// confab auth, confab chat and confab aggregate.
     #[arg(long, env = "CONFAB_UP_CONFIG")]
@@ -94,7 +97,7 @@ struct StatsSource {
 }
 
 /// Live figures of the aggregator: how many writes grouping saved.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Stats {
     /// Messages the aggregator read from the log since start.
     messages_sent: u64,
@@ -110,6 +113,12 @@ struct Stats {
     since: String,
 }
 
+/// The aggregator's figures since start: messages read, group documents written, their ratio.
+#[utoipa::path(get, path = "/api/v1/stats", tag = "web",
+    responses(
+        (status = 200, description = "The figures", body = Stats),
+        (status = 503, description = "No aggregator runs in this process", body = confab_token::ErrorBody),
+    ))]
 async fn stats(State(source): State<StatsSource>) -> Response {
     let Some(metrics) = source.metrics else {
         return (
@@ -150,7 +159,7 @@ async fn api_not_found() -> Response {
 struct Services {
     auth: Router,
     chat: Router,
-    web: WebDir,
+    web: WebFiles,
 }
 
 fn is_auth_path(path: &str) -> bool {
@@ -217,6 +226,8 @@ fn router(
             "/api/v1/config",
             get(move || realtime::serve(Arc::clone(&client))),
         )
+        .route("/openapi.json", get(openapi::serve))
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .merge(health)
         .fallback(any(dispatch).with_state(services))
 }
@@ -229,11 +240,12 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         &data_dir,
         args.database_url.as_deref(),
     )?;
-    let web = WebDir::new(args.web_dir.clone());
+    let web = WebFiles::new(args.web_dir.clone());
     if !web.is_built() {
         tracing::warn!(
-            folder = %args.web_dir.display(),
-            "The web client is not built: run `npm ci --omit=dev && npm run build` in web/ (the APIs work without it)."
+            source = %web.describe(),
+            "The web client is not built: run `npm ci --omit=dev && npm run build` in web/, then \
+             rebuild confab or pass --web-dir web/dist (the APIs work without it)."
         );
     }
 

@@ -67,7 +67,7 @@ pub(crate) struct WebFirestoreConfig {
 
 /// What `GET /api/v1/config` answers: `{"realtime":"sse"}` or
 /// `{"realtime":"firestore","firestore":{...}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "realtime", rename_all = "snake_case")]
 pub(crate) enum ClientConfig {
     /// The events stream.
@@ -80,7 +80,7 @@ pub(crate) enum ClientConfig {
 }
 
 /// The Firebase settings the browser needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub(crate) struct FirestoreClient {
     /// The project.
     pub(crate) project_id: String,
@@ -212,7 +212,9 @@ pub(crate) fn resolve(
     })
 }
 
-/// `GET /api/v1/config`.
+/// How the web client gets new messages: the events stream, or Firestore and its settings.
+#[utoipa::path(get, path = "/api/v1/config", tag = "web",
+    responses((status = 200, description = "The client's realtime settings", body = ClientConfig)))]
 pub(crate) async fn serve(config: std::sync::Arc<ClientConfig>) -> Response {
     ([(CACHE_CONTROL, "no-cache")], Json(config.as_ref().clone())).into_response()
 }

@@ -21,8 +21,9 @@ fn start_limited(root: &std::path::Path, server: &str) -> Up {
     ]);
     Up::start_with(
         command,
+        None,
         &root.join("data"),
-        &web_dir(root),
+        Some(&web_dir(root)),
         &["--config", config.to_str().expect("utf-8 path")],
     )
 }

@@ -23,24 +23,42 @@ pub(crate) struct Up {
 impl Up {
     /// Starts it on a free port; its log goes to `<data_dir>.log`.
     pub(crate) fn start(data_dir: &Path, web_dir: &Path, extra: &[&str]) -> Self {
-        Self::start_with(confab(), data_dir, web_dir, extra)
+        Self::start_with(confab(), None, data_dir, Some(web_dir), extra)
     }
 
-    /// Like [`Up::start`], with `command` as the way to run the binary (e.g. under a shell
+    /// Starts it in the folder `cwd` (this test's when `None`), with the client from `web_dir`
+    /// or, when `None`, the one built into the binary.
+    pub(crate) fn start_in(
+        cwd: Option<&Path>,
+        data_dir: &Path,
+        web_dir: Option<&Path>,
+        extra: &[&str],
+    ) -> Self {
+        Self::start_with(confab(), cwd, data_dir, web_dir, extra)
+    }
+
+    /// Like [`Up::start_in`], with `command` as the way to run the binary (e.g. under a shell
     /// that lowers a limit first).
     pub(crate) fn start_with(
         mut command: std::process::Command,
+        cwd: Option<&Path>,
         data_dir: &Path,
-        web_dir: &Path,
+        web_dir: Option<&Path>,
         extra: &[&str],
     ) -> Self {
         let log = data_dir.with_extension("log");
-        let mut child = command
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        command
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .arg("--web-dir")
-            .arg(web_dir)
+            .arg(data_dir);
+        if let Some(web_dir) = web_dir {
+            command.arg("--web-dir").arg(web_dir);
+        }
+        let mut child = command
             .args(extra)
+            .env_remove("CONFAB_WEB_DIR")
             .env_remove("DATABASE_URL")
             // Used only by an [aggregate] table with a Firestore sink.
             .env(
@@ -256,6 +274,97 @@ fn assert_owner_only(data: &Path) {
     ] {
         assert_eq!(mode_of(&data.join(file)), 0o600, "{file}");
     }
+}
+
+/// The `src` or `href` values in `page` that point at `/assets/`.
+fn asset_links(page: &str) -> Vec<String> {
+    page.split('"')
+        .filter(|part| part.starts_with("/assets/"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn up_started_in_an_empty_folder_serves_its_built_in_client_one_openapi_document_and_the_reference_page(
+) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("empty folder");
+    let up = Up::start_in(Some(&empty), &empty.join("confab-data"), None, &[]);
+
+    let (status, content_type, body) = up.request("GET", "/", None, None);
+    // Set by runners/build.rs: whether web/dist was built when this binary was compiled
+    // (scripts/test builds it first, so CI checks the embedded client).
+    if env!("CONFAB_WEB_EMBEDDED") == "1" {
+        assert_eq!(status, 200, "{body}");
+        assert!(content_type.starts_with("text/html"), "{content_type}");
+        assert!(body.contains("<div id=\"app\">"), "{body}");
+        for page in ["/docs/", "/docs"] {
+            let (status, _, docs) = up.request("GET", page, None, None);
+            assert_eq!(status, 200, "{page}");
+            assert!(docs.contains("confab API reference"), "{docs}");
+            // Every file of the reference page comes from this server; none is inline.
+            assert!(
+                !docs.contains("<script>") && !docs.contains("https://"),
+                "{docs}"
+            );
+            let assets = asset_links(&docs);
+            assert!(assets.iter().any(|a| a.ends_with(".js")), "{docs}");
+            assert!(assets.iter().any(|a| a.ends_with(".css")), "{docs}");
+            for asset in assets {
+                let (status, _, _) = up.request("GET", &asset, None, None);
+                assert_eq!(status, 200, "{asset}");
+            }
+        }
+        let (status, _, _) = up.request("GET", "/assets/no-such-file.js", None, None);
+        assert_eq!(status, 404);
+    } else {
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("built without the web client"), "{body}");
+        eprintln!("web/dist was not built when confab was compiled: checked the 503 page only");
+    }
+
+    // One document for both services and confab up's own endpoints.
+    for path in ["/openapi.json", "/api/v1/openapi.json"] {
+        let (status, content_type, body) = up.request("GET", path, None, None);
+        assert_eq!(
+            (status, content_type.as_str()),
+            (200, "application/json"),
+            "{path}"
+        );
+        let doc: Value = serde_json::from_str(&body).expect("json");
+        for endpoint in [
+            "/api/v1/users",
+            "/api/v1/login",
+            "/api/v1/chats",
+            "/api/v1/stats",
+        ] {
+            assert!(doc["paths"][endpoint].is_object(), "{endpoint} in {path}");
+        }
+    }
+
+    // The user search through the one port.
+    let (_, token) = sign_up_and_log_in(&up, "searcher");
+    for name in ["mallory", "mal.lory", "malcolm", "amal"] {
+        sign_up_and_log_in(&up, name);
+    }
+    let (status, page) = up.json("GET", "/api/v1/users?q=mal&limit=2", Some(&token), None);
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["users"][0]["username"], "mal.lory");
+    assert_eq!(page["users"][1]["username"], "malcolm");
+    let cursor = page["next_cursor"].as_str().expect("a second page");
+    let (_, rest) = up.json(
+        "GET",
+        &format!("/api/v1/users?q=mal&limit=2&cursor={cursor}"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(rest["users"].as_array().map(Vec::len), Some(1), "{rest}");
+    assert_eq!(rest["users"][0]["username"], "mallory");
+    assert!(
+        !empty.join("web").exists(),
+        "nothing was read from or written to web/ here"
+    );
 }
 
 #[test]

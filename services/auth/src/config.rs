@@ -134,8 +134,12 @@ pub struct PasswordConfig {
     /// `invalid_password` that says why. Default 3 ("safely unguessable"); 0 turns the check
     /// off.
     pub min_strength: u8,
-    /// Hashes computed at once; each holds `argon2_memory_kib` of memory. 0 means one per CPU.
+    /// Hashes computed at once: the number of hashing threads, each holding one buffer of
+    /// `argon2_memory_kib` while busy (freed after 2 s idle). 0 means one per CPU, at most 4.
     pub max_concurrent_hashes: usize,
+    /// Hashes (sign-ups and logins) waiting for a thread; beyond this the service answers 503
+    /// with `Retry-After` at once.
+    pub max_queued_hashes: usize,
 }
 
 impl Default for PasswordConfig {
@@ -148,6 +152,7 @@ impl Default for PasswordConfig {
             argon2_parallelism: 1,
             max_concurrent_hashes: 0,
             min_strength: 3,
+            max_queued_hashes: 256,
         }
     }
 }

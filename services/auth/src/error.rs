@@ -70,6 +70,9 @@ pub enum ApiError {
     /// The database cannot be reached (503).
     #[error("the user database is unavailable; try again shortly")]
     Unavailable,
+    /// Every password hashing thread is busy and the queue is full (503 with `Retry-After`).
+    #[error("too many sign-ups and logins at once; try again in a second")]
+    Busy,
     /// A feature this server is not configured for (503, no `Retry-After`: retrying cannot
     /// help until its operator configures it).
     #[error("{message}")]
@@ -100,7 +103,7 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable | ApiError::NotConfigured { .. } => {
+            ApiError::Unavailable | ApiError::Busy | ApiError::NotConfigured { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -121,6 +124,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unavailable => "unavailable",
+            ApiError::Busy => "busy",
             ApiError::NotConfigured { code, .. } => code,
             ApiError::Internal => "internal",
         }
@@ -145,6 +149,21 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::password::PasswordError> for ApiError {
+    fn from(err: crate::password::PasswordError) -> Self {
+        match err {
+            crate::password::PasswordError::Busy(_) => {
+                tracing::warn!("Every password hashing thread is busy and the queue is full.");
+                ApiError::Busy
+            }
+            other => {
+                tracing::error!(error = %other, "Password hashing failed.");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
 confab_service_kit::api_error_from_rejection!(ApiError);
 
 impl IntoResponse for ApiError {
@@ -156,7 +175,7 @@ impl IntoResponse for ApiError {
             ApiError::TooManyRequests {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
-            ApiError::Unavailable => Some(1),
+            ApiError::Unavailable | ApiError::Busy => Some(1),
             _ => None,
         };
         if let Some(secs) = retry_after {

@@ -264,7 +264,7 @@ fn load_service_account(path: &Path) -> Result<Mode, KeyError> {
 pub(crate) async fn firebase_token(
     State(state): State<AppState>,
     user: CurrentUser,
-) -> Result<Json<FirebaseTokenResponse>, ApiError> {
+) -> Result<impl axum::response::IntoResponse, ApiError> {
     let Some(tokens) = state.firebase() else {
         return Err(ApiError::NotConfigured {
             code: "firebase_not_configured",
@@ -281,7 +281,11 @@ pub(crate) async fn firebase_token(
         ApiError::Internal
     })?;
     tracing::debug!(user_id = %user.id, emulator = minted.emulator, "Minted a Firebase token.");
-    Ok(Json(minted))
+    // A token response is never cached (RFC 6749 §5.1, as for the login's).
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Json(minted),
+    ))
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ mod discovery;
 pub mod error;
 pub mod extract;
 pub mod firebase;
+mod hash_pool;
 mod health;
 pub mod keys;
 mod login;
@@ -321,10 +322,11 @@ impl AppState {
                 return Err(signup::invalid_invite());
             }
         }
-        let hash = self.passwords().hash(password).await.map_err(|err| {
-            tracing::error!(error = %err, "Password hashing failed.");
-            ApiError::Internal
-        })?;
+        let hash = self
+            .passwords()
+            .hash(password)
+            .await
+            .map_err(ApiError::from)?;
         Ok(match &invite {
             Some(code_hash) => {
                 self.store()

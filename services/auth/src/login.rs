@@ -249,14 +249,18 @@ pub(crate) async fn login(
         None => None,
     };
     let stored_hash = record.as_ref().map(|r| r.password_hash.clone());
-    let matches = state
+    let matches = match state
         .passwords()
         .verify(credentials.password, stored_hash)
         .await
-        .map_err(|err| {
-            tracing::error!(error = %err, "Password verification failed.");
-            ApiError::Internal
-        })?;
+    {
+        Ok(matches) => matches,
+        Err(err) => {
+            // The server was busy or failed, not the caller: this attempt does not count.
+            attempt.not_counted();
+            return Err(err.into());
+        }
+    };
 
     let Some(record) = record.filter(|_| matches) else {
         tracing::info!(client = %client.key(), "A login failed.");

@@ -9,20 +9,26 @@
 //!
 //! Hashes use argon2id with the configured OWASP parameters (checked by
 //! [`Config::validate`](crate::Config::validate)) and a fresh 16-byte salt, stored as PHC
-//! strings, so hashes made with older parameters still verify. Hashing runs on the blocking
-//! thread pool, at most `max_concurrent_hashes` at once, because each hash holds
-//! `argon2_memory_kib` of memory and a burst of sign-ups must not exhaust it.
+//! strings, so hashes made with older parameters still verify. Hashing runs on a fixed pool of
+//! `max_concurrent_hashes` threads that each reuse one `argon2_memory_kib` buffer
+//! ([`crate::hash_pool`]), with at most `max_queued_hashes` waiting: memory stays bounded after
+//! a burst of sign-ups, and a burst beyond the queue is answered 503 with `Retry-After`.
 //!
 //! [`Passwords::verify`] with no stored hash checks the password against a dummy hash made with
 //! the same parameters, so a login for a missing user costs the same as a wrong password.
 //! Passwords are never logged.
 
 use crate::config::PasswordConfig;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use crate::hash_pool::HashPool;
+pub use crate::hash_pool::PoolBusy;
+use argon2::password_hash::SaltString;
 use argon2::{Argon2, Params, Version};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use tokio::sync::Semaphore;
+
+/// Most hashing threads when `max_concurrent_hashes` is 0: their buffers (4 x 19 MiB on the
+/// default parameters) are most of what the service holds, and four hashes at once already sign
+/// up or log in dozens of people a second.
+pub const DEFAULT_MAX_HASH_THREADS: usize = 4;
 
 /// Hashing failed (a bug or a resource problem, never the caller's fault).
 #[derive(Debug, thiserror::Error)]
@@ -37,16 +43,15 @@ pub enum PasswordError {
     /// The operating system gave no random bytes for the salt.
     #[error("no randomness for the salt: {0}")]
     Random(getrandom::Error),
-    /// The blocking task died.
-    #[error("password hashing task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    /// Every hashing thread is busy and the queue is full; retrying shortly can help.
+    #[error(transparent)]
+    Busy(#[from] PoolBusy),
 }
 
 /// The password hasher and verifier of the service.
 pub struct Passwords {
-    argon2: Argon2<'static>,
+    pool: HashPool,
     dummy_hash: String,
-    permits: Arc<Semaphore>,
     verifications: AtomicU64,
     min_chars: usize,
     max_chars: usize,
@@ -57,8 +62,6 @@ pub struct Passwords {
 impl std::fmt::Debug for Passwords {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Passwords")
-            .field("argon2", &self.argon2)
-            .field("permits", &self.permits.available_permits())
             .field("min_chars", &self.min_chars)
             .field("max_chars", &self.max_chars)
             .field("min_strength", &self.min_strength)
@@ -77,14 +80,15 @@ impl Passwords {
         )
         .map_err(PasswordError::Params)?;
         let argon2 = Argon2::new(argon2::Algorithm::Argon2id, Version::V0x13, params);
-        let permits = match config.max_concurrent_hashes {
-            0 => std::thread::available_parallelism().map_or(2, usize::from),
+        let threads = match config.max_concurrent_hashes {
+            0 => std::thread::available_parallelism()
+                .map_or(2, usize::from)
+                .min(DEFAULT_MAX_HASH_THREADS),
             n => n,
         };
         let mut passwords = Self {
-            argon2,
+            pool: HashPool::start(argon2, threads, config.max_queued_hashes),
             dummy_hash: String::new(),
-            permits: Arc::new(Semaphore::new(permits)),
             verifications: AtomicU64::new(0),
             min_chars: config.min_chars,
             max_chars: config.max_chars,
@@ -167,15 +171,15 @@ impl Passwords {
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt).map_err(PasswordError::Random)?;
         let salt = SaltString::encode_b64(&salt).map_err(PasswordError::Hash)?;
-        let argon2 = self.argon2.clone();
-        let _permit = self.permits.acquire().await;
-        tokio::task::spawn_blocking(move || {
-            argon2
-                .hash_password(password.as_bytes(), &salt)
-                .map(|hash| hash.to_string())
-                .map_err(PasswordError::Hash)
-        })
-        .await?
+        self.pool
+            .hash(password, salt.as_str().to_owned())
+            .await?
+            .map_err(PasswordError::Hash)
+    }
+
+    /// How many threads hash at once.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
     }
 
     /// Whether `password` matches `stored` (a PHC string). With `None` (no such user) it verifies
@@ -187,17 +191,14 @@ impl Passwords {
     ) -> Result<bool, PasswordError> {
         let exists = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.clone());
-        let argon2 = self.argon2.clone();
-        let _permit = self.permits.acquire().await;
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        let matches = tokio::task::spawn_blocking(move || match PasswordHash::new(&hash) {
-            Ok(parsed) => argon2.verify_password(password.as_bytes(), &parsed).is_ok(),
+        let matches = match self.pool.verify(password, hash).await? {
+            Ok(matches) => matches,
             Err(err) => {
                 tracing::error!(error = %err, "A stored password hash cannot be parsed.");
                 false
             }
-        })
-        .await?;
+        };
         Ok(exists && matches)
     }
 

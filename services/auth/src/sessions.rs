@@ -280,14 +280,11 @@ pub(crate) async fn change_password(
     // The same per-(name, address) backoff as login: a stolen access token must not become a
     // fast way to guess the password.
     let attempt = crate::login::Attempt::start(&state, &record.username, &client)?;
+    // A busy hashing pool answers 503 with Retry-After (see `ApiError`'s `From`).
     let matches = state
         .passwords()
         .verify(body.current_password, Some(record.password_hash))
-        .await
-        .map_err(|err| {
-            tracing::error!(error = %err, "Password verification failed.");
-            ApiError::Internal
-        })?;
+        .await?;
     if !matches {
         return Err(ApiError::InvalidCredentials);
     }
@@ -296,14 +293,7 @@ pub(crate) async fn change_password(
         .passwords()
         .check_rules_for(&body.new_password, &[&record.username])
         .map_err(ApiError::InvalidPassword)?;
-    let hash = state
-        .passwords()
-        .hash(body.new_password)
-        .await
-        .map_err(|err| {
-            tracing::error!(error = %err, "Password hashing failed.");
-            ApiError::Internal
-        })?;
+    let hash = state.passwords().hash(body.new_password).await?;
     state.store().update_password(user.id, &hash).await?;
     for session in state.store().revoke_user_sessions(user.id).await? {
         state.revoke(user.id, session);

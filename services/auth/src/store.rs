@@ -451,10 +451,67 @@ impl Store {
         .map_err(classify)
     }
 
+    /// Up to `limit` users whose username starts with `prefix`, after the username `after`
+    /// (all when `None`), in username (byte) order. A range on the username, so an index serves
+    /// it: SQLite's unique index (its default collation is byte order), and PostgreSQL's
+    /// `users_username_bytes` (migration 0002).
+    pub async fn search_users(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError> {
+        let (low, high) = prefix_range(prefix);
+        let after = after.unwrap_or("");
+        let limit = i64::from(limit);
+        match self {
+            Store::Postgres(pool) => {
+                sqlx::query_as::<_, User>(SEARCH_POSTGRES)
+                    .bind(&low)
+                    .bind(&high)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+            }
+            Store::Sqlite(pool) => {
+                sqlx::query_as::<_, User>(SEARCH_SQLITE)
+                    .bind(&low)
+                    .bind(&high)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+            }
+        }
+        .map_err(classify)
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await);
     }
+}
+
+/// The user search on PostgreSQL: `$1 <= username < $2`, after `$3`, at most `$4`, compared
+/// in byte order (`COLLATE "C"`) so that the range is the prefix whatever the database's
+/// collation. Public for the test that checks an index serves it.
+#[doc(hidden)]
+pub const SEARCH_POSTGRES: &str = r#"SELECT id, username, created_at FROM users
+    WHERE (username COLLATE "C") >= $1 AND (username COLLATE "C") < $2
+      AND (username COLLATE "C") > $3
+    ORDER BY (username COLLATE "C") LIMIT $4"#;
+
+/// The user search on SQLite (whose default collation is byte order already).
+#[doc(hidden)]
+pub const SEARCH_SQLITE: &str = "SELECT id, username, created_at FROM users \
+    WHERE username >= $1 AND username < $2 AND username > $3 ORDER BY username LIMIT $4";
+
+/// The byte-order range `[low, high)` holding exactly the usernames that start with `prefix`:
+/// every character a username may hold sorts below `~`, so `prefix~` is above all of them and
+/// below any name that leaves the prefix.
+fn prefix_range(prefix: &str) -> (String, String) {
+    (prefix.to_owned(), format!("{prefix}~"))
 }
 
 /// Errors a retry can fix (connection, pool, I/O) become [`StoreError::Unavailable`].
@@ -492,6 +549,18 @@ mod tests {
         let text = format!("{record:?}");
         assert!(!text.contains("argon2id"), "{text}");
         assert!(text.contains("ann"), "{text}");
+    }
+
+    #[test]
+    fn the_prefix_range_holds_exactly_the_names_with_the_prefix() {
+        let (low, high) = prefix_range("al");
+        let inside = |name: &str| name >= low.as_str() && name < high.as_str();
+        for name in ["al", "al.x", "al-", "al_", "al9", "alice", "alzzzz"] {
+            assert!(inside(name), "{name}");
+        }
+        for name in ["a", "a.l", "ak", "am", "b", "0al", "bal"] {
+            assert!(!inside(name), "{name}");
+        }
     }
 
     #[tokio::test]

@@ -3,7 +3,9 @@
 //! Usernames are 3 to 32 characters of ASCII letters, digits, `_`, `-` and `.`, starting with a
 //! letter or digit, and are stored lowercase (so `Alice` and `alice` are one account; login
 //! lowercases too). The directory is paginated by an opaque cursor in id order, which is
-//! creation order (UUIDv7) and stable while users are added.
+//! creation order (UUIDv7) and stable while users are added. With `q` it is a search: the
+//! users whose username starts with `q`, in username order, paginated the same way, answered by
+//! an index in the database (the web client asks as the person types).
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, ClientAddr};
@@ -84,7 +86,7 @@ impl From<User> for UserView {
 /// One page of the directory.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct UserPage {
-    /// Users in id (creation) order.
+    /// Users in id (creation) order; with `q`, in username order.
     pub users: Vec<UserView>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,6 +98,10 @@ pub struct UserPage {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only users whose username starts with this (case-insensitive, at most 32 characters),
+    /// in username order. Empty or absent: every user, in creation order.
+    #[param(example = "ali")]
+    pub q: Option<String>,
     /// Page size, 1 to 100 (default 20).
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
@@ -177,7 +183,7 @@ pub(crate) async fn create_user(
     ))
 }
 
-/// List users (paginated, stable id order).
+/// List users (paginated, stable id order), or search them by username prefix (`q`).
 #[utoipa::path(
     get,
     path = "/api/v1/users",
@@ -186,7 +192,7 @@ pub(crate) async fn create_user(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of users", body = UserPage),
-        (status = 400, description = "Invalid limit or cursor", body = ErrorBody),
+        (status = 400, description = "Invalid limit, cursor or q", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
@@ -204,6 +210,10 @@ pub(crate) async fn list_users(
             message: format!("limit must be between 1 and {MAX_PAGE_SIZE}"),
         });
     }
+    let prefix = query.q.as_deref().map(str::trim).unwrap_or("");
+    if !prefix.is_empty() {
+        return search_users(&state, prefix, query.cursor.as_deref(), limit).await;
+    }
     let after = match query.cursor.as_deref() {
         None => None,
         Some(cursor) => Some(Uuid::parse_str(cursor).map_err(|_| ApiError::BadRequest {
@@ -217,6 +227,63 @@ pub(crate) async fn list_users(
     let next_cursor = if users.len() > limit as usize {
         users.truncate(limit as usize);
         users.last().map(|user| user.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(UserPage {
+        users: users.into_iter().map(UserView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// One page of the users whose username starts with `prefix`; the cursor is the last
+/// username of the previous page.
+async fn search_users(
+    state: &AppState,
+    prefix: &str,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<Json<UserPage>, ApiError> {
+    if prefix.chars().count() > USERNAME_MAX_CHARS {
+        return Err(ApiError::BadRequest {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_query",
+            message: format!("q must be at most {USERNAME_MAX_CHARS} characters"),
+        });
+    }
+    let prefix = prefix.to_lowercase();
+    // A character no username holds matches nobody; the answer is an empty page, not an error,
+    // since a person typing in a search box made it.
+    if !prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Ok(Json(UserPage {
+            users: Vec::new(),
+            next_cursor: None,
+        }));
+    }
+    let after = match cursor {
+        None => None,
+        Some(cursor) => match normalize_username(cursor) {
+            Ok(name) if name == cursor && name.starts_with(&prefix) => Some(name),
+            _ => {
+                return Err(ApiError::BadRequest {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "invalid_query",
+                    message: "cursor is not one this search returned; start again without it"
+                        .into(),
+                })
+            }
+        },
+    };
+    let mut users = state
+        .store()
+        .search_users(&prefix, after.as_deref(), limit + 1)
+        .await?;
+    let next_cursor = if users.len() > limit as usize {
+        users.truncate(limit as usize);
+        users.last().map(|user| user.username.clone())
     } else {
         None
     };

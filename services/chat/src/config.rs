@@ -89,6 +89,7 @@ fn default_verifier_config() -> VerifierConfig {
         audience: DEFAULT_AUDIENCE.to_owned(),
         leeway_secs: confab_token::DEFAULT_LEEWAY_SECS,
         max_lifetime_secs: confab_token::DEFAULT_MAX_LIFETIME_SECS,
+        revocations_url: None,
     }
 }
 
@@ -218,6 +219,10 @@ pub struct KafkaEventsConfig {
     pub capacity: usize,
     /// Extra librdkafka consumer properties.
     pub properties: BTreeMap<String, String>,
+    /// When the topic does not exist, create it with this many partitions (the broker's default
+    /// replication), so the service is ready before the aggregator first writes a group. 0:
+    /// wait for someone else to create it; `/readyz` says so meanwhile.
+    pub create_partitions: u32,
 }
 
 impl Default for KafkaEventsConfig {
@@ -227,6 +232,7 @@ impl Default for KafkaEventsConfig {
             topic: "chat_messages_grouped".into(),
             capacity: 1024,
             properties: BTreeMap::new(),
+            create_partitions: 3,
         }
     }
 }

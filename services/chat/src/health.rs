@@ -65,7 +65,10 @@ async fn within<E: std::fmt::Display>(
         Ok(Ok(())) => Ok(()),
         Ok(Err(err)) => {
             tracing::warn!(backend = what, error = %err, "Not ready.");
-            Err(ApiError::NotReady(format!("{what}: {err}")))
+            // The backend's own error stays in the log: it can name hosts, users and versions.
+            Err(ApiError::NotReady(format!(
+                "{what} is not ready; the service's log says why"
+            )))
         }
         Err(_) => {
             tracing::warn!(backend = what, "Not ready: no answer in time.");
@@ -82,7 +85,7 @@ async fn within<E: std::fmt::Display>(
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
         (status = 200, description = "Ready", body = Status),
-        (status = 503, description = "A backend does not answer; the message names it", body = ErrorBody),
+        (status = 503, description = "A backend does not answer; the message names which (the reason is in the log only)", body = ErrorBody),
     ))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     within("the database", state.store().ping()).await?;

@@ -4,11 +4,16 @@
 //! Every instance must see every record, so there is no consumer group: the tail assigns itself
 //! every partition of the topic at its end and commits nothing (a realtime view only needs what
 //! happens while it runs; what came before is in history). A topic that does not exist yet is
-//! waited for. Partitions added to the topic after the tail started are not read until a restart.
+//! created when the caller asks (the group feed: nothing else would create it before the
+//! aggregator's first group), or else waited for, with the reason in [`TopicTail::check`].
+//! Partitions added to the topic after the tail started are not read until a restart.
 
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,21 +72,33 @@ impl Drop for TopicTail {
 
 impl TopicTail {
     /// Starts reading `topic` at `brokers` from its end; `properties` are extra librdkafka
-    /// consumer settings. `what` names the reader in logs. Fails only on invalid settings; an
-    /// unreachable broker or a missing topic is retried, and reported by [`TopicTail::check`].
+    /// consumer settings. `what` names the reader in logs. With `create`, a missing topic is
+    /// created with that many partitions. Fails only on invalid settings; an unreachable broker
+    /// or a missing topic is retried, and reported by [`TopicTail::check`].
     pub(crate) fn start(
         brokers: &str,
         topic: &str,
         properties: &BTreeMap<String, String>,
         what: &'static str,
+        create: Option<i32>,
         handle: impl FnMut(&BorrowedMessage<'_>) + Send + 'static,
     ) -> Result<Self, String> {
         let mut client = ClientConfig::new();
         for (key, value) in properties {
             client.set(key, value);
         }
+        client.set("bootstrap.servers", brokers);
+        // The same connection settings (security included), without the consumer's own.
+        let admin = match create {
+            Some(partitions) => Some((
+                client
+                    .create::<AdminClient<DefaultClientContext>>()
+                    .map_err(|err| format!("invalid Kafka admin settings: {err}"))?,
+                partitions,
+            )),
+            None => None,
+        };
         client
-            .set("bootstrap.servers", brokers)
             // Required by librdkafka, never joined: partitions are assigned, not subscribed.
             .set(
                 "group.id",
@@ -100,6 +117,7 @@ impl TopicTail {
             topic.to_owned(),
             brokers.to_owned(),
             what,
+            admin,
             handle,
             Arc::clone(&status),
         ));
@@ -126,23 +144,57 @@ impl TopicTail {
     }
 }
 
-async fn partitions(consumer: &Arc<TailConsumer>, topic: &str) -> Result<Vec<i32>, String> {
+/// Why a topic's partitions are not known.
+enum Missing {
+    /// The broker says the topic does not exist.
+    Topic,
+    /// Anything else (unreachable broker, timeout, ...).
+    Other(String),
+}
+
+/// Creates `topic` with `partitions` partitions; one that exists already (another instance or
+/// the aggregator made it first) is success.
+async fn create_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), String> {
+    let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+    // -1: the broker's default replication factor.
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    let results = admin
+        .create_topics([&new], &options)
+        .await
+        .map_err(|err| err.to_string())?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(code.to_string()),
+        }
+    }
+    Ok(())
+}
+
+async fn partitions(consumer: &Arc<TailConsumer>, topic: &str) -> Result<Vec<i32>, Missing> {
     let consumer = Arc::clone(consumer);
     let name = topic.to_owned();
     let metadata =
         tokio::task::spawn_blocking(move || consumer.fetch_metadata(Some(&name), METADATA_TIMEOUT))
             .await
-            .map_err(|err| err.to_string())?
-            .map_err(|err| err.to_string())?;
+            .map_err(|err| Missing::Other(err.to_string()))?
+            .map_err(|err| Missing::Other(err.to_string()))?;
     let topic = metadata
         .topics()
         .iter()
         .find(|t| t.name() == topic)
-        .ok_or("no metadata for the topic")?;
-    if let Some(err) = topic.error() {
-        return Err(format!("{err:?}"));
+        .ok_or_else(|| Missing::Other("no metadata for the topic".into()))?;
+    match topic.error() {
+        None => Ok(topic.partitions().iter().map(|p| p.id()).collect()),
+        Some(err) if RDKafkaErrorCode::from(err) == RDKafkaErrorCode::UnknownTopicOrPartition => {
+            Err(Missing::Topic)
+        }
+        Some(err) => Err(Missing::Other(format!("{err:?}"))),
     }
-    Ok(topic.partitions().iter().map(|p| p.id()).collect())
 }
 
 async fn run(
@@ -150,6 +202,7 @@ async fn run(
     topic: String,
     brokers: String,
     what: &'static str,
+    admin: Option<(AdminClient<DefaultClientContext>, i32)>,
     mut handle: impl FnMut(&BorrowedMessage<'_>) + Send + 'static,
     status: Arc<Status>,
 ) {
@@ -175,7 +228,27 @@ async fn run(
             Ok(_) => status.set_problem(Some(format!(
                 "Kafka topic {topic} has no partitions yet; waiting for it"
             ))),
-            Err(err) => status.set_problem(Some(format!(
+            Err(Missing::Topic) => match &admin {
+                Some((admin, partitions)) => match create_topic(admin, &topic, *partitions).await {
+                    Ok(()) => {
+                        tracing::info!(%topic, partitions, reader = what, "Created the Kafka topic, which did not exist.");
+                        status.set_problem(Some(format!(
+                            "created Kafka topic {topic}; assigning its partitions"
+                        )));
+                        // Its partitions are there now: no pause before looking again.
+                        continue;
+                    }
+                    Err(err) => status.set_problem(Some(format!(
+                        "Kafka topic {topic} does not exist and creating it at {brokers} failed \
+                         ({err}); retrying: create it, or check the client's ACLs"
+                    ))),
+                },
+                None => status.set_problem(Some(format!(
+                    "Kafka topic {topic} does not exist yet; waiting for it (the aggregator's \
+                     grouped sink creates it with its first group, or set create_partitions)"
+                ))),
+            },
+            Err(Missing::Other(err)) => status.set_problem(Some(format!(
                 "cannot read Kafka topic {topic} at {brokers} ({err}); retrying: start Kafka with \
                  `scripts/infra up kafka` or create the topic"
             ))),

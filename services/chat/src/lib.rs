@@ -261,13 +261,16 @@ impl AppState {
             },
             (None, EventsConfig::Kafka(kafka)) => configured_kafka_feed(kafka)?,
         };
-        let realtime = realtime::Realtime::start(
+        let mut realtime = realtime::Realtime::start(
             &config.realtime,
             log.as_ref(),
             feed.as_ref(),
             verifier.revocations().subscribe(),
         )
         .map_err(StartError::Feed)?;
+        if let Some(url) = &config.auth.revocations_url {
+            realtime.poll_revocations(url.clone(), Arc::clone(&verifier));
+        }
         let limits = &config.limits;
         let limiters = Limiters {
             sends: TokenBuckets::new(

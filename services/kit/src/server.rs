@@ -62,7 +62,8 @@ pub struct ServerConfig {
     /// Open connections at most, in total (lowered to fit the open-files limit).
     pub max_connections: usize,
     /// Open connections at most from one client address. An events stream is one connection; a
-    /// browser holds one per tab.
+    /// browser holds one per tab. Behind a reverse proxy every connection comes from the proxy's
+    /// address: set this to `max_connections` there and let the proxy limit each client.
     pub max_connections_per_address: usize,
     /// The `Content-Security-Policy` header of every response.
     pub content_security_policy: String,

@@ -72,6 +72,13 @@ pub struct VerifierConfig {
     /// longer one (a leaked signing key, a misconfigured issuer) is refused.
     #[serde(default = "default_max_lifetime_secs")]
     pub max_lifetime_secs: u64,
+    /// The auth service's list of revoked sessions
+    /// (`http://<auth>/api/v1/auth/revocations`), polled every second by a service that runs
+    /// apart from the auth service, so logout and password changes reach it (its open event
+    /// streams end). Unset: tokens of a revoked session are accepted here until they expire
+    /// (minutes). `confab up` shares the auth service's list in-process and needs none.
+    #[serde(default)]
+    pub revocations_url: Option<String>,
 }
 
 fn default_max_lifetime_secs() -> u64 {

@@ -233,3 +233,168 @@ async fn a_user_by_id_is_200_then_404_for_unknown_and_400_for_junk(backend: Back
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "missing_token");
 }
+
+on_both_backends!(
+    a_search_returns_only_the_matching_users_in_pages,
+    a_search_with_no_possible_match_is_empty_and_bad_search_parameters_are_400,
+    the_search_is_served_by_an_index,
+);
+
+async fn a_search_returns_only_the_matching_users_in_pages(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    // Names around the prefix in byte order, and ones holding it elsewhere than at the start.
+    for name in [
+        "ali", "ali.x", "ali-y", "ali_z", "alice", "alina", "alia", "alh", "alj", "a.li", "bali",
+        "xalice",
+    ] {
+        app.create_user(name).await;
+    }
+    let token = app.token("zed").await;
+    let mut seen = Vec::new();
+    let mut uri = "/api/v1/users?q=ALI&limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let response = app.get(&uri, Some(&token)).await;
+        assert_eq!(response.status, StatusCode::OK, "{uri}");
+        let page = response.json();
+        let users = page["users"].as_array().expect("users");
+        assert!(users.len() <= 2);
+        seen.extend(
+            users
+                .iter()
+                .map(|u| u["username"].as_str().expect("name").to_owned()),
+        );
+        pages += 1;
+        match page.get("next_cursor").and_then(|c| c.as_str()) {
+            Some(cursor) => uri = format!("/api/v1/users?q=ali&limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    // Byte order: '-' < '.' < '_' < letters.
+    assert_eq!(
+        seen,
+        ["ali", "ali-y", "ali.x", "ali_z", "alia", "alice", "alina"],
+        "every name starting with \"ali\", once, in order"
+    );
+    assert_eq!(pages, 4);
+    let one = app.get("/api/v1/users?q=alice", Some(&token)).await.json();
+    assert_eq!(one["users"].as_array().expect("users").len(), 1);
+    assert_eq!(one["users"][0]["username"], "alice");
+    assert!(one.get("next_cursor").is_none());
+    // An empty q is the whole directory, in creation order.
+    let all = app
+        .get("/api/v1/users?q=&limit=100", Some(&token))
+        .await
+        .json();
+    assert_eq!(all["users"].as_array().expect("users").len(), 13);
+    assert_eq!(all["users"][0]["username"], "ali");
+}
+
+async fn a_search_with_no_possible_match_is_empty_and_bad_search_parameters_are_400(
+    backend: Backend,
+) {
+    let app = TestApp::new(backend).await;
+    let token = app.token("searcher").await;
+    for q in ["a%25", "a_%25", "%C3%A5", "a%20b", "nobody"] {
+        let response = app.get(&format!("/api/v1/users?q={q}"), Some(&token)).await;
+        assert_eq!(response.status, StatusCode::OK, "{q}");
+        assert_eq!(response.json()["users"], serde_json::json!([]), "{q}");
+    }
+    for query in [
+        format!("q={}", "a".repeat(33)),
+        "q=se&cursor=not%20a%20name".to_owned(),
+        // A cursor from another search.
+        "q=se&cursor=zed".to_owned(),
+        "q=se&limit=0".to_owned(),
+    ] {
+        app.get(&format!("/api/v1/users?{query}"), Some(&token))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_query");
+    }
+    app.get("/api/v1/users?q=se", None)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "missing_token");
+}
+
+async fn the_search_is_served_by_an_index(backend: Backend) {
+    use confab_auth::store::{Store, SEARCH_POSTGRES, SEARCH_SQLITE};
+    let app = TestApp::new(backend).await;
+    let plan: Vec<String> = match app.state.store() {
+        Store::Postgres(pool) => {
+            let mut conn = pool.acquire().await.expect("connection");
+            // The table is tiny: without this the planner rightly prefers reading it whole.
+            sqlx::query("SET enable_seqscan = off")
+                .execute(&mut *conn)
+                .await
+                .expect("set");
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {SEARCH_POSTGRES}")))
+                .bind("al")
+                .bind("al~")
+                .bind("")
+                .bind(21_i64)
+                .fetch_all(&mut *conn)
+                .await
+                .expect("explain")
+        }
+        Store::Sqlite(pool) => {
+            let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN QUERY PLAN {SEARCH_SQLITE}"
+            )))
+            .bind("al")
+            .bind("al~")
+            .bind("")
+            .bind(21_i64)
+            .fetch_all(pool)
+            .await
+            .expect("explain");
+            rows.into_iter().map(|row| row.3).collect()
+        }
+    };
+    let plan = plan.join("\n");
+    let expected = match backend {
+        Backend::Postgres => "users_username_bytes",
+        Backend::Sqlite => "USING INDEX sqlite_autoindex_users_",
+    };
+    assert!(plan.contains(expected), "{plan}");
+    assert!(
+        !plan.contains("Seq Scan") && !plan.contains("SCAN users"),
+        "{plan}"
+    );
+}
+
+/// A burst beyond the hashing threads and their queue is refused at once with 503 and
+/// `Retry-After`, not queued without bound; the sign-ups that got a thread succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ups_beyond_the_hashing_queue_are_503_busy_with_retry_after() {
+    let app = std::sync::Arc::new(
+        TestApp::with_config(Backend::Sqlite, |config| {
+            config.passwords.max_concurrent_hashes = 1;
+            config.passwords.max_queued_hashes = 1;
+            config.throttle.signups_per_address = 1_000;
+        })
+        .await,
+    );
+    let signups = (0..12).map(|i| {
+        let app = std::sync::Arc::clone(&app);
+        async move { app.signup(&format!("burst{i}"), PASSWORD).await }
+    });
+    let responses = futures::future::join_all(signups).await;
+    let created = responses
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    let busy: Vec<_> = responses
+        .iter()
+        .filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert_eq!(created + busy.len(), responses.len());
+    assert!(created >= 1, "the sign-ups that got a thread succeed");
+    assert!(
+        !busy.is_empty(),
+        "one thread and one place in the queue for 12 at once"
+    );
+    for response in busy {
+        assert_eq!(response.json()["error"], "busy");
+        assert_eq!(response.headers["retry-after"], "1");
+    }
+}

@@ -2,7 +2,8 @@
 //! written by the aggregator's Kafka sink) and broadcasts each group to this instance's events
 //! streams.
 //!
-//! Every instance reads every group from the topic's end ([`TopicTail`]).
+//! Every instance reads every group from the topic's end ([`TopicTail`]). A missing topic is
+//! created (`create_partitions`), or waited for with the reason on `/readyz`.
 //! Exact repeats of a group (the sink is at least once) are dropped when they are among the last
 //! few thousand groups seen; a longer copy of a group is passed on.
 
@@ -47,6 +48,9 @@ impl KafkaGroupFeed {
             &config.topic,
             &config.properties,
             "group feed",
+            i32::try_from(config.create_partitions)
+                .ok()
+                .filter(|n| *n > 0),
             move |message| {
                 let Some(payload) = message.payload() else {
                     return;

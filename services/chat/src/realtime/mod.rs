@@ -126,6 +126,9 @@ impl Realtime {
                         &topic,
                         &properties,
                         "live lane",
+                        // The message log is the service's own to produce to; its creation is
+                        // the log's business, not the reader's.
+                        None,
                         move |message| {
                             use rdkafka::Message;
                             if let Some(payload) = message.payload() {
@@ -155,6 +158,17 @@ impl Realtime {
 
     pub(crate) fn hub(&self) -> &Arc<Hub> {
         &self.hub
+    }
+
+    /// Copies the auth service's revoked sessions from `url` into `verifier` every second, for
+    /// as long as this runs (the new ones end their streams through the verifier's feed).
+    pub(crate) fn poll_revocations(
+        &mut self,
+        url: String,
+        verifier: Arc<confab_token::TokenVerifier>,
+    ) {
+        self.tasks
+            .push(tokio::spawn(tail::poll_revocations(url, verifier)));
     }
 
     /// Whether the live lane runs (the person stream is served).

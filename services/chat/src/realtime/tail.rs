@@ -128,3 +128,55 @@ pub(crate) async fn route_revocations(
         }
     }
 }
+
+/// How often a standalone chat service asks the auth service for revoked sessions.
+const REVOCATION_POLL: Duration = Duration::from_secs(1);
+
+/// Copies `url`'s revocation list into `verifier` every [`REVOCATION_POLL`], forever.
+pub(crate) async fn poll_revocations(url: String, verifier: Arc<confab_token::TokenVerifier>) {
+    #[derive(serde::Deserialize)]
+    struct List {
+        revoked: Vec<confab_token::Revoked>,
+    }
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+    {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::error!(error = %err, "Cannot build the HTTP client for revocations.");
+            return;
+        }
+    };
+    let mut interval = tokio::time::interval(REVOCATION_POLL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        interval.tick().await;
+        let fetched = async {
+            client
+                .get(&url)
+                .send()
+                .await?
+                .error_for_status()?
+                .json::<List>()
+                .await
+        }
+        .await;
+        match fetched {
+            Ok(list) => {
+                if failing {
+                    tracing::info!(%url, "Reading revoked sessions again.");
+                    failing = false;
+                }
+                verifier.revocations().merge(list.revoked);
+            }
+            Err(err) if !failing => {
+                // Once per outage, not every second.
+                tracing::warn!(%url, error = %err, "Cannot read the revoked sessions; retrying every second.");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
