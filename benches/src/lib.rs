@@ -50,6 +50,7 @@ pub fn envelopes(messages: &[ChatMessage]) -> Vec<Envelope<ChatMessage>> {
             bytes: 340,
             generation: 0,
             record: m.clone(),
+            payload: Vec::new(),
         })
         .collect()
 }
@@ -134,6 +135,10 @@ pub fn run(
                                 bytes: p.len() as u32,
                                 generation: 0,
                                 record,
+                                // The runtime moves the source's buffer here; borrowed
+                                // payloads have none to move, and a copy would cost what the
+                                // runtime does not.
+                                payload: Vec::new(),
                             })
                         });
                         feed(&mut decoded, &mut handle);

@@ -76,6 +76,11 @@ impl MemoryLog {
         self.inner.appended.notify_waiters();
     }
 
+    /// Every record in the log, partition by partition, in offset order.
+    pub fn records(&self) -> Vec<SourceRecord> {
+        self.lock().partitions.concat()
+    }
+
     /// Number of records in the log.
     pub fn len(&self) -> usize {
         self.lock().partitions.iter().map(Vec::len).sum()

@@ -23,6 +23,9 @@ pub struct Metrics {
     pub groups_completed: AtomicU64,
     /// Groups acknowledged by every sink.
     pub groups_out: AtomicU64,
+    /// Groups a sink refused for good, whose records went to the dead-letter sink instead (not
+    /// counted in `groups_out`).
+    pub groups_rejected: AtomicU64,
     /// Groups currently open in the operator.
     pub open_groups: AtomicU64,
     /// Bytes of records currently held in open groups.
@@ -120,6 +123,12 @@ impl Metrics {
             "counter",
             "Groups acknowledged by every sink.",
             load(&self.groups_out),
+        );
+        metric(
+            "groups_rejected_total",
+            "counter",
+            "Groups a sink refused for good, sent to the dead-letter sink.",
+            load(&self.groups_rejected),
         );
         metric(
             "open_groups",

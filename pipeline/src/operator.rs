@@ -36,7 +36,6 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
-use serde::{de::DeserializeOwned, Serialize};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
@@ -47,28 +46,20 @@ use crate::metrics::Metrics;
 use crate::policy::WindowPolicy;
 use crate::record::Aggregatable;
 
-/// What a grouping key must be: hashable to pick a worker, printable for the group id, and
-/// serializable to cross worker boundaries.
-pub trait GroupKey:
-    Clone + Eq + Hash + fmt::Display + fmt::Debug + Send + Serialize + DeserializeOwned + 'static
-{
-}
-impl<T> GroupKey for T where
-    T: Clone
-        + Eq
-        + Hash
-        + fmt::Display
-        + fmt::Debug
-        + Send
-        + Serialize
-        + DeserializeOwned
-        + 'static
-{
-}
+/// What a grouping key must be: hashable to pick a worker and find its group, and printable,
+/// because the group id is derived from its [`Display`](fmt::Display) text (so that text must
+/// not change between versions of a program, or replays write new ids). Numbers and strings
+/// are keys as they are; a tuple needs a newtype with a `Display`.
+pub trait GroupKey: Clone + Eq + Hash + fmt::Display + Send + 'static {}
+impl<T> GroupKey for T where T: Clone + Eq + Hash + fmt::Display + Send + 'static {}
 
 /// Caps on what one worker's operator holds open. Reaching one completes the open group with the
 /// earliest deadline early (reason [`CompletionReason::Capacity`]), so memory stays bounded even
 /// when the input never pauses.
+///
+/// Defaults: 2,000,000 open groups and 1 GiB of open records per worker. Under a
+/// [`crate::Pipeline`], bytes are the records' sizes as read (the source payload's length), not
+/// [`crate::Aggregatable::size_bytes`]; a typed source's records count their `size_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OperatorLimits {
@@ -84,6 +75,18 @@ impl Default for OperatorLimits {
             max_open_groups: 2_000_000,
             max_open_bytes: 1 << 30,
         }
+    }
+}
+
+impl OperatorLimits {
+    /// Checks that both caps can hold a group. [`crate::Pipeline::run`] calls it.
+    pub fn validate(&self) -> Result<(), crate::runtime::ConfigError> {
+        if self.max_open_groups == 0 || self.max_open_bytes == 0 {
+            return Err(crate::runtime::ConfigError(
+                "`max_open_groups` and `max_open_bytes` must be greater than 0".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -508,7 +511,11 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
         }
         let id = group_id(
             &key.to_string(),
-            open.records.first().map(|r| r.record_id()).unwrap_or(""),
+            &open
+                .records
+                .first()
+                .map(|r| r.group_seed())
+                .unwrap_or_default(),
         );
         Group {
             id,
@@ -607,8 +614,8 @@ impl<K> Ord for Unordered<K> {
 
 /// Completing a group that is not open is a bug in this module: every caller checked first.
 #[cold]
-fn unreachable_group<K: fmt::Debug>(key: &K) -> ! {
-    panic!("aggregate_by_key: no open group for key {key:?}")
+fn unreachable_group<K: fmt::Display>(key: &K) -> ! {
+    panic!("aggregate_by_key: no open group for key {key}")
 }
 
 /// What a record does to its key's open group.

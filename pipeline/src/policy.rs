@@ -3,9 +3,38 @@
 //! first record, or the end of the input. An optional leading edge writes the first record after
 //! a pause at once, alone, so that a conversation's first line is not held back by grouping.
 
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// When a group completes. Times are event-time milliseconds.
+///
+/// Build one from [`Duration`]s with [`WindowPolicy::after_inactivity`], which starts with no
+/// limit but the inactivity timeout, or fill the fields (each has its unit in its name) over
+/// [`WindowPolicy::default`]. "No limit" is spelled [`WindowPolicy::NO_COUNT_LIMIT`] and
+/// [`WindowPolicy::NO_AGE_LIMIT`].
+///
+/// ```
+/// use std::num::NonZeroUsize;
+/// use std::time::Duration;
+/// use confab_pipeline::WindowPolicy;
+///
+/// let policy = WindowPolicy::after_inactivity(Duration::from_secs(2))
+///     .max_records(NonZeroUsize::new(50).expect("not zero"));
+/// assert_eq!(policy.inactivity_timeout_ms, 2_000);
+/// assert_eq!(policy.max_age_ms, WindowPolicy::NO_AGE_LIMIT);
+/// assert_eq!(policy.validate(), Ok(()));
+/// ```
+///
+/// Under a [`Pipeline`](crate::Pipeline), one more thing closes groups: commit epochs
+/// ([`RuntimeConfig::commit_epoch_ms`](crate::RuntimeConfig::commit_epoch_ms), 60 s of event
+/// time by default). No group spans a multiple of the epoch, so a key whose records run across
+/// one is split there (reason [`Epoch`](crate::CompletionReason::Epoch)). That is what lets
+/// commits move through a busy log whose keys' groups all overlap; the price is at most one
+/// extra group per key per epoch. Set it to 0 when every key pauses often enough for the log
+/// to have points no group straddles (or for a finite input), and groups then follow this policy
+/// alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WindowPolicy {
@@ -73,6 +102,59 @@ pub enum PolicyError {
 }
 
 impl WindowPolicy {
+    /// `max_messages` and `max_bytes` meaning "no limit". (The largest value a TOML or JSON
+    /// config can write back, like [`WindowPolicy::NO_AGE_LIMIT`].)
+    pub const NO_COUNT_LIMIT: usize = i64::MAX as usize;
+    /// `max_age_ms` meaning "no limit": groups complete by inactivity, count or size only.
+    /// (About 292 million years: the largest value a TOML config can hold.)
+    pub const NO_AGE_LIMIT: u64 = i64::MAX as u64;
+
+    /// A group completes after `timeout` without a record for its key, and by nothing else
+    /// until a limit is added with the methods below (no count, size or age limit).
+    pub fn after_inactivity(timeout: Duration) -> Self {
+        Self {
+            inactivity_timeout_ms: millis(timeout),
+            max_messages: Self::NO_COUNT_LIMIT,
+            max_bytes: Self::NO_COUNT_LIMIT,
+            max_age_ms: Self::NO_AGE_LIMIT,
+            leading_edge_idle_ms: 0,
+        }
+    }
+
+    /// A group also completes once it holds `records` records.
+    pub fn max_records(self, records: NonZeroUsize) -> Self {
+        Self {
+            max_messages: records.get(),
+            ..self
+        }
+    }
+
+    /// A group also completes before its records would exceed `bytes` bytes.
+    pub fn max_bytes(self, bytes: NonZeroUsize) -> Self {
+        Self {
+            max_bytes: bytes.get(),
+            ..self
+        }
+    }
+
+    /// A group also completes once `age` has passed since its first record (event time), so a
+    /// key that never pauses still flushes. Must be at least the inactivity timeout.
+    pub fn max_age(self, age: Duration) -> Self {
+        Self {
+            max_age_ms: millis(age),
+            ..self
+        }
+    }
+
+    /// Writes a record alone, at once, when its key had no record for `idle` (see
+    /// `leading_edge_idle_ms`). Must be at least the inactivity timeout.
+    pub fn leading_edge(self, idle: Duration) -> Self {
+        Self {
+            leading_edge_idle_ms: millis(idle),
+            ..self
+        }
+    }
+
     /// The seed's Camel route: 10 messages or 3 s of inactivity, no age or size limit to speak of.
     pub fn seed() -> Self {
         Self {
@@ -113,6 +195,13 @@ impl WindowPolicy {
         }
         Ok(())
     }
+}
+
+/// `d` in whole milliseconds, at most [`WindowPolicy::NO_AGE_LIMIT`] (no limit).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .min(WindowPolicy::NO_AGE_LIMIT)
 }
 
 #[cfg(test)]

@@ -14,19 +14,57 @@ use uuid::Uuid;
 
 use crate::text::Text;
 
-/// A record the operator can group: it has an event time, a size, and an id that is stable across
-/// replays of the log.
+/// A record the operator can group: it has an event time, a size, and optionally an id that is
+/// stable across replays of the log. (Serde lets records cross between timely workers.)
+///
+/// ```
+/// use confab_pipeline::Aggregatable;
+///
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Reading { device_id: u32, ts_ms: u64, value: f64 }
+///
+/// impl Aggregatable for Reading {
+///     fn event_time_ms(&self) -> u64 { self.ts_ms }
+/// }
+/// assert_eq!(Reading { device_id: 1, ts_ms: 5, value: 0.5 }.record_id(), "");
+/// ```
 pub trait Aggregatable: Clone + Send + Serialize + for<'de> Deserialize<'de> + 'static {
-    /// Event time in milliseconds since the Unix epoch. Drives group membership.
+    /// Event time in milliseconds. Drives group membership. Milliseconds of the pipeline's
+    /// clock (Unix milliseconds by default) unless the pipeline runs on event time only (see
+    /// [`crate::Pipeline::event_time_only`]).
     fn event_time_ms(&self) -> u64;
     /// Size in bytes counted against `max_bytes` (for chat messages: the encoded record's size).
-    fn size_bytes(&self) -> usize;
+    /// Under a [`crate::Pipeline`] reading a byte source, the payload's length counts instead.
+    /// By default, the record's own size in memory, without what it points to: right for a
+    /// record of numbers, too small for one holding strings or vectors.
+    fn size_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
     /// An id unique to this record and identical on every replay (for chat messages: the
-    /// `message_id`). The group id is derived from the key and the first record's id.
-    fn record_id(&self) -> &str;
+    /// `message_id`). The group id is derived from the key and the first record's id; a record
+    /// without one (the default, empty) is identified by its position in the source.
+    fn record_id(&self) -> &str {
+        ""
+    }
+    /// What the group id is derived from besides the key: the first record's id, or, for a
+    /// record without one that the runtime read, its position.
+    #[doc(hidden)]
+    fn group_seed(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self.record_id())
+    }
+    /// The bytes this record was decoded from, when it holds them whole (a chat message decoded
+    /// with no escape sequence keeps one copy of its JSON). The runtime then keeps no second copy
+    /// of a payload equal to them, and a dead letter of the record carries them. `None` by
+    /// default.
+    #[doc(hidden)]
+    fn source_bytes(&self) -> Option<&[u8]> {
+        None
+    }
     /// Whether this record may join a group that began with `first`. Always, for plain records;
     /// an [`Envelope`] read under a newer assignment of its partition may not join a group of an
-    /// older one (that group is abandoned: see [`Envelope::generation`]).
+    /// older one (that group is abandoned: see [`Envelope::generation`]). The runtime's, not
+    /// yours to implement.
+    #[doc(hidden)]
     fn may_join(&self, first: &Self) -> bool {
         let _ = first;
         true
@@ -413,6 +451,11 @@ impl Aggregatable for ChatMessage {
     fn record_id(&self) -> &str {
         &self.message_id
     }
+    fn source_bytes(&self) -> Option<&[u8]> {
+        // The whole record when decoding borrowed every field from it; otherwise something else
+        // (the fields joined, or one field), which the runtime tells apart by comparing.
+        Some(self.message_id.buffer().as_bytes())
+    }
     fn write_json(&self, out: &mut Vec<u8>) {
         if let Some(json) = self.canonical_json() {
             out.extend_from_slice(json.as_bytes());
@@ -533,6 +576,10 @@ pub struct Envelope<R> {
     pub generation: u32,
     /// The decoded record.
     pub record: R,
+    /// The record's bytes as read, kept so that a group a sink rejects goes to the dead letters
+    /// unchanged. Empty for a typed source's record, and for one that holds its bytes itself
+    /// ([`Aggregatable::source_bytes`]).
+    pub payload: Vec<u8>,
 }
 
 impl<R: Aggregatable> Aggregatable for Envelope<R> {
@@ -544,6 +591,12 @@ impl<R: Aggregatable> Aggregatable for Envelope<R> {
     }
     fn record_id(&self) -> &str {
         self.record.record_id()
+    }
+    fn group_seed(&self) -> Cow<'_, str> {
+        match self.record.record_id() {
+            "" => Cow::Owned(self.position.to_string()),
+            id => Cow::Borrowed(id),
+        }
     }
     fn may_join(&self, first: &Self) -> bool {
         self.generation == first.generation

@@ -9,13 +9,22 @@ use async_trait::async_trait;
 use crate::group::Group;
 use crate::record::Position;
 
-/// Whether retrying a failed operation can help.
+/// Whether retrying a failed operation can help, and what the runtime does about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The server is unavailable, overloaded, or timed out: retry with backoff.
     Retryable,
-    /// The request itself is wrong (too large, invalid, unauthorized): retrying repeats it.
+    /// The sink or source cannot work at all (credentials, configuration, a missing table):
+    /// every later write would fail too. The run stops with
+    /// [`PipelineError::Sink`](crate::PipelineError::Sink), and nothing after the last
+    /// acknowledged position is committed.
     Fatal,
+    /// A sink refuses this data for good (too large, invalid for it) while it would take other
+    /// data. The runtime writes each group of the batch alone to find the refused ones, sends
+    /// their records to the dead-letter sink with their original bytes, counts them apart from
+    /// written groups, and goes on.
+    Rejected,
 }
 
 /// A sink error, saying whether trying again can help.
@@ -36,23 +45,59 @@ impl SinkError {
             message: message.into(),
         }
     }
-    /// A failure that retrying would repeat.
+    /// A failure of the sink itself that every later write would repeat (credentials,
+    /// configuration): the run stops.
     pub fn fatal(message: impl Into<String>) -> Self {
         Self {
             kind: ErrorKind::Fatal,
             message: message.into(),
         }
     }
+    /// A refusal of the groups written, for good, by a sink that would take others: the refused
+    /// group goes to the dead letters and the run goes on.
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Rejected,
+            message: message.into(),
+        }
+    }
 }
 
 /// A destination for completed groups (Firestore, Cassandra, a Kafka topic, a broadcast).
+///
+/// ```
+/// use confab_pipeline::{async_trait, Group, Sink, SinkError};
+///
+/// /// Stores each group as one document, keyed by its id (so a rewrite replaces it).
+/// struct Documents;
+///
+/// #[async_trait]
+/// impl<K: Send + Sync, R: Send + Sync> Sink<K, R> for Documents {
+///     fn name(&self) -> &str {
+///         "documents"
+///     }
+///     async fn write(&self, groups: &[Group<K, R>]) -> Result<(), SinkError> {
+///         for group in groups {
+///             if group.bytes > 1 << 20 {
+///                 // This group never fits; others do: dead-letter it and go on.
+///                 return Err(SinkError::rejected(format!("group {} is over 1 MiB", group.id)));
+///             }
+///         }
+///         // Store them (an upsert by `group.id`); a server away is `SinkError::retryable`,
+///         // refused credentials `SinkError::fatal`.
+///         Ok(())
+///     }
+/// }
+/// ```
 #[async_trait]
 pub trait Sink<K, R>: Send + Sync {
     /// A short name for logs and metrics ("firestore", "cassandra", ...).
     fn name(&self) -> &str;
 
     /// Writes a batch of groups. Returns only when every group is durably written; an error
-    /// means none of them may be assumed written.
+    /// means none of them may be assumed written. Say with the error's [`ErrorKind`] whether a
+    /// retry can help ([`SinkError::retryable`]), whether these groups are refused for good
+    /// ([`SinkError::rejected`]), or whether the sink cannot work at all ([`SinkError::fatal`]).
     async fn write(&self, groups: &[Group<K, R>]) -> Result<(), SinkError>;
 }
 
@@ -63,7 +108,8 @@ pub struct DeadLetter {
     pub position: Position,
     /// The record's key, if any.
     pub key: Option<Vec<u8>>,
-    /// The record's bytes, unchanged.
+    /// The record's bytes, unchanged as the source read them (a record from a typed source, which
+    /// has no bytes, as JSON).
     pub payload: Vec<u8>,
     /// Why it was rejected.
     pub reason: String,
@@ -74,4 +120,53 @@ pub struct DeadLetter {
 pub trait DeadLetterSink: Send + Sync {
     /// Writes the letters durably; an error means none may be assumed written.
     async fn write(&self, letters: &[DeadLetter]) -> Result<(), SinkError>;
+}
+
+/// A sink that calls a function with each group, in turn: for printing, counting, or handing
+/// groups to code that is not a sink. The function's error is the write's (say with its
+/// [`ErrorKind`] whether to retry, reject the group, or stop).
+pub struct FnSink<F> {
+    name: String,
+    write: F,
+}
+
+impl<F> FnSink<F> {
+    /// A sink named `name` (for logs and errors) that calls `write` with each group.
+    pub fn new(name: &str, write: F) -> Self {
+        Self {
+            name: name.to_string(),
+            write,
+        }
+    }
+}
+
+#[async_trait]
+impl<K, R, F> Sink<K, R> for FnSink<F>
+where
+    K: Send + Sync,
+    R: Send + Sync,
+    F: Fn(&Group<K, R>) -> Result<(), SinkError> + Send + Sync,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn write(&self, groups: &[Group<K, R>]) -> Result<(), SinkError> {
+        groups.iter().try_for_each(|group| (self.write)(group))
+    }
+}
+
+/// The dead-letter sink of a typed pipeline until one is set: each letter is logged as an error
+/// (and the run's report counts them), so that a rejected group is never silent.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LoggedDeadLetters;
+
+#[async_trait]
+impl DeadLetterSink for LoggedDeadLetters {
+    async fn write(&self, letters: &[DeadLetter]) -> Result<(), SinkError> {
+        for letter in letters {
+            tracing::error!(position = %letter.position, reason = %letter.reason, payload = %String::from_utf8_lossy(&letter.payload), "dead letter");
+        }
+        Ok(())
+    }
 }

@@ -1,8 +1,14 @@
 //! The source side: a partitioned log the runtime reads from and commits to.
+//!
+//! Two traits, one runtime: a [`RecordSource`] yields typed records (an iterator or a stream of
+//! them with [`from_iter`] and [`from_stream`]); a [`Source`] yields bytes (Kafka, Fluvio, the
+//! in-memory log), which [`crate::Pipeline::run`] decodes with the pipeline's decoder, through
+//! the same runtime, as a [`RecordSource`] of the decoded records.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::{FutureExt as _, Stream, StreamExt as _};
 
 use crate::record::Position;
 use crate::sink::ErrorKind;
@@ -20,11 +26,12 @@ pub struct SourceRecord {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
-/// What one poll of a source found.
+/// What one poll of a source found: of a [`Source`], byte records; of a [`RecordSource`],
+/// [`Read`] records.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Polled {
+pub enum Polled<T = SourceRecord> {
     /// Records, in log order within each partition.
-    Records(Vec<SourceRecord>),
+    Records(Vec<T>),
     /// Nothing to read now: every assigned partition is caught up. The runtime then lets the
     /// clock advance time, so idle groups complete.
     Idle,
@@ -94,5 +101,250 @@ pub trait Source: Send {
     /// their groups (after a restart, or when a rebalance hands this consumer a partition).
     fn assigned(&self) -> Option<Vec<u32>> {
         None
+    }
+}
+
+/// One record as a [`RecordSource`] read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read<R> {
+    /// Where it sits in the log. When the record has no id of its own
+    /// ([`Aggregatable::record_id`](crate::Aggregatable::record_id) empty), its group's id is
+    /// derived from the position of the group's first record, so positions must be the same on
+    /// every replay.
+    pub position: Position,
+    /// The record, or why it could not be made (it then goes to the dead-letter sink).
+    pub record: Result<R, String>,
+    /// The record's key in the log, if any (kept for dead letters).
+    pub key: Option<Vec<u8>>,
+    /// The record's bytes as read, if it has any: dead letters carry them unchanged, and they
+    /// count as the record's size. Empty for typed records, which count their `size_bytes`.
+    pub payload: Vec<u8>,
+}
+
+impl<R> Read<R> {
+    /// A typed record at `position`, with no bytes.
+    pub fn record(position: Position, record: R) -> Self {
+        Self {
+            position,
+            record: Ok(record),
+            key: None,
+            payload: Vec::new(),
+        }
+    }
+}
+
+/// A partitioned, replayable log of typed records with committable positions. The runtime's
+/// contract is [`Source`]'s: it commits only positions below which every record was
+/// acknowledged by every sink.
+#[async_trait]
+pub trait RecordSource<R>: Send {
+    /// Reads up to `max` records, waiting at most `wait` for the first one.
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Polled<Read<R>>, SourceError>;
+
+    /// Commits, for each listed partition, the offset of the next record to read after a restart.
+    async fn commit(&mut self, next: &[Position]) -> Result<(), SourceError>;
+
+    /// As [`Source::caught_up`].
+    fn caught_up(&self, partition: u32) -> Option<bool> {
+        let _ = partition;
+        None
+    }
+
+    /// As [`Source::assigned`].
+    fn assigned(&self) -> Option<Vec<u32>> {
+        None
+    }
+}
+
+/// A byte [`Source`] read as records: each payload over `max_bytes` or that `decode` refuses
+/// becomes a dead letter with the reason. [`crate::Pipeline::run`] reads every byte source so.
+pub struct Decoding<S, R> {
+    source: S,
+    decode: Decoder<R>,
+    max_bytes: usize,
+}
+
+/// Turns source bytes into records, or says why not.
+pub type Decoder<R> = std::sync::Arc<dyn Fn(&SourceRecord) -> Result<R, String> + Send + Sync>;
+
+impl<S, R> Decoding<S, R> {
+    /// Reads `source` through `decode`, refusing payloads over `max_bytes`.
+    pub fn new(source: S, decode: Decoder<R>, max_bytes: usize) -> Self {
+        Self {
+            source,
+            decode,
+            max_bytes,
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Source, R: Send> RecordSource<R> for Decoding<S, R> {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Polled<Read<R>>, SourceError> {
+        Ok(match self.source.poll(max, wait).await? {
+            Polled::Records(records) => Polled::Records(
+                records
+                    .into_iter()
+                    .map(|r| {
+                        let record = if r.payload.len() > self.max_bytes {
+                            Err(format!(
+                                "record is {} bytes, over the max_record_bytes limit of {}",
+                                r.payload.len(),
+                                self.max_bytes
+                            ))
+                        } else {
+                            (self.decode)(&r)
+                        };
+                        Read {
+                            position: r.position,
+                            record,
+                            key: r.key,
+                            payload: r.payload,
+                        }
+                    })
+                    .collect(),
+            ),
+            Polled::Idle => Polled::Idle,
+            Polled::Revoked(partitions) => Polled::Revoked(partitions),
+            Polled::End => Polled::End,
+        })
+    }
+
+    async fn commit(&mut self, next: &[Position]) -> Result<(), SourceError> {
+        self.source.commit(next).await
+    }
+
+    fn caught_up(&self, partition: u32) -> Option<bool> {
+        self.source.caught_up(partition)
+    }
+
+    fn assigned(&self) -> Option<Vec<u32>> {
+        self.source.assigned()
+    }
+}
+
+/// A [`RecordSource`] over an iterator: one partition (0), the record's index its offset, the
+/// end of the iterator the end of the input. Commits are kept in [`IterSource::committed`].
+pub struct IterSource<I> {
+    records: I,
+    next: u64,
+    committed: Option<u64>,
+}
+
+/// A source of the records `records` yields, in order (see [`IterSource`]).
+///
+/// ```
+/// use confab_pipeline::source::{from_iter, Polled, RecordSource};
+/// # tokio::runtime::Runtime::new().expect("runtime").block_on(async {
+/// let mut source = from_iter(["a", "b", "c"]);
+/// let Ok(Polled::Records(read)) = source.poll(2, std::time::Duration::ZERO).await else {
+///     panic!("two records");
+/// };
+/// assert_eq!(read.len(), 2);
+/// assert_eq!(read[1].position.offset, 1);
+/// # });
+/// ```
+pub fn from_iter<I: IntoIterator>(records: I) -> IterSource<I::IntoIter> {
+    IterSource {
+        records: records.into_iter(),
+        next: 0,
+        committed: None,
+    }
+}
+
+impl<I> IterSource<I> {
+    /// The offset the runtime committed last: every record before it was acknowledged.
+    pub fn committed(&self) -> Option<u64> {
+        self.committed
+    }
+}
+
+#[async_trait]
+impl<R: Send, I: Iterator<Item = R> + Send> RecordSource<R> for IterSource<I> {
+    async fn poll(&mut self, max: usize, _wait: Duration) -> Result<Polled<Read<R>>, SourceError> {
+        let mut read = Vec::new();
+        for record in self.records.by_ref().take(max) {
+            let position = Position {
+                partition: 0,
+                offset: self.next,
+            };
+            self.next += 1;
+            read.push(Read::record(position, record));
+        }
+        Ok(if read.is_empty() {
+            Polled::End
+        } else {
+            Polled::Records(read)
+        })
+    }
+
+    async fn commit(&mut self, next: &[Position]) -> Result<(), SourceError> {
+        if let Some(p) = next.iter().find(|p| p.partition == 0) {
+            self.committed = Some(p.offset);
+        }
+        Ok(())
+    }
+}
+
+/// A [`RecordSource`] over a stream: one partition (0), the record's index its offset, the
+/// end of the stream the end of the input; a stream with nothing ready within the poll's wait
+/// is idle (and the idle clock may complete groups). Commits are kept in
+/// [`StreamSource::committed`].
+pub struct StreamSource<S> {
+    records: S,
+    next: u64,
+    committed: Option<u64>,
+}
+
+/// A source of the records `records` yields, in order (see [`StreamSource`]).
+pub fn from_stream<S: Stream + Send + Unpin>(records: S) -> StreamSource<S> {
+    StreamSource {
+        records,
+        next: 0,
+        committed: None,
+    }
+}
+
+impl<S> StreamSource<S> {
+    /// The offset the runtime committed last: every record before it was acknowledged.
+    pub fn committed(&self) -> Option<u64> {
+        self.committed
+    }
+}
+
+#[async_trait]
+impl<R: Send, S: Stream<Item = R> + Send + Unpin> RecordSource<R> for StreamSource<S> {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Polled<Read<R>>, SourceError> {
+        let first = match tokio::time::timeout(wait, self.records.next()).await {
+            Err(_) => return Ok(Polled::Idle),
+            Ok(None) => return Ok(Polled::End),
+            Ok(Some(record)) => record,
+        };
+        let mut records = vec![first];
+        while records.len() < max {
+            match self.records.next().now_or_never() {
+                Some(Some(record)) => records.push(record),
+                _ => break,
+            }
+        }
+        let read = records
+            .into_iter()
+            .map(|record| {
+                let position = Position {
+                    partition: 0,
+                    offset: self.next,
+                };
+                self.next += 1;
+                Read::record(position, record)
+            })
+            .collect();
+        Ok(Polled::Records(read))
+    }
+
+    async fn commit(&mut self, next: &[Position]) -> Result<(), SourceError> {
+        if let Some(p) = next.iter().find(|p| p.partition == 0) {
+            self.committed = Some(p.offset);
+        }
+        Ok(())
     }
 }

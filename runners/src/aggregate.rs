@@ -175,18 +175,16 @@ pub(crate) fn check(config: &AggregateConfig) -> anyhow::Result<()> {
             "`sinks` is empty: add at least one [[sinks]] table (type = \"stdout\" to try it out)"
         );
     }
-    if config.runtime.workers == 0 || config.runtime.workers > 256 {
-        anyhow::bail!(
-            "[runtime] workers = {}: use 1 to 256",
-            config.runtime.workers
-        );
-    }
-    if config.runtime.poll_max_records == 0 {
-        anyhow::bail!("[runtime] poll_max_records must be at least 1");
-    }
-    if config.limits.max_open_groups == 0 || config.limits.max_open_bytes == 0 {
-        anyhow::bail!("[limits] max_open_groups and max_open_bytes must be greater than 0");
-    }
+    // The library's own checks, which Pipeline::run makes too: here they fail before any
+    // connection is opened, naming the table.
+    config
+        .runtime
+        .validate()
+        .map_err(|e| anyhow::anyhow!("[runtime] {e}"))?;
+    config
+        .limits
+        .validate()
+        .map_err(|e| anyhow::anyhow!("[limits] {e}"))?;
     Ok(())
 }
 
@@ -220,6 +218,7 @@ pub(crate) async fn run(args: AggregateArgs) -> anyhow::Result<()> {
         messages = report.messages_in,
         groups = report.groups_out,
         dead_letters = report.dead_letters,
+        groups_rejected = report.groups_rejected,
         unacknowledged_groups = report.unacknowledged_groups,
         committed = ?report.committed,
         "aggregator stopped"

@@ -209,6 +209,13 @@ async function refreshUsers(): Promise<void> {
     users = found;
     renderUsers();
   } catch (err) {
+    if (seq !== searchSeq) return;
+    // A search-only directory ([auth.directory] mode = "search") says how much to type.
+    if (err instanceof api.ApiError && err.code === 'query_too_short') {
+      users = [];
+      replace(userList, h('li', { class: 'empty' }, err.message));
+      return;
+    }
     showBanner(errorText(err));
   }
 }

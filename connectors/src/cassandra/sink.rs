@@ -202,7 +202,7 @@ impl<K: Send + Sync> Sink<K, ChatMessage> for CassandraSink {
         for group in groups {
             for message in &group.records {
                 let ms = timeuuid_ms(&message.time).ok_or_else(|| {
-                    SinkError::fatal(format!(
+                    SinkError::rejected(format!(
                         "message {} has no version-1 TimeUUID time",
                         message.message_id
                     ))

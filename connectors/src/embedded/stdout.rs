@@ -40,7 +40,7 @@ where
         let mut lines = Vec::new();
         for group in groups {
             serde_json::to_writer(&mut lines, group)
-                .map_err(|e| SinkError::fatal(format!("cannot encode a group as JSON: {e}")))?;
+                .map_err(|e| SinkError::rejected(format!("cannot encode a group as JSON: {e}")))?;
             lines.push(b'\n');
         }
         let mut out = self.out.lock().await;

@@ -90,7 +90,7 @@ impl FirestoreSink {
     /// The write of one group: set the head, merge the messages, count and times.
     fn group_write<K: Display>(&self, group: &Group<K, ChatMessage>) -> Result<Write, SinkError> {
         let head = DocumentHead::of(group)
-            .ok_or_else(|| SinkError::fatal(format!("group {} holds no message", group.id)))?;
+            .ok_or_else(|| SinkError::rejected(format!("group {} holds no message", group.id)))?;
         let messages: Vec<FirestoreValue> = distinct(&group.records).map(Into::into).collect();
         let count = messages.len() as i64;
         let transform = |field: &str, transform_type| FirestoreFieldTransform {
@@ -126,7 +126,7 @@ impl FirestoreSink {
                 transforms,
             )
             .map_err(|e| {
-                SinkError::fatal(format!(
+                SinkError::rejected(format!(
                     "cannot encode group {} for Firestore: {e}",
                     group.id
                 ))
@@ -158,9 +158,10 @@ impl FirestoreSink {
                     .map(|i| (i, code, message.clone()))
                     .collect(),
                 Err((code, message)) => {
-                    return Err(SinkError::fatal(format!(
-                        "Firestore refused a batch write ({code:?}): {message}"
-                    )))
+                    return Err(refusal(
+                        code,
+                        format!("Firestore refused a batch write ({code:?}): {message}"),
+                    ))
                 }
             };
             if failed.is_empty() {
@@ -168,9 +169,10 @@ impl FirestoreSink {
             }
             if let Some((_, code, message)) = failed.iter().find(|(_, c, _)| !is_retryable_code(*c))
             {
-                return Err(SinkError::fatal(format!(
-                    "Firestore refused a document write ({code:?}): {message}"
-                )));
+                return Err(refusal(
+                    *code,
+                    format!("Firestore refused a document write ({code:?}): {message}"),
+                ));
             }
             let (_, code, message) = &failed[0];
             if attempt >= self.config.max_attempts.max(1) {
@@ -278,5 +280,15 @@ impl<K: Display + Send + Sync> Sink<K, ChatMessage> for FirestoreSink {
             }
         }
         Ok(())
+    }
+}
+
+/// A non-retryable Firestore status as a sink error: an invalid document (too large, a bad
+/// field) is refused for good while others would be written, so only that group is
+/// dead-lettered; anything else (credentials, permissions, a missing database) stops the run.
+fn refusal(code: Code, message: String) -> SinkError {
+    match code {
+        Code::InvalidArgument | Code::OutOfRange => SinkError::rejected(message),
+        _ => SinkError::fatal(message),
     }
 }

@@ -157,6 +157,16 @@ pub(crate) fn client_config(
     Ok(config)
 }
 
+/// Whether `error` refuses one record for its size or shape (the topic would take others): a
+/// group that fails so is dead-lettered, and the run goes on.
+pub fn is_too_large(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(C::MessageSizeTooLarge | C::InvalidRecord | C::InvalidMessageSize)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +181,7 @@ mod tests {
         assert!(is_retryable(&rebalance));
         assert!(!is_retryable(&too_large));
         assert!(!is_retryable(&denied));
+        assert!(is_too_large(&too_large) && !is_too_large(&denied));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde::Serialize;
 
 use super::config::KafkaSinkConfig;
-use super::{client_config, is_retryable, unreachable_message, TracingContext};
+use super::{client_config, is_retryable, is_too_large, unreachable_message, TracingContext};
 
 /// Header holding the group's id, for deduplication downstream.
 pub const HEADER_GROUP_ID: &str = "confab-group-id";
@@ -95,6 +95,9 @@ where
     for result in results {
         if let Err((e, _)) = result {
             let message = format!("cannot write {what} to Kafka topic {topic}: {e}");
+            if is_too_large(&e) {
+                return Err(SinkError::rejected(message));
+            }
             if !is_retryable(&e) {
                 return Err(SinkError::fatal(message));
             }

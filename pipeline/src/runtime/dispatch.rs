@@ -6,12 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 use tracing::{error, warn};
 
 use super::tracker::CommitTracker;
 use super::workers::Completed;
-use super::RuntimeConfig;
+use super::{PipelineError, RuntimeConfig};
 use crate::clock::Clock;
 use crate::group::Group;
 use crate::metrics::Metrics;
@@ -30,18 +30,42 @@ pub(crate) struct Dispatcher<K, R> {
     pub(crate) unacked_bytes: Arc<AtomicU64>,
     /// Set when the runtime gives up waiting (shutdown timeout): retries stop.
     pub(crate) abandon: watch::Receiver<bool>,
+    /// Set by the dispatcher when a sink cannot go on: the reading stops and retries end.
+    pub(crate) stop: Arc<watch::Sender<bool>>,
+}
+
+/// The error that stops a run when `sink` failed fatally.
+fn fatal(sink: &str, e: SinkError) -> PipelineError {
+    PipelineError::Sink {
+        sink: sink.to_string(),
+        message: e.message,
+    }
 }
 
 impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
     /// Writes every group received until the workers are done. Returns the number of groups that
-    /// could not be acknowledged (non-zero only when abandoned).
-    pub(crate) async fn run(self, mut groups: mpsc::UnboundedReceiver<Completed<K, R>>) -> usize {
+    /// could not be acknowledged (non-zero only when abandoned), or why the sinks cannot go on: a
+    /// sink failed fatally, or a sink task panicked. Either stops the reading (through the
+    /// `stop` signal) and leaves the failed groups unacknowledged, so nothing after them is
+    /// committed.
+    pub(crate) async fn run(
+        self,
+        mut groups: mpsc::UnboundedReceiver<Completed<K, R>>,
+    ) -> Result<usize, PipelineError> {
         let this = Arc::new(self);
         let permits = Arc::new(Semaphore::new(this.config.sink_concurrency.max(1)));
         let mut tasks = JoinSet::new();
         let mut unacknowledged = 0;
+        let mut failure: Option<PipelineError> = None;
         let max = this.config.sink_batch_max_groups.max(1);
         while let Some(first) = groups.recv().await {
+            if failure.is_some() {
+                // The run is stopping: what the workers flush now is not written, and its
+                // records stay uncommitted.
+                unacknowledged += 1;
+                this.unacked_bytes.fetch_sub(first.bytes as u64, SeqCst);
+                continue;
+            }
             let mut batch = vec![first];
             while batch.len() < max {
                 match groups.try_recv() {
@@ -52,38 +76,69 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                 break;
             };
-            let this = Arc::clone(&this);
+            let that = Arc::clone(&this);
             tasks.spawn(async move {
-                let acked = this.deliver(batch).await;
+                let acked = that.deliver(batch).await;
                 drop(permit);
                 acked
             });
             while let Some(done) = tasks.try_join_next() {
-                unacknowledged += done.unwrap_or(0);
+                this.settle(done, &mut unacknowledged, &mut failure);
             }
         }
         while let Some(done) = tasks.join_next().await {
-            unacknowledged += done.unwrap_or(0);
+            this.settle(done, &mut unacknowledged, &mut failure);
         }
-        unacknowledged
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(unacknowledged),
+        }
+    }
+
+    /// Takes in the outcome of one delivery task. The first failure is kept and stops the run;
+    /// a panicking task is a failure with its message, never "nothing left unacknowledged".
+    fn settle(
+        &self,
+        done: Result<Result<usize, PipelineError>, JoinError>,
+        unacknowledged: &mut usize,
+        failure: &mut Option<PipelineError>,
+    ) {
+        let e = match done {
+            Ok(Ok(left)) => {
+                *unacknowledged += left;
+                return;
+            }
+            Ok(Err(e)) => e,
+            Err(e) if e.is_panic() => PipelineError::Panicked {
+                what: "a sink task".into(),
+                message: super::panic_message(e.into_panic().as_ref()),
+            },
+            Err(e) => PipelineError::Panicked {
+                what: "a sink task".into(),
+                message: e.to_string(),
+            },
+        };
+        error!(error = %e, "stopping the pipeline: nothing after the failed groups is committed");
+        let _ = self.stop.send(true);
+        failure.get_or_insert(e);
     }
 
     /// Writes one batch to every sink, then acknowledges its positions. Returns the number of
-    /// groups left unacknowledged (when abandoned).
-    async fn deliver(&self, batch: Vec<Completed<K, R>>) -> usize {
+    /// groups left unacknowledged (when abandoned), or the failure that stops the run.
+    async fn deliver(&self, batch: Vec<Completed<K, R>>) -> Result<usize, PipelineError> {
         let mut positions: Vec<Position> = Vec::new();
+        let mut payloads: Vec<Vec<u8>> = Vec::new();
         let mut spans = Vec::with_capacity(batch.len());
         let mut bytes = 0u64;
-        let mut messages = 0u64;
         let mut last_times = Vec::with_capacity(batch.len());
         let groups: Vec<Group<K, R>> = batch
             .into_iter()
-            .map(|g| {
+            .map(|mut g| {
                 let start = positions.len();
                 positions.extend(g.positions());
+                payloads.extend(g.records.iter_mut().map(|e| std::mem::take(&mut e.payload)));
                 spans.push(start..positions.len());
                 bytes += g.bytes as u64;
-                messages += g.len() as u64;
                 last_times.push(g.last_time_ms);
                 g.into_records()
             })
@@ -93,36 +148,83 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
             .iter()
             .map(|sink| self.write_with_retry(sink.as_ref(), &groups));
         let results = futures::future::join_all(writes).await;
+        let mut rejected: Vec<Option<String>> = vec![None; groups.len()];
         for (sink, result) in self.sinks.iter().zip(results) {
-            match result {
-                Ok(()) => {}
-                Err(e) if e.kind == ErrorKind::Fatal => {
-                    // The sink refuses these groups for good: keep them in the dead-letter sink
-                    // rather than block the log forever or drop them silently.
-                    error!(sink = sink.name(), error = %e, groups = groups.len(), "sink rejected groups; sending their records to the dead-letter sink");
-                    let letters = self.group_letters(&groups, &positions, sink.name(), &e);
-                    if self.dead_letter_with_retry(&letters).await.is_err() {
-                        return groups.len();
+            let e = match result {
+                Ok(()) => continue,
+                Err(e) => e,
+            };
+            match e.kind {
+                ErrorKind::Rejected => match self.find_rejected(sink.as_ref(), &groups, e).await {
+                    Ok(refused) => {
+                        for (i, e) in refused {
+                            rejected[i].get_or_insert_with(|| {
+                                format!("sink {} rejected group {}: {e}", sink.name(), groups[i].id)
+                            });
+                        }
                     }
-                }
-                Err(_) => return groups.len(),
+                    Err(e) if e.kind == ErrorKind::Fatal => return Err(fatal(sink.name(), e)),
+                    Err(_) => return Ok(groups.len()),
+                },
+                ErrorKind::Fatal => return Err(fatal(sink.name(), e)),
+                _ => return Ok(groups.len()),
+            }
+        }
+        let refused = rejected.iter().filter(|r| r.is_some()).count();
+        if refused > 0 {
+            let letters = self.group_letters(&groups, &spans, &positions, payloads, &rejected);
+            error!(groups = refused, records = letters.len(), "a sink rejected groups for good; sending their records, unchanged, to the dead-letter sink");
+            if self.dead_letter_with_retry(&letters).await.is_err() {
+                return Ok(groups.len());
             }
         }
         if let Ok(mut tracker) = self.tracker.lock() {
-            for span in spans {
-                tracker.acked_group(&positions[span]);
+            for span in &spans {
+                tracker.acked_group(&positions[span.clone()]);
             }
         }
         let now = self.clock.now_ms();
-        for last in last_times {
-            self.metrics.observe_delay_ms(now.saturating_sub(last));
+        let mut messages = 0u64;
+        for ((last, group), refusal) in last_times.iter().zip(&groups).zip(&rejected) {
+            if refusal.is_none() {
+                self.metrics.observe_delay_ms(now.saturating_sub(*last));
+                messages += group.len() as u64;
+            }
         }
         self.unacked_bytes.fetch_sub(bytes, SeqCst);
         self.metrics
             .groups_out
-            .fetch_add(groups.len() as u64, SeqCst);
+            .fetch_add((groups.len() - refused) as u64, SeqCst);
+        self.metrics
+            .groups_rejected
+            .fetch_add(refused as u64, SeqCst);
         self.metrics.messages_out.fetch_add(messages, SeqCst);
-        0
+        Ok(0)
+    }
+
+    /// Which groups of a batch `sink` rejected (with `e`) refuses for good: each is written
+    /// alone, and those it rejects alone are the refused ones. A batch of one is refused whole.
+    async fn find_rejected(
+        &self,
+        sink: &dyn Sink<K, R>,
+        groups: &[Group<K, R>],
+        e: SinkError,
+    ) -> Result<Vec<(usize, SinkError)>, SinkError> {
+        if groups.len() == 1 {
+            return Ok(vec![(0, e)]);
+        }
+        let mut refused = Vec::new();
+        for (i, group) in groups.iter().enumerate() {
+            match self
+                .write_with_retry(sink, std::slice::from_ref(group))
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if e.kind == ErrorKind::Rejected => refused.push((i, e)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(refused)
     }
 
     /// Writes to one sink, retrying retryable errors with exponential backoff until it succeeds,
@@ -165,26 +267,32 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
         .await
     }
 
+    /// The dead letters of the refused groups: each record with its original bytes (as JSON for
+    /// a typed source's records, which have none) and why its group was refused.
     fn group_letters(
         &self,
         groups: &[Group<K, R>],
+        spans: &[std::ops::Range<usize>],
         positions: &[Position],
-        sink: &str,
-        e: &SinkError,
+        mut payloads: Vec<Vec<u8>>,
+        rejected: &[Option<String>],
     ) -> Vec<DeadLetter> {
-        let mut positions = positions.iter();
         let mut letters = Vec::new();
-        for group in groups {
-            for record in &group.records {
-                let position = positions.next().copied().unwrap_or(Position {
-                    partition: 0,
-                    offset: 0,
-                });
+        for ((group, span), reason) in groups.iter().zip(spans).zip(rejected) {
+            let Some(reason) = reason else { continue };
+            for (record, at) in group.records.iter().zip(span.clone()) {
+                let mut payload = std::mem::take(&mut payloads[at]);
+                if payload.is_empty() {
+                    payload = match record.source_bytes() {
+                        Some(bytes) if encodes(bytes, record) => bytes.to_vec(),
+                        _ => serde_json::to_vec(record).unwrap_or_default(),
+                    };
+                }
                 letters.push(DeadLetter {
-                    position,
+                    position: positions[at],
                     key: Some(group.key.to_string().into_bytes()),
-                    payload: serde_json::to_vec(record).unwrap_or_default(),
-                    reason: format!("sink {sink} rejected group {}: {e}", group.id),
+                    payload,
+                    reason: reason.clone(),
                 });
             }
         }
@@ -194,6 +302,18 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
     /// Sleeps for `delay`; returns true if the runtime abandoned the wait meanwhile.
     async fn wait_or_abandon(&self, delay: Duration) -> bool {
         wait_or_abandon(&self.abandon, delay).await
+    }
+}
+
+/// Whether `bytes` are a JSON encoding of `record` (any layout): the check that the bytes a
+/// record says it was decoded from are its bytes, made only for dead letters, which are rare.
+fn encodes<R: serde::Serialize>(bytes: &[u8], record: &R) -> bool {
+    match (
+        serde_json::from_slice::<serde_json::Value>(bytes),
+        serde_json::to_value(record),
+    ) {
+        (Ok(read), Ok(written)) => read == written,
+        _ => false,
     }
 }
 

@@ -17,8 +17,8 @@
 //! it follows the clock (less `lateness_ms`), so groups complete without new records.
 //!
 //! With a leading edge (`leading_edge_idle_ms`), a position is committed only where no
-//! conversation straddles it and no conversation before it may still continue (see [`sessions`]),
-//! so that a replay writes the same records alone.
+//! conversation straddles it and no conversation before it may still continue (see the
+//! `sessions` module), so that a replay writes the same records alone.
 
 mod dispatch;
 mod sessions;
@@ -36,18 +36,26 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::clock::{Clock, SystemClock};
+use crate::group::Group;
 use crate::metrics::Metrics;
 use crate::operator::{AggregateOptions, GroupKey, OperatorLimits};
 use crate::policy::{PolicyError, WindowPolicy};
 use crate::record::{Aggregatable, Envelope, Position};
 use crate::sink::{DeadLetter, DeadLetterSink, ErrorKind, Sink};
-use crate::source::{Polled, Source, SourceError, SourceRecord};
+use crate::sink::{FnSink, LoggedDeadLetters, SinkError};
+use crate::source::{Decoding, Polled, Read, RecordSource, Source, SourceError, SourceRecord};
 use dispatch::{write_dead_letters, Dispatcher};
 use sessions::Sessions;
 use tracker::CommitTracker;
 use workers::{run_workers, Feed, Generations, WorkerShared};
 
 /// How the runtime reads, batches, retries and commits. Durations are in milliseconds.
+///
+/// Defaults: 1 worker, `poll_max_records` 4096, `poll_wait_ms` 50, `lateness_ms` 500,
+/// `max_record_bytes` 64 KiB, `max_unacked_bytes` 64 MiB, `commit_interval_ms` 1000,
+/// `commit_epoch_ms` 60000, `sink_batch_max_groups` 200, `sink_concurrency` 4,
+/// `retry_initial_ms` 100, `retry_max_ms` 10000, `shutdown_timeout_ms` 30000.
+/// [`Pipeline::run`] refuses settings that cannot work ([`RuntimeConfig::validate`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
@@ -67,7 +75,9 @@ pub struct RuntimeConfig {
     pub max_unacked_bytes: u64,
     /// How often acknowledged positions are committed.
     pub commit_interval_ms: u64,
-    /// No group spans a multiple of this many milliseconds of event time (0: no such limit).
+    /// No group spans a multiple of this many milliseconds of event time (0: no such limit;
+    /// default 60 s). This changes which records share a group: a key whose records run across
+    /// a multiple is split there (reason `epoch`), whatever the window policy says.
     /// An offset is committed only where no acknowledged group straddles it, so that a replay
     /// rebuilds the same groups; in a busy log the groups of interleaved chats always overlap,
     /// and without this limit the committed offsets could stay behind for as long as the
@@ -107,6 +117,47 @@ impl Default for RuntimeConfig {
     }
 }
 
+impl RuntimeConfig {
+    /// Checks that every setting can work, naming the setting and the fix. [`Pipeline::run`]
+    /// calls it before reading anything.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |message: String| Err(ConfigError(message));
+        if self.workers == 0 || self.workers > 256 {
+            return fail(format!("workers = {}: use 1 to 256", self.workers));
+        }
+        if self.poll_max_records == 0 {
+            return fail(
+                "`poll_max_records` = 0 would read nothing: use at least 1 (default 4096)".into(),
+            );
+        }
+        if self.max_record_bytes == 0 {
+            return fail("`max_record_bytes` = 0 would refuse every record: use at least 1".into());
+        }
+        if self.max_unacked_bytes == 0 {
+            return fail(
+                "`max_unacked_bytes` = 0 would pause the source forever: use at least 1".into(),
+            );
+        }
+        if self.sink_batch_max_groups == 0 || self.sink_concurrency == 0 {
+            return fail(
+                "`sink_batch_max_groups` and `sink_concurrency` must be at least 1".into(),
+            );
+        }
+        if self.retry_initial_ms > self.retry_max_ms {
+            return fail(format!(
+                "`retry_initial_ms` ({}) must not exceed `retry_max_ms` ({})",
+                self.retry_initial_ms, self.retry_max_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A runtime setting or operator limit that cannot work, with what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
 /// Why a pipeline could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -123,6 +174,38 @@ pub enum PipelineError {
     /// The timely workers failed.
     #[error("dataflow workers failed: {0}")]
     Workers(String),
+    /// A sink failed in a way that every later write would repeat (credentials, configuration).
+    /// The run stopped; nothing after the last position every sink acknowledged was committed.
+    #[error(
+        "sink `{sink}` cannot go on: {message} (the run stopped; nothing after its last \
+         acknowledged group was committed)"
+    )]
+    Sink {
+        /// The sink's [`Sink::name`].
+        sink: String,
+        /// What the sink said.
+        message: String,
+    },
+    /// Code run by the pipeline panicked: the key function, a worker, a sink. The run stopped;
+    /// nothing after the last acknowledged position was committed.
+    #[error("{what} panicked: {message}")]
+    Panicked {
+        /// What panicked.
+        what: String,
+        /// The panic's message.
+        message: String,
+    },
+}
+
+/// The text of a panic's payload (what `panic!` was given), or a note that it had none.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic whose payload is not text".to_string()
+    }
 }
 
 /// What a finished run did.
@@ -132,8 +215,11 @@ pub struct RunReport {
     pub messages_in: u64,
     /// Groups acknowledged by every sink.
     pub groups_out: u64,
-    /// Records sent to the dead-letter sink.
+    /// Records sent to the dead-letter sink (undecodable ones, and those of rejected groups).
     pub dead_letters: u64,
+    /// Groups a sink refused for good ([`SinkError::rejected`](crate::SinkError::rejected)),
+    /// whose records went to the dead-letter sink; not counted in `groups_out`.
+    pub groups_rejected: u64,
     /// The positions committed last, per partition.
     pub committed: Vec<Position>,
     /// Groups not acknowledged when the shutdown timeout expired (their records were not
@@ -141,13 +227,55 @@ pub struct RunReport {
     pub unacknowledged_groups: usize,
 }
 
-/// Turns source bytes into records.
-pub type Decoder<R> = Arc<dyn Fn(&SourceRecord) -> Result<R, String> + Send + Sync>;
+pub use crate::source::Decoder;
 
-/// A configured pipeline: key, policy, sinks and limits. Run it with [`Pipeline::run`].
+/// A configured pipeline: key, policy, sinks and limits. Run it on typed records with
+/// [`Pipeline::run_records`] (see the crate's example), or on a byte [`Source`] with
+/// [`Pipeline::run`]:
+///
+/// ```
+/// use std::sync::Arc;
+/// use confab_pipeline::memory::{MemoryDeadLetters, MemoryLog, MemorySink};
+/// use confab_pipeline::{Aggregatable, Pipeline, SourceRecord};
+///
+/// #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+/// struct Reading {
+///     device: u32,
+///     ts_ms: u64,
+/// }
+/// impl Aggregatable for Reading {
+///     fn event_time_ms(&self) -> u64 {
+///         self.ts_ms
+///     }
+/// }
+///
+/// # tokio::runtime::Runtime::new().expect("runtime").block_on(async {
+/// // A log of JSON payloads (a Kafka topic, in a service), one of them not a reading.
+/// let log = MemoryLog::new(1);
+/// for (device, ts_ms) in [(1, 0), (2, 10), (1, 20)] {
+///     log.append(b"k", serde_json::to_vec(&Reading { device, ts_ms }).expect("encodes"));
+/// }
+/// log.append(b"k", b"not json".to_vec());
+/// log.close();
+/// let decode = |r: &SourceRecord| {
+///     serde_json::from_slice::<Reading>(&r.payload).map_err(|e| e.to_string())
+/// };
+/// let (groups, dead) = (MemorySink::default(), MemoryDeadLetters::default());
+/// let report = Pipeline::new(|r: &Reading| r.device, decode, Arc::new(dead.clone()))
+///     .sink(Arc::new(groups.clone()))
+///     .event_time_only()
+///     .run(log.source("doc"), std::future::pending())
+///     .await
+///     .expect("runs");
+/// assert_eq!(groups.groups().len(), 2, "one group per device");
+/// assert_eq!(dead.letters()[0].payload, b"not json", "the bad record as read");
+/// assert_eq!((report.messages_in, report.dead_letters), (4, 1));
+/// assert_eq!(log.committed("doc"), log.end_offsets(), "committed to the end");
+/// # });
+/// ```
 pub struct Pipeline<K, R> {
     key_fn: Arc<dyn Fn(&R) -> K + Send + Sync>,
-    decode: Decoder<R>,
+    decode: Option<Decoder<R>>,
     sinks: Vec<Arc<dyn Sink<K, R>>>,
     dead_letters: Arc<dyn DeadLetterSink>,
     policy: WindowPolicy,
@@ -155,9 +283,30 @@ pub struct Pipeline<K, R> {
     config: RuntimeConfig,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    /// Whether the clock moves time while the source is idle (see [`Pipeline::event_time_only`]).
+    idle_by_clock: bool,
 }
 
 impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
+    /// A pipeline of typed records grouped by `key_fn`, for [`Pipeline::run_records`]: default
+    /// policy, limits and runtime settings, no sink yet, and dead letters (the records of groups
+    /// a sink rejects) logged as errors and counted, until [`Pipeline::dead_letters`] sends
+    /// them elsewhere.
+    pub fn typed(key_fn: impl Fn(&R) -> K + Send + Sync + 'static) -> Self {
+        Self {
+            key_fn: Arc::new(key_fn),
+            decode: None,
+            sinks: Vec::new(),
+            dead_letters: Arc::new(LoggedDeadLetters),
+            policy: WindowPolicy::default(),
+            limits: OperatorLimits::default(),
+            config: RuntimeConfig::default(),
+            metrics: Arc::new(Metrics::default()),
+            clock: Arc::new(SystemClock),
+            idle_by_clock: true,
+        }
+    }
+
     /// A pipeline grouping by `key_fn`, decoding with `decode`, writing dead letters to
     /// `dead_letters`, with default policy, limits and runtime settings and no sink yet.
     pub fn new(
@@ -166,21 +315,41 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         dead_letters: Arc<dyn DeadLetterSink>,
     ) -> Self {
         Self {
-            key_fn: Arc::new(key_fn),
-            decode: Arc::new(decode),
-            sinks: Vec::new(),
+            decode: Some(Arc::new(decode)),
             dead_letters,
-            policy: WindowPolicy::default(),
-            limits: OperatorLimits::default(),
-            config: RuntimeConfig::default(),
-            metrics: Arc::new(Metrics::default()),
-            clock: Arc::new(SystemClock),
+            ..Self::typed(key_fn)
         }
     }
 
     /// Adds a sink; every group goes to every sink.
     pub fn sink(mut self, sink: Arc<dyn Sink<K, R>>) -> Self {
         self.sinks.push(sink);
+        self
+    }
+    /// Adds a sink that calls `write` with each group, in turn (see [`FnSink`]).
+    pub fn sink_fn(
+        self,
+        name: &str,
+        write: impl Fn(&Group<K, R>) -> Result<(), SinkError> + Send + Sync + 'static,
+    ) -> Self
+    where
+        K: Send + Sync,
+    {
+        self.sink(Arc::new(FnSink::new(name, write)))
+    }
+    /// Sends dead letters to `dead_letters`.
+    pub fn dead_letters(mut self, dead_letters: Arc<dyn DeadLetterSink>) -> Self {
+        self.dead_letters = dead_letters;
+        self
+    }
+    /// Lets only event time move time: no clock completes a group while the source is idle, and
+    /// record times need not be the clock's (device-relative times, a replay of last year's log).
+    /// Groups then complete when a later record of their key, or of their partition, shows their
+    /// deadline has passed in event time, or at the end of the input. Meant for finite inputs and
+    /// replays; on a live log, a key whose partition goes quiet keeps its group open until traffic
+    /// resumes (the wall clock, the default, completes it).
+    pub fn event_time_only(mut self) -> Self {
+        self.idle_by_clock = false;
         self
     }
     /// Sets the window policy.
@@ -199,6 +368,13 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         self
     }
     /// Uses `clock` for the idle advance and delay metrics (a [`crate::ManualClock`] in tests).
+    ///
+    /// Record times are read as this clock's milliseconds (the wall clock's: Unix milliseconds,
+    /// by default): while the source is idle, time follows the clock less `lateness_ms`, and
+    /// completes the groups whose deadline it passes. Time never runs ahead of the clock, so a
+    /// record stamped in the future neither completes other keys' groups early nor is dropped:
+    /// its group completes when the clock reaches its deadline, or at shutdown. For times that
+    /// are not the clock's, see [`Pipeline::event_time_only`].
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -213,14 +389,41 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         Arc::clone(&self.metrics)
     }
 
-    /// Runs until the source ends or `shutdown` completes, then flushes, waits for the sinks
-    /// (up to `shutdown_timeout_ms`) and commits.
+    /// Runs on a byte source, decoding each record with the decoder given to [`Pipeline::new`]
+    /// (see [`Decoding`]); otherwise as [`Pipeline::run_records`].
     pub async fn run<S: Source>(
+        self,
+        source: S,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<RunReport, PipelineError> {
+        let Some(decode) = self.decode.clone() else {
+            return Err(PipelineError::Config(
+                "a byte source needs a decoder: build the pipeline with Pipeline::new, or read \
+                 typed records with run_records"
+                    .into(),
+            ));
+        };
+        let max_bytes = self.config.max_record_bytes;
+        self.run_records(Decoding::new(source, decode, max_bytes), shutdown)
+            .await
+    }
+
+    /// Runs until the source ends or `shutdown` completes, then flushes every open group, waits
+    /// for the sinks (up to `shutdown_timeout_ms`) and commits. Fails, having committed nothing
+    /// after the last acknowledged position, when the configuration cannot work, the source or a
+    /// sink fails for good, or code it runs panics.
+    pub async fn run_records<S: RecordSource<R>>(
         self,
         mut source: S,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<RunReport, PipelineError> {
         self.policy.validate()?;
+        self.config
+            .validate()
+            .map_err(|e| PipelineError::Config(e.0))?;
+        self.limits
+            .validate()
+            .map_err(|e| PipelineError::Config(e.0))?;
         if self.sinks.is_empty() {
             return Err(PipelineError::Config(
                 "at least one sink is required".into(),
@@ -232,6 +435,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         let (feed_tx, feed_rx) = mpsc::channel::<Feed<R>>(16);
         let (group_tx, group_rx) = mpsc::unbounded_channel();
         let (abandon_tx, abandon_rx) = watch::channel(false);
+        let abandon_tx = Arc::new(abandon_tx);
 
         let generations = Arc::new(Generations::default());
         let shared = Arc::new(WorkerShared {
@@ -263,6 +467,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
             clock: Arc::clone(&self.clock),
             unacked_bytes: Arc::clone(&unacked_bytes),
             abandon: abandon_rx.clone(),
+            stop: Arc::clone(&abandon_tx),
         };
         let dispatch_task = tokio::spawn(dispatcher.run(group_rx));
 
@@ -274,7 +479,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
             key_fn: self.key_fn.as_ref(),
             sessions,
             config: &config,
-            decode: &self.decode,
+            idle_by_clock: self.idle_by_clock,
             dead_letters: self.dead_letters.as_ref(),
             tracker: &tracker,
             metrics: &self.metrics,
@@ -286,6 +491,14 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
             epoch: 0,
             partitions: HashMap::new(),
             last_commit_ms: self.clock.now_ms(),
+        };
+        // A sink that cannot go on stops the reading as a shutdown would.
+        let mut stopped = abandon_rx.clone();
+        let shutdown = async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = stopped.wait_for(|stop| *stop) => {}
+            }
         };
         let read_result = reader.read_until_done(&mut source, shutdown).await;
         // Closing the feed ends the input: the operator flushes every open group, and ends every
@@ -299,9 +512,19 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         let workers_done = async {
             let workers = workers_task
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| PipelineError::Workers(e.to_string()))
                 .and_then(|r| r);
-            let unacknowledged = dispatch_task.await.unwrap_or(0);
+            let unacknowledged = match dispatch_task.await {
+                Ok(done) => done,
+                Err(e) => Err(PipelineError::Panicked {
+                    what: "the sink dispatcher".into(),
+                    message: if e.is_panic() {
+                        panic_message(e.into_panic().as_ref())
+                    } else {
+                        e.to_string()
+                    },
+                }),
+            };
             (workers, unacknowledged)
         };
         tokio::pin!(workers_done);
@@ -313,10 +536,10 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
                 workers_done.await
             }
         };
-        workers.map_err(PipelineError::Workers)?;
+        workers?;
 
         // The last commit gets a few tries: a broker that blinks now would cost a replay.
-        let mut committed = commit(&mut source, &tracker, &self.metrics, true).await;
+        let mut committed = commit::<R, _>(&mut source, &tracker, &self.metrics, true).await;
         let mut backoff = Duration::from_millis(config.retry_initial_ms.max(1));
         for _ in 0..5 {
             match &committed {
@@ -324,16 +547,20 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
                     warn!(error = %e, "final commit failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff *= 2;
-                    committed = commit(&mut source, &tracker, &self.metrics, true).await;
+                    committed = commit::<R, _>(&mut source, &tracker, &self.metrics, true).await;
                 }
                 _ => break,
             }
         }
+        // The sinks' failure first: a stopped reading or a dead-letter write cut short is its
+        // consequence.
+        let unacknowledged = unacknowledged?;
         read_result?;
         let report = RunReport {
             messages_in: self.metrics.messages_in.load(SeqCst),
             groups_out: self.metrics.groups_out.load(SeqCst),
             dead_letters: self.metrics.dead_letters.load(SeqCst),
+            groups_rejected: self.metrics.groups_rejected.load(SeqCst),
             committed: committed.map_err(|e| PipelineError::Source(e.message))?,
             unacknowledged_groups: unacknowledged,
         };
@@ -353,7 +580,7 @@ struct Reader<'a, K, R> {
     /// The leading edge's conversations (none without a leading edge).
     sessions: Option<Sessions<K>>,
     config: &'a RuntimeConfig,
-    decode: &'a Decoder<R>,
+    idle_by_clock: bool,
     dead_letters: &'a dyn DeadLetterSink,
     tracker: &'a Arc<Mutex<CommitTracker>>,
     metrics: &'a Arc<Metrics>,
@@ -370,7 +597,7 @@ struct Reader<'a, K, R> {
 }
 
 impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
-    async fn read_until_done<S: Source>(
+    async fn read_until_done<S: RecordSource<R>>(
         &mut self,
         source: &mut S,
         shutdown: impl Future<Output = ()>,
@@ -401,11 +628,12 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
                     self.accept(records).await?;
                     self.advance_to_watermark(source).await?;
                 }
-                Ok(Polled::Idle) => {
+                Ok(Polled::Idle) if self.idle_by_clock => {
                     let now = self.clock.now_ms();
                     self.advance(now.saturating_sub(self.config.lateness_ms))
                         .await?;
                 }
+                Ok(Polled::Idle) => {}
                 Ok(Polled::Revoked(partitions)) => {
                     self.commit_now(source).await?;
                     if let Ok(mut tracker) = self.tracker.lock() {
@@ -436,7 +664,7 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
     }
 
     /// Decodes `records`, dead-letters the bad ones, feeds the good ones and advances time.
-    async fn accept(&mut self, records: Vec<SourceRecord>) -> Result<(), PipelineError> {
+    async fn accept(&mut self, records: Vec<Read<R>>) -> Result<(), PipelineError> {
         let now = self.clock.now_ms();
         let mut good = Vec::with_capacity(records.len());
         let mut bad = Vec::new();
@@ -452,16 +680,7 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
                 .store(tracker.outstanding() as u64, SeqCst);
         }
         for record in records {
-            let decoded = if record.payload.len() > self.config.max_record_bytes {
-                Err(format!(
-                    "record is {} bytes, over the max_record_bytes limit of {}",
-                    record.payload.len(),
-                    self.config.max_record_bytes
-                ))
-            } else {
-                (self.decode)(&record)
-            };
-            match decoded {
+            match record.record {
                 Ok(decoded) => {
                     let time = decoded.event_time_ms();
                     let seen = self
@@ -469,11 +688,25 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
                         .entry(record.position.partition)
                         .or_insert((time, now));
                     *seen = (seen.0.max(time), now);
+                    // Bytes as read where there are any (what the caps promise to bound), the
+                    // record's own estimate for typed records.
+                    let size = match record.payload.len() {
+                        0 => decoded.size_bytes(),
+                        len => len,
+                    };
+                    // A record that holds its bytes whole (a chat message) gives them back for a
+                    // dead letter: one copy of each buffered record, not two.
+                    let payload = if decoded.source_bytes() == Some(record.payload.as_slice()) {
+                        Vec::new()
+                    } else {
+                        record.payload
+                    };
                     good.push(Envelope {
                         position: record.position,
-                        bytes: record.payload.len() as u32,
+                        bytes: u32::try_from(size).unwrap_or(u32::MAX),
                         generation: self.generations.current(record.position.partition),
                         record: decoded,
+                        payload,
                     });
                 }
                 Err(reason) => bad.push(DeadLetter {
@@ -502,7 +735,15 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
         }
         if let (Some(sessions), Ok(mut tracker)) = (self.sessions.as_mut(), self.tracker.lock()) {
             for e in &good {
-                let key = (self.key_fn)(&e.record);
+                // Here the key function runs on the caller's task, not a worker: a panic is
+                // caught so that it ends the run with its message, as it does on a worker.
+                let key = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    (self.key_fn)(&e.record)
+                }))
+                .map_err(|payload| PipelineError::Panicked {
+                    what: "the key function".into(),
+                    message: panic_message(payload.as_ref()),
+                })?;
                 let at = e.record.event_time_ms();
                 sessions.read(key, e.position, at, self.epoch, &mut tracker);
             }
@@ -524,7 +765,10 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
     ///
     /// An assigned partition that is behind and has delivered nothing yet holds time still (see
     /// [`Source::assigned`]).
-    async fn advance_to_watermark<S: Source>(&mut self, source: &S) -> Result<(), PipelineError> {
+    async fn advance_to_watermark<S: RecordSource<R>>(
+        &mut self,
+        source: &S,
+    ) -> Result<(), PipelineError> {
         let now = self.clock.now_ms();
         let lateness = self.config.lateness_ms;
         let unread_behind = source.assigned().is_some_and(|assigned| {
@@ -545,7 +789,13 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
             .map(|(_, (time, _))| *time)
             .min();
         if let Some(min) = active_min {
-            self.advance(min.saturating_sub(lateness)).await?;
+            let mut time = min.saturating_sub(lateness);
+            if self.idle_by_clock {
+                // Records stamped ahead of the clock do not take time with them: one device with
+                // a fast clock would complete every other key's group early.
+                time = time.min(now);
+            }
+            self.advance(time).await?;
         }
         Ok(())
     }
@@ -567,7 +817,10 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
         Ok(())
     }
 
-    async fn maybe_commit<S: Source>(&mut self, source: &mut S) -> Result<(), PipelineError> {
+    async fn maybe_commit<S: RecordSource<R>>(
+        &mut self,
+        source: &mut S,
+    ) -> Result<(), PipelineError> {
         let now = self.clock.now_ms();
         if now.saturating_sub(self.last_commit_ms) >= self.config.commit_interval_ms {
             self.last_commit_ms = now;
@@ -578,8 +831,11 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
 
     /// Commits what may be committed. A retryable failure is logged and left to the next commit
     /// (the tracker offers the same positions again); only a fatal one stops the run.
-    async fn commit_now<S: Source>(&mut self, source: &mut S) -> Result<(), PipelineError> {
-        match commit(source, self.tracker, self.metrics, false).await {
+    async fn commit_now<S: RecordSource<R>>(
+        &mut self,
+        source: &mut S,
+    ) -> Result<(), PipelineError> {
+        match commit::<R, _>(source, self.tracker, self.metrics, false).await {
             Ok(_) => Ok(()),
             Err(e) if e.kind == ErrorKind::Retryable => {
                 warn!(error = %e, "commit failed; retrying at the next commit");
@@ -592,7 +848,7 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
 
 /// Commits every partition's low watermark that moved; returns the positions committed (all of
 /// them when `all` is set, for the final report).
-async fn commit<S: Source>(
+async fn commit<R, S: RecordSource<R>>(
     source: &mut S,
     tracker: &Mutex<CommitTracker>,
     metrics: &Metrics,

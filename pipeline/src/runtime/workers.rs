@@ -16,6 +16,7 @@ use timely::dataflow::operators::Input;
 use timely::dataflow::InputHandle;
 use tokio::sync::mpsc;
 
+use super::{panic_message, PipelineError};
 use crate::group::Group;
 use crate::operator::{AggregateByKey, AggregateOptions, GroupKey};
 use crate::policy::WindowPolicy;
@@ -82,13 +83,56 @@ pub(crate) fn run_workers<K, R, F>(
     key_fn: F,
     policy: WindowPolicy,
     options: AggregateOptions,
-) -> Result<(), String>
+) -> Result<(), PipelineError>
 where
     K: GroupKey,
     R: Aggregatable,
     F: Fn(&R) -> K + Clone + Send + Sync + 'static,
 {
+    // timely reports a worker's panic as its payload's Debug form ("Any { .. }"): the message
+    // is kept here on its way out, so that the run's error says what panicked and why.
+    let panicked: Arc<Mutex<Option<String>>> = Arc::default();
+    let first_panic = Arc::clone(&panicked);
     let guards = timely::execute(timely::Config::process(workers.max(1)), move |worker| {
+        let body =
+            std::panic::AssertUnwindSafe(|| work(worker, &shared, &key_fn, policy, &options));
+        if let Err(payload) = std::panic::catch_unwind(body) {
+            if let Ok(mut slot) = first_panic.lock() {
+                slot.get_or_insert_with(|| panic_message(payload.as_ref()));
+            }
+            std::panic::resume_unwind(payload);
+        }
+    })
+    .map_err(PipelineError::Workers)?;
+    let mut failed = None;
+    for result in guards.join() {
+        if let Err(e) = result {
+            failed.get_or_insert(e);
+        }
+    }
+    match (failed, panicked.lock().ok().and_then(|mut p| p.take())) {
+        (None, _) => Ok(()),
+        (Some(_), Some(message)) => Err(PipelineError::Panicked {
+            what: "a dataflow worker (the key function, or a record's methods)".into(),
+            message,
+        }),
+        (Some(e), None) => Err(PipelineError::Workers(e)),
+    }
+}
+
+/// One worker's life: builds the dataflow, feeds it until the input ends, drains it.
+fn work<K, R, F>(
+    worker: &mut timely::worker::Worker,
+    shared: &Arc<WorkerShared<K, R>>,
+    key_fn: &F,
+    policy: WindowPolicy,
+    options: &AggregateOptions,
+) where
+    K: GroupKey,
+    R: Aggregatable,
+    F: Fn(&R) -> K + Clone + Send + Sync + 'static,
+{
+    {
         let index = worker.index();
         let out = shared.out.clone();
         let unacked = Arc::clone(&shared.unacked_bytes);
@@ -164,9 +208,5 @@ where
         while worker.has_dataflows() {
             worker.step_or_park(Some(Duration::from_millis(1)));
         }
-    })?;
-    for result in guards.join() {
-        result?;
     }
-    Ok(())
 }

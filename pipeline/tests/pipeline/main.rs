@@ -2,6 +2,8 @@
 //! guarantees on the in-memory log.
 
 mod decode;
+mod failures;
 mod model;
 mod operator;
 mod runtime;
+mod time;

@@ -113,3 +113,37 @@ fn the_metrics_and_health_endpoints_answer_while_it_runs() {
     let status = child.wait().expect("confab ends at the end of stdin");
     assert!(status.success());
 }
+
+/// A sink that cannot write (stdout closed under it: every write is a broken pipe) stops the
+/// aggregator with an error naming it, and the process exits non-zero; it used to send every
+/// group to the dead-letter file, count it written, and exit 0.
+#[test]
+fn a_sink_that_cannot_write_stops_the_aggregator_with_a_non_zero_exit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = confab()
+        .args(["aggregate", "--max-messages", "2"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start confab aggregate");
+    drop(child.stdout.take());
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        for i in 0..4u64 {
+            // The aggregator may stop before reading them all: a failed write here is fine.
+            let _ = writeln!(
+                stdin,
+                "{}",
+                message_json(i, "chat-1", 1_700_000_000_000 + i * 50)
+            );
+        }
+    }
+    let out = child.wait_with_output().expect("confab ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "exited 0: {stderr}");
+    assert!(stderr.contains("sink `stdout` cannot go on"), "{stderr}");
+    let dead = std::fs::read_to_string(dir.path().join("dead-letters.jsonl")).unwrap_or_default();
+    assert_eq!(dead, "", "no group silently diverted to the dead letters");
+}

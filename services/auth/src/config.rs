@@ -45,6 +45,39 @@ pub struct Config {
     /// Connection limits and timeouts of the HTTP server (`confab auth`; `confab up` reads its
     /// own top-level `[server]` table).
     pub server: ServerConfig,
+    /// Who can see the user directory (`GET /api/v1/users`).
+    pub directory: DirectoryConfig,
+}
+
+/// How signed-in users find each other.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// `"list"`: any signed-in user pages through every username (the default, as the original
+    /// system did). `"search"`: only usernames starting with a typed prefix of at least
+    /// `min_query_chars` are answered, so nobody can download the whole directory.
+    pub mode: DirectoryMode,
+    /// The shortest prefix a search must give in `"search"` mode.
+    pub min_query_chars: usize,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        Self {
+            mode: DirectoryMode::List,
+            min_query_chars: 3,
+        }
+    }
+}
+
+/// See [`DirectoryConfig::mode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectoryMode {
+    /// Every user, in pages.
+    List,
+    /// Prefix search only.
+    Search,
 }
 
 impl Default for Config {
@@ -62,6 +95,7 @@ impl Default for Config {
             first_user: None,
             firebase: None,
             server: ServerConfig::default(),
+            directory: DirectoryConfig::default(),
         }
     }
 }
@@ -352,6 +386,12 @@ impl Config {
         self.server
             .validate()
             .map_err(|reason| invalid("server", reason))?;
+        if !(1..=crate::USERNAME_MAX_CHARS).contains(&self.directory.min_query_chars) {
+            return Err(invalid(
+                "directory.min_query_chars",
+                "must be between 1 and the longest username (32)",
+            ));
+        }
         if !(1..=confab_token::DEFAULT_MAX_LIFETIME_SECS).contains(&self.jwt.expiry_secs) {
             return Err(invalid(
                 "jwt.expiry_secs",

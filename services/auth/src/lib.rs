@@ -37,8 +37,8 @@ pub mod throttle;
 mod users;
 
 pub use config::{
-    Config, ConfigError, FirebaseConfig, FirstUser, JwtConfig, PasswordConfig, SignupConfig,
-    SignupMode, ThrottleConfig,
+    Config, ConfigError, DirectoryConfig, DirectoryMode, FirebaseConfig, FirstUser, JwtConfig,
+    PasswordConfig, SignupConfig, SignupMode, ThrottleConfig,
 };
 pub use discovery::ApiDoc;
 pub use error::ApiError;
@@ -152,6 +152,7 @@ struct Inner {
     max_body_bytes: usize,
     signup: SignupConfig,
     server: confab_service_kit::server::ServerConfig,
+    directory: config::DirectoryConfig,
     /// How long a session lasts.
     refresh_expiry: chrono::TimeDelta,
     /// Seconds after a revocation until every token of the session has expired anyway.
@@ -217,6 +218,7 @@ impl AppState {
                 max_body_bytes: config.max_body_bytes,
                 signup: config.signup.clone(),
                 server: config.server.clone(),
+                directory: config.directory.clone(),
                 refresh_expiry: chrono::TimeDelta::seconds(
                     i64::try_from(config.jwt.refresh_expiry_secs).unwrap_or(i64::MAX / 1000),
                 ),
@@ -360,6 +362,11 @@ impl AppState {
     /// The sign-up mode and invite settings.
     pub fn signup_config(&self) -> &SignupConfig {
         &self.inner.signup
+    }
+
+    /// Who can see the user directory.
+    pub fn directory(&self) -> &DirectoryConfig {
+        &self.inner.directory
     }
 
     /// The throttling counters.

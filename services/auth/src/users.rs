@@ -192,7 +192,7 @@ pub(crate) async fn create_user(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of users", body = UserPage),
-        (status = 400, description = "Invalid limit, cursor or q", body = ErrorBody),
+        (status = 400, description = "Invalid limit, cursor or q (`invalid_query`), or, with `[directory] mode = \"search\"`, no `q` or a shorter one than `min_query_chars` (`query_too_short`)", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
@@ -211,6 +211,20 @@ pub(crate) async fn list_users(
         });
     }
     let prefix = query.q.as_deref().map(str::trim).unwrap_or("");
+    let directory = state.directory();
+    if directory.mode == crate::DirectoryMode::Search
+        && prefix.chars().count() < directory.min_query_chars
+    {
+        return Err(ApiError::BadRequest {
+            status: StatusCode::BAD_REQUEST,
+            code: "query_too_short",
+            message: format!(
+                "this server finds users only by search: type at least {} characters of a \
+                 username",
+                directory.min_query_chars
+            ),
+        });
+    }
     if !prefix.is_empty() {
         return search_users(&state, prefix, query.cursor.as_deref(), limit).await;
     }

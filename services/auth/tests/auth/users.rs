@@ -15,6 +15,7 @@ on_both_backends!(
     listing_users_needs_a_token,
     listing_users_pages_in_a_stable_order,
     bad_paging_parameters_are_400,
+    a_search_only_directory_answers_prefixes_of_the_minimum_length_only,
     a_user_by_id_is_200_then_404_for_unknown_and_400_for_junk,
 );
 
@@ -397,4 +398,34 @@ async fn sign_ups_beyond_the_hashing_queue_are_503_busy_with_retry_after() {
         assert_eq!(response.json()["error"], "busy");
         assert_eq!(response.headers["retry-after"], "1");
     }
+}
+
+async fn a_search_only_directory_answers_prefixes_of_the_minimum_length_only(backend: Backend) {
+    let app = TestApp::with_config(backend, |config| {
+        config.directory.mode = confab_auth::DirectoryMode::Search;
+        config.directory.min_query_chars = 3;
+    })
+    .await;
+    let token = app.token("alina").await;
+    app.create_user("alistair").await;
+    app.create_user("bruno").await;
+    for query in ["", "?limit=100", "?q=al", "?q=%20%20al"] {
+        let refused = app
+            .get(&format!("/api/v1/users{query}"), Some(&token))
+            .await;
+        let message = refused.assert_error(StatusCode::BAD_REQUEST, "query_too_short");
+        assert!(message.contains("at least 3 characters"), "{message}");
+    }
+    let found = app.get("/api/v1/users?q=ali", Some(&token)).await.json();
+    let names: Vec<&str> = found["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter_map(|u| u["username"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["alina", "alistair"],
+        "only the matches, in name order"
+    );
 }
