@@ -173,10 +173,48 @@ fn take_table(table: &mut toml::Table, name: &str) -> anyhow::Result<toml::Table
     }
 }
 
-/// The data folder, created if missing, as an absolute path.
+/// Owner-only mode of the data folder: it holds the signing key, password hashes and messages.
+#[cfg(unix)]
+const DATA_DIR_MODE: u32 = 0o700;
+
+/// The data folder, created if missing (mode 0700, as are missing parents), as an absolute
+/// path. An existing folder that others can enter or read is tightened to 0700, with a warning.
+/// The SQLite files inside get 0600 when the services connect (`confab_service_kit::sql`).
 pub(crate) fn prepare_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(dir)
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(DATA_DIR_MODE);
+    }
+    builder
+        .create(dir)
         .with_context(|| format!("creating the data folder {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)
+            .with_context(|| format!("reading the data folder {}", dir.display()))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode != DATA_DIR_MODE {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DATA_DIR_MODE))
+                .with_context(|| {
+                    format!(
+                        "restricting the data folder {} to its owner (chmod 700)",
+                        dir.display()
+                    )
+                })?;
+            tracing::warn!(
+                path = %dir.display(),
+                was = format!("{mode:o}"),
+                now = "700",
+                "Tightened the mode of the data folder, which others could enter or read."
+            );
+        }
+    }
     dir.canonicalize()
         .with_context(|| format!("resolving the data folder {}", dir.display()))
 }
@@ -272,6 +310,72 @@ mod tests {
             format!("{err:#}").contains("leading_edge_idle_ms"),
             "{err:#}"
         );
+    }
+
+    #[cfg(unix)]
+    fn mode_of(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_folder_is_created_owner_only_and_an_open_one_is_tightened() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("tempdir");
+        let fresh = root.path().join("a/b/data");
+        let resolved = prepare_data_dir(&fresh).expect("created");
+        assert_eq!(mode_of(&resolved), 0o700);
+        assert_eq!(
+            mode_of(&root.path().join("a")),
+            0o700,
+            "missing parents too"
+        );
+
+        let open = root.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        prepare_data_dir(&open).expect("tightened");
+        assert_eq!(mode_of(&open), 0o700);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_database_in_the_data_folder_and_its_wal_and_shm_are_owner_only() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = prepare_data_dir(&root.path().join("data")).expect("data folder");
+        let config = UpConfig::from_table(toml::Table::new(), &dir, None).expect("defaults");
+        let state = confab_auth::AppState::build(&config.auth)
+            .await
+            .expect("the auth service starts on the data folder");
+        let file = dir.join(DATABASE_FILE);
+        for suffix in ["", "-wal", "-shm"] {
+            let path = PathBuf::from(format!("{}{suffix}", file.display()));
+            assert!(path.exists(), "{}", path.display());
+            assert_eq!(mode_of(&path), 0o600, "{}", path.display());
+        }
+        assert_eq!(mode_of(&dir.join(SIGNING_KEY_FILE)), 0o600);
+        state.store().close().await;
+    }
+
+    #[test]
+    fn the_signup_mode_is_read_from_the_auth_table() {
+        let default =
+            UpConfig::from_table(toml::Table::new(), Path::new("/d"), None).expect("defaults");
+        assert_eq!(default.auth.signup.mode, confab_auth::SignupMode::Open);
+        let text = "[auth.signup]\nmode = \"invite\"\ninvite_expiry_secs = 3600\n\
+                    max_unused_invites_per_user = 3\n";
+        let table = UpConfig::parse_table(text).expect("parses");
+        let config = UpConfig::from_table(table, Path::new("/d"), None).expect("valid");
+        assert_eq!(config.auth.signup.mode, confab_auth::SignupMode::Invite);
+        assert_eq!(config.auth.signup.invite_expiry_secs, 3600);
+        assert_eq!(config.auth.signup.max_unused_invites_per_user, 3);
+        let typo = UpConfig::parse_table("[auth.signup]\nmode = \"shut\"\n").expect("parses");
+        assert!(UpConfig::from_table(typo, Path::new("/d"), None).is_err());
     }
 
     #[test]

@@ -42,15 +42,21 @@ use web::WebFiles;
 /// aggregate's, run in this process: the aggregator for a Kafka log, writing Firestore and
 /// Cassandra). See runners/configs/up/real-servers.toml.
 ///
+/// [auth.signup] mode = "open" (default: anybody may sign up), "invite" (sign-up needs a code
+/// that a signed-in user made with POST /api/v1/invites; invite_expiry_secs,
+/// max_unused_invites_per_user) or "closed" (403 signup_closed); [auth.first_user] is seeded
+/// in every mode. [auth.passwords] min_strength (zxcvbn score 0-4, default 3) refuses common
+/// and easily guessed passwords.
+///
 /// [web] chooses the web client's realtime path: realtime = "sse" (default, the events stream)
 /// or "firestore" (the Firebase JS SDK listening to the [aggregate] Firestore sink's documents;
 /// [web.firestore] emulator_host for the emulator, or api_key with [auth.firebase] type =
 /// "service_account" for a real project).
 ///
 /// Endpoints: the web client at / (built into the binary; --web-dir serves a folder instead),
-/// the API reference at /docs/ and its OpenAPI document at /openapi.json, the auth API (/api/v1/users, /api/v1/login,
+/// the API reference at /docs/ and its OpenAPI document at /openapi.json, the auth API (/api/v1/users, /api/v1/invites, /api/v1/login,
 /// /api/v1/auth/firebase-token, /.well-known/jwks.json), the chat API (/api/v1/chats...,
-/// /chat/{id}, /api/v1/events: each person's live stream), /api/v1/config (the client's realtime settings), /api/v1/stats (messages sent,
+/// /chat/{id}, /api/v1/blocks, /api/v1/events: each person's live stream), /api/v1/config (the client's realtime settings), /api/v1/stats (messages sent,
 /// group documents written, their ratio), /healthz, /readyz.
 ///
 /// Examples:
@@ -64,7 +70,9 @@ pub(crate) struct UpArgs {
     /// Address to serve everything on (port 0 picks a free port; the URL is printed).
     #[arg(long, env = "CONFAB_LISTEN", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
-    /// Folder for the SQLite database and the token signing key (created if missing).
+    /// Folder for the SQLite database and the token signing key (created if missing). It is
+    /// kept owner-only: created 0700 (an existing wider one is tightened, with a warning), the
+    /// database and its -wal and -shm files 0600.
     #[arg(long, env = "CONFAB_DATA_DIR", default_value = "confab-data")]
     data_dir: PathBuf,
     /// Serve the web client from this folder (`npm run build` in web/ writes web/dist) instead

@@ -248,6 +248,34 @@ fn wait_for_groups(up: &Up, groups: u64) -> Value {
     }
 }
 
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// The data folder is 0700 and the database, its -wal and -shm, and the signing key are 0600.
+#[track_caller]
+fn assert_owner_only(data: &Path) {
+    assert_eq!(mode_of(data), 0o700, "{}", data.display());
+    for file in [
+        "confab.db",
+        "confab.db-wal",
+        "confab.db-shm",
+        "jwt-ed25519.pem",
+    ] {
+        assert_eq!(mode_of(&data.join(file)), 0o600, "{file}");
+    }
+}
+
 /// The `src` or `href` values in `page` that point at `/assets/`.
 fn asset_links(page: &str) -> Vec<String> {
     page.split('"')
@@ -389,6 +417,9 @@ fn up_serves_the_client_and_both_apis_on_one_port_and_keeps_its_data_across_a_re
     assert_eq!(stats["groups_written"], 1, "{stats}");
     assert_eq!(stats["messages_per_group"], 2.0, "{stats}");
 
+    // The data folder is its owner's only: the folder 0700, the database and its WAL files 0600.
+    assert_owner_only(&data);
+
     // Errors under /api are JSON, whatever the path.
     let (status, error) = up.json("GET", "/api/v1/nothing-here", None, None);
     assert_eq!((status, error["error"].as_str()), (404, Some("not_found")));
@@ -411,8 +442,17 @@ fn up_serves_the_client_and_both_apis_on_one_port_and_keeps_its_data_across_a_re
     assert!(rest.contains("confab stopped"), "{rest}");
 
     // Same data folder: the token signed before the restart still works, and the chat and its
-    // history are there.
+    // history are there. Modes loosened meanwhile are tightened again, with a warning.
+    set_mode(&data, 0o755);
+    set_mode(&data.join("confab.db"), 0o644);
     let up = Up::start(&data, &web, &[]);
+    assert_owner_only(&data);
+    let log = up.log();
+    assert!(
+        log.contains("Tightened the mode of the data folder")
+            && log.contains("Tightened the mode of a SQLite file"),
+        "{log}"
+    );
     let (status, chats) = up.json("GET", "/api/v1/chats", Some(&token), None);
     assert_eq!(status, 200, "{chats}");
     assert_eq!(chats["chats"][0]["chat_id"], chat_id.as_str(), "{chats}");
@@ -464,7 +504,8 @@ fn up_refuses_an_unknown_table_naming_it() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("`chatt`") && stderr.contains("[auth], [chat], [aggregate] and [web]"),
+        stderr.contains("`chatt`")
+            && stderr.contains("[auth], [chat], [aggregate], [web] and [server]"),
         "{stderr}"
     );
 }

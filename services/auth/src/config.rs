@@ -34,6 +34,8 @@ pub struct Config {
     pub passwords: PasswordConfig,
     /// Failed-login and sign-up throttling.
     pub throttle: ThrottleConfig,
+    /// Who may sign up: everybody (the default), holders of an invite, or nobody.
+    pub signup: SignupConfig,
     /// A user created on start when no user of that name exists (the original system's
     /// FIRST_USER_USERNAME). An existing user's password is never changed.
     pub first_user: Option<FirstUser>,
@@ -89,6 +91,7 @@ impl Default for Config {
             jwt: JwtConfig::default(),
             passwords: PasswordConfig::default(),
             throttle: ThrottleConfig::default(),
+            signup: SignupConfig::default(),
             first_user: None,
             firebase: None,
             server: ServerConfig::default(),
@@ -160,6 +163,11 @@ pub struct PasswordConfig {
     pub argon2_iterations: u32,
     /// argon2id parallelism (lanes).
     pub argon2_parallelism: u32,
+    /// Least zxcvbn score (0 to 4) a new password needs: common passwords, repeats such as
+    /// `aaaaaaaaaaaa`, keyboard walks and the username score low and are refused with a 422
+    /// `invalid_password` that says why. Default 3 ("safely unguessable"); 0 turns the check
+    /// off.
+    pub min_strength: u8,
     /// Hashes computed at once: the number of hashing threads, each holding one buffer of
     /// `argon2_memory_kib` while busy (freed after 2 s idle). 0 means one per CPU, at most 4.
     pub max_concurrent_hashes: usize,
@@ -177,6 +185,7 @@ impl Default for PasswordConfig {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             max_concurrent_hashes: 0,
+            min_strength: 3,
             max_queued_hashes: 256,
         }
     }
@@ -215,6 +224,56 @@ impl Default for ThrottleConfig {
             signups_per_address: 10,
             signup_window_secs: 60 * 60,
             max_tracked_keys: 100_000,
+        }
+    }
+}
+
+/// Who may create an account through `POST /api/v1/users`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignupMode {
+    /// Anybody may sign up. The default, so existing deployments keep working unchanged.
+    #[default]
+    Open,
+    /// Sign-up needs an unused, unexpired invite code, which any signed-in user can create
+    /// with `POST /api/v1/invites`; without one the answer is 403 `invite_required`, with a bad
+    /// one 403 `invalid_invite`.
+    Invite,
+    /// Nobody may sign up: 403 `signup_closed`. Existing users log in as before.
+    Closed,
+}
+
+impl SignupMode {
+    /// `"open"`, `"invite"` or `"closed"`, as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignupMode::Open => "open",
+            SignupMode::Invite => "invite",
+            SignupMode::Closed => "closed",
+        }
+    }
+}
+
+/// Sign-up mode and invites. The first user from `first_user` is seeded in every mode.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignupConfig {
+    /// `"open"` (default: anybody may sign up), `"invite"` (an invite code is needed) or
+    /// `"closed"` (nobody may).
+    pub mode: SignupMode,
+    /// How long an invite code stays usable, in seconds (default 7 days).
+    pub invite_expiry_secs: u64,
+    /// Most unused, unexpired invites one user may hold at once (default 10); more answer 422
+    /// `too_many_invites` until one is used or expires.
+    pub max_unused_invites_per_user: u32,
+}
+
+impl Default for SignupConfig {
+    fn default() -> Self {
+        Self {
+            mode: SignupMode::Open,
+            invite_expiry_secs: 7 * 24 * 3600,
+            max_unused_invites_per_user: 10,
         }
     }
 }
@@ -368,6 +427,12 @@ impl Config {
             }
             Some(_) => {}
         }
+        if p.min_strength > 4 {
+            return Err(invalid(
+                "passwords.min_strength",
+                "must be a zxcvbn score from 0 (off) to 4",
+            ));
+        }
         if p.argon2_parallelism == 0 {
             return Err(invalid(
                 "passwords.argon2_parallelism",
@@ -398,6 +463,18 @@ impl Config {
         }
         if t.max_tracked_keys == 0 {
             return Err(invalid("throttle.max_tracked_keys", "must be at least 1"));
+        }
+        if self.signup.invite_expiry_secs == 0 || self.signup.invite_expiry_secs > 365 * 24 * 3600 {
+            return Err(invalid(
+                "signup.invite_expiry_secs",
+                "must be from 1 second to 365 days",
+            ));
+        }
+        if self.signup.max_unused_invites_per_user == 0 {
+            return Err(invalid(
+                "signup.max_unused_invites_per_user",
+                "must be at least 1",
+            ));
         }
         if self.jwt.expiry_secs == 0 {
             return Err(invalid("jwt.expiry_secs", "must be at least 1 second"));
@@ -558,6 +635,32 @@ mod tests {
             };
             assert_eq!(config.validate().is_ok(), ok, "{expiry_secs}");
         }
+    }
+
+    #[test]
+    fn signup_is_open_by_default_and_each_mode_parses() {
+        assert_eq!(Config::default().signup.mode, SignupMode::Open);
+        for (text, mode) in [
+            ("open", SignupMode::Open),
+            ("invite", SignupMode::Invite),
+            ("closed", SignupMode::Closed),
+        ] {
+            let config = parse(serde_json::json!({"signup": {"mode": text}})).expect(text);
+            assert_eq!(config.signup.mode, mode);
+            assert_eq!(mode.as_str(), text);
+            config.validate().expect("valid");
+        }
+        assert!(parse(serde_json::json!({"signup": {"mode": "invited"}})).is_err());
+        assert!(parse(serde_json::json!({"signup": {"mod": "open"}})).is_err());
+        let mut config = Config::default();
+        config.signup.max_unused_invites_per_user = 0;
+        assert!(config.validate().is_err());
+        config = Config::default();
+        config.signup.invite_expiry_secs = 0;
+        assert!(config.validate().is_err());
+        config = Config::default();
+        config.passwords.min_strength = 5;
+        assert!(config.validate().is_err());
     }
 
     #[test]

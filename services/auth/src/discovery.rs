@@ -6,6 +6,7 @@ use crate::firebase::FirebaseTokenResponse;
 use crate::health::Status;
 use crate::login::{LoginForm, LoginRequest, TokenResponse};
 use crate::sessions::{PasswordChange, RefreshRequest, RevocationList};
+use crate::signup::InviteResponse;
 use crate::users::{NewUser, UserPage, UserView};
 use crate::AppState;
 use axum::extract::State;
@@ -29,6 +30,7 @@ pub(crate) fn router() -> Router<AppState> {
     info(title = "confab auth", description = "Users, login and JWT access tokens."),
     paths(
         crate::users::create_user,
+        crate::signup::create_invite,
         crate::users::list_users,
         crate::users::get_user,
         crate::login::login,
@@ -43,7 +45,7 @@ pub(crate) fn router() -> Router<AppState> {
         jwks,
     ),
     components(schemas(
-        NewUser, UserView, UserPage, LoginRequest, LoginForm, TokenResponse,
+        NewUser, InviteResponse, UserView, UserPage, LoginRequest, LoginForm, TokenResponse,
         FirebaseTokenResponse, Status, ErrorBody, RefreshRequest, PasswordChange, RevocationList,
         Revoked
     )),

@@ -44,10 +44,11 @@ pub enum ApiError {
         /// What happened and what to do.
         message: String,
     },
-    /// Refused for who is asking or from where (403).
+    /// Refused for who is asking or from where, or by a policy (403): sign-up closed, an
+    /// invite missing or invalid, invites off.
     #[error("{message}")]
     Forbidden {
-        /// Stable code, e.g. `cross_site`.
+        /// Stable code, e.g. `cross_site`, `signup_closed`, `invite_required`, `invalid_invite`.
         code: &'static str,
         /// Why.
         message: String,
@@ -135,6 +136,7 @@ impl From<crate::store::StoreError> for ApiError {
         use crate::store::StoreError;
         match err {
             StoreError::UsernameTaken(name) => ApiError::UsernameTaken(name),
+            StoreError::InvalidInvite => crate::signup::invalid_invite(),
             StoreError::Unavailable(_) | StoreError::Connect { .. } => {
                 tracing::warn!(error = %err, "The user database is unavailable.");
                 ApiError::Unavailable

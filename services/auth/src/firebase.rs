@@ -40,7 +40,7 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 /// A token to sign in to Firebase with.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct FirebaseTokenResponse {
     /// The token. `emulator: false`: a custom token for `signInWithCustomToken`; `emulator:
     /// true`: an unsigned ID token for `connectFirestoreEmulator`'s `mockUserToken`.
@@ -53,6 +53,19 @@ pub struct FirebaseTokenResponse {
     pub project_id: String,
     /// Seconds until the token expires.
     pub expires_in: u64,
+}
+
+// Hand-written: the token signs its holder in to Firebase as this user.
+impl std::fmt::Debug for FirebaseTokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FirebaseTokenResponse")
+            .field("token", &"***")
+            .field("emulator", &self.emulator)
+            .field("uid", &self.uid)
+            .field("project_id", &self.project_id)
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
 }
 
 /// The parts of a service account's JSON key file a custom token needs.
@@ -282,6 +295,22 @@ mod tests {
     use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 
     const EMAIL: &str = "confab-web@demo-project.iam.gserviceaccount.com";
+
+    #[test]
+    fn a_firebase_token_does_not_show_in_debug() {
+        let response = FirebaseTokenResponse {
+            token: "eyJhbGciOiJSUzI1NiJ9.custom.token".into(),
+            emulator: false,
+            uid: "u".into(),
+            project_id: "p".into(),
+            expires_in: 60,
+        };
+        let text = format!("{response:?}");
+        assert!(
+            !text.contains("eyJ") && !text.contains("custom.token"),
+            "{text}"
+        );
+    }
 
     /// A service account file with a fresh RSA key; returns the file and the public key PEM.
     fn service_account(dir: &Path) -> (std::path::PathBuf, String) {

@@ -22,12 +22,22 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
 /// A freshly issued access token.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct IssuedToken {
     /// The compact JWT.
     pub token: String,
     /// Seconds until it expires.
     pub expires_in: u64,
+}
+
+// Hand-written: a bearer token in a log is a stolen session.
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &"***")
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
 }
 
 /// Signs access tokens.
@@ -260,6 +270,19 @@ fn retired_public_jwk(path: &Path) -> Result<confab_token::jsonwebtoken::jwk::Jw
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_issued_token_does_not_show_in_debug() {
+        let issued = IssuedToken {
+            token: "eyJhbGciOiJFZERTQSJ9.payload.signature".into(),
+            expires_in: 60,
+        };
+        let text = format!("{issued:?}");
+        assert!(
+            !text.contains("eyJ") && !text.contains("signature"),
+            "{text}"
+        );
+    }
 
     fn eddsa_config(path: Option<&Path>) -> JwtConfig {
         JwtConfig {

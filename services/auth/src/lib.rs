@@ -2,6 +2,8 @@
 //!
 //! - `POST /api/v1/users` signs up, `POST /api/v1/login` returns a signed access token,
 //!   `GET /api/v1/users` and `GET /api/v1/users/{id}` (Bearer) list and show users.
+//! - Sign-up is open, by invite or closed (`[signup] mode`, [`signup`]); `POST /api/v1/invites`
+//!   (Bearer) makes a single-use, expiring invite code.
 //! - `POST /api/v1/auth/firebase-token` (Bearer) returns the token the web client signs in to
 //!   Firebase with, to listen to its chats in Firestore ([`firebase`]; 503 unless configured).
 //! - `GET /healthz`, `GET /readyz` (checks the database), `GET /openapi.json`,
@@ -29,19 +31,21 @@ pub mod keys;
 mod login;
 pub mod password;
 pub mod sessions;
+pub mod signup;
 pub mod store;
 pub mod throttle;
 mod users;
 
 pub use config::{
     Config, ConfigError, DirectoryConfig, DirectoryMode, FirebaseConfig, FirstUser, JwtConfig,
-    PasswordConfig, ThrottleConfig,
+    PasswordConfig, SignupConfig, SignupMode, ThrottleConfig,
 };
 pub use discovery::ApiDoc;
 pub use error::ApiError;
 pub use firebase::{FirebaseTokenResponse, FirebaseTokens};
 pub use health::Status;
 pub use login::{LoginForm, LoginRequest, TokenResponse};
+pub use signup::InviteResponse;
 pub use users::{
     normalize_username, ListQuery, NewUser, UserPage, UserView, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
     USERNAME_MAX_CHARS, USERNAME_MIN_CHARS,
@@ -146,6 +150,7 @@ struct Inner {
     firebase: Option<FirebaseTokens>,
     client_address_header: Option<HeaderName>,
     max_body_bytes: usize,
+    signup: SignupConfig,
     server: confab_service_kit::server::ServerConfig,
     directory: config::DirectoryConfig,
     /// How long a session lasts.
@@ -211,6 +216,7 @@ impl AppState {
                 firebase,
                 client_address_header,
                 max_body_bytes: config.max_body_bytes,
+                signup: config.signup.clone(),
                 server: config.server.clone(),
                 directory: config.directory.clone(),
                 refresh_expiry: chrono::TimeDelta::seconds(
@@ -226,6 +232,7 @@ impl AppState {
         }
         tracing::info!(
             database = state.store().backend(),
+            signup = config.signup.mode.as_str(),
             algorithm = ?state.verifier().algorithm(),
             kid = state.signer().kid(),
             "The auth service is ready."
@@ -284,26 +291,52 @@ impl AppState {
         }
     }
 
-    /// Checks the rules, hashes the password and stores the user.
+    /// Checks the rules, hashes the password and stores the user (whatever the sign-up mode:
+    /// the HTTP sign-up checks the mode first, the seeding of the first user does not).
     pub async fn create_user(
         &self,
         raw_username: &str,
         password: String,
     ) -> Result<User, ApiError> {
+        self.create_user_invited(raw_username, password, None).await
+    }
+
+    /// [`AppState::create_user`], using the invite with this code hash in the same transaction
+    /// when one is given (403 `invalid_invite` when it is unknown, used or expired).
+    pub async fn create_user_invited(
+        &self,
+        raw_username: &str,
+        password: String,
+        invite: Option<[u8; 32]>,
+    ) -> Result<User, ApiError> {
         let username = normalize_username(raw_username).map_err(ApiError::InvalidUsername)?;
         self.passwords()
-            .check_rules(&password)
+            .check_rules_for(&password, &[&username])
             .map_err(ApiError::InvalidPassword)?;
         // Saves an argon2 hash for the common case; the unique constraint still decides races.
         if self.store().username_exists(&username).await? {
             return Err(ApiError::UsernameTaken(username));
+        }
+        // Also saves the hash for a code that cannot work; the transaction below decides races.
+        if let Some(code_hash) = &invite {
+            let now = chrono::Utc::now();
+            if !self.store().invite_is_open(code_hash, now).await? {
+                return Err(signup::invalid_invite());
+            }
         }
         let hash = self
             .passwords()
             .hash(password)
             .await
             .map_err(ApiError::from)?;
-        Ok(self.store().insert_user(&username, &hash).await?)
+        Ok(match &invite {
+            Some(code_hash) => {
+                self.store()
+                    .insert_user_with_invite(&username, &hash, code_hash)
+                    .await?
+            }
+            None => self.store().insert_user(&username, &hash).await?,
+        })
     }
 
     /// The user store.
@@ -324,6 +357,11 @@ impl AppState {
     /// The verifier for this service's own tokens.
     pub fn verifier(&self) -> &TokenVerifier {
         &self.inner.verifier
+    }
+
+    /// The sign-up mode and invite settings.
+    pub fn signup_config(&self) -> &SignupConfig {
+        &self.inner.signup
     }
 
     /// Who can see the user directory.
@@ -352,6 +390,7 @@ pub fn app(state: AppState) -> Router {
     let max_body_bytes = state.inner.max_body_bytes;
     let routes = Router::new()
         .merge(users::router())
+        .merge(signup::router())
         .merge(login::router())
         .merge(sessions::router())
         .merge(firebase::router())

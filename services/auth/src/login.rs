@@ -40,7 +40,7 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 /// JSON login request.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// The username (case-insensitive).
@@ -52,7 +52,7 @@ pub struct LoginRequest {
 }
 
 /// OAuth2 password-grant form. Unknown parameters are ignored, as RFC 6749 §3.1 requires.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct LoginForm {
     /// `password` when given.
     pub grant_type: Option<String>,
@@ -105,6 +105,39 @@ impl std::fmt::Debug for TokenResponse {
 pub(crate) struct Credentials {
     username: String,
     password: String,
+}
+
+// Hand-written `Debug` for every type holding a password or a token: `{:?}` in a log line or a
+// panic message must never print one.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LoginForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginForm")
+            .field("grant_type", &self.grant_type)
+            .field("username", &self.username)
+            .field("password", &"***")
+            .field("scope", &self.scope)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 impl<S: Send + Sync> FromRequest<S> for Credentials {
@@ -293,5 +326,58 @@ impl<'a> Attempt<'a> {
             .login_by_username_and_address
             .release(&self.pair_key);
         throttles.login_by_address.release(&self.addr_key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_types_do_not_show_passwords_or_tokens_in_debug() {
+        let secret = "pa55word-that-must-not-leak";
+        let texts = [
+            format!(
+                "{:?}",
+                LoginRequest {
+                    username: "ann".into(),
+                    password: secret.into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                LoginForm {
+                    grant_type: Some("password".into()),
+                    username: "ann".into(),
+                    password: secret.into(),
+                    scope: None,
+                    client_id: None,
+                    client_secret: Some(secret.into()),
+                }
+            ),
+            format!(
+                "{:?}",
+                Credentials {
+                    username: "ann".into(),
+                    password: secret.into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                TokenResponse {
+                    access_token: secret.into(),
+                    token_type: "Bearer".into(),
+                    expires_in: 60,
+                    refresh_token: secret.into(),
+                    refresh_expires_in: 3600,
+                    id: Uuid::nil(),
+                    username: "ann".into(),
+                }
+            ),
+        ];
+        for text in texts {
+            assert!(!text.contains(secret), "{text}");
+            assert!(text.contains("ann"), "{text}");
+        }
     }
 }

@@ -1,5 +1,12 @@
 //! Password rules and argon2id hashing.
 //!
+//! Rules ([`Passwords::check_rules`]): a length in characters, not only whitespace, and a
+//! strength: [zxcvbn](https://docs.rs/zxcvbn) estimates how many guesses the password takes
+//! from its dictionaries of common passwords, names and words, keyboard walks, repeats
+//! (`aaaaaaaaaaaa`), sequences and dates, with the username as one more dictionary word; a
+//! score below `passwords.min_strength` (0-4, default 3: "safely unguessable", about 10^10
+//! guesses) is refused with zxcvbn's own warning and suggestions.
+//!
 //! Hashes use argon2id with the configured OWASP parameters (checked by
 //! [`Config::validate`](crate::Config::validate)) and a fresh 16-byte salt, stored as PHC
 //! strings, so hashes made with older parameters still verify. Hashing runs on a fixed pool of
@@ -42,13 +49,24 @@ pub enum PasswordError {
 }
 
 /// The password hasher and verifier of the service.
-#[derive(Debug)]
 pub struct Passwords {
     pool: HashPool,
     dummy_hash: String,
     verifications: AtomicU64,
     min_chars: usize,
     max_chars: usize,
+    min_strength: u8,
+}
+
+// Hand-written: the dummy hash is a password hash, and hashes stay out of logs.
+impl std::fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Passwords")
+            .field("min_chars", &self.min_chars)
+            .field("max_chars", &self.max_chars)
+            .field("min_strength", &self.min_strength)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Passwords {
@@ -74,6 +92,7 @@ impl Passwords {
             verifications: AtomicU64::new(0),
             min_chars: config.min_chars,
             max_chars: config.max_chars,
+            min_strength: config.min_strength,
         };
         let mut random = [0u8; 24];
         getrandom::fill(&mut random).map_err(PasswordError::Random)?;
@@ -82,8 +101,16 @@ impl Passwords {
         Ok(passwords)
     }
 
-    /// Checks the password rules: length in characters, and not made only of whitespace.
+    /// Checks the password rules: length in characters, not made only of whitespace, and at
+    /// least the configured zxcvbn strength. Prefer [`Passwords::check_rules_for`] with the
+    /// username wherever it is known.
     pub fn check_rules(&self, password: &str) -> Result<(), String> {
+        self.check_rules_for(password, &[])
+    }
+
+    /// [`Passwords::check_rules`], with `user_inputs` (the username) counted as words an
+    /// attacker tries first.
+    pub fn check_rules_for(&self, password: &str, user_inputs: &[&str]) -> Result<(), String> {
         let chars = password.chars().count();
         if chars < self.min_chars {
             return Err(format!(
@@ -100,7 +127,43 @@ impl Passwords {
         if password.trim().is_empty() {
             return Err("the password must not be only whitespace".into());
         }
-        Ok(())
+        self.check_strength(password, user_inputs)
+    }
+
+    fn check_strength(&self, password: &str, user_inputs: &[&str]) -> Result<(), String> {
+        if self.min_strength == 0 {
+            return Ok(());
+        }
+        // zxcvbn reads only the first 100 characters, which bounds its work.
+        let estimate = zxcvbn::zxcvbn(password, user_inputs);
+        let score = u8::from(estimate.score());
+        if score >= self.min_strength {
+            return Ok(());
+        }
+        let mut message = String::from("the password is too easy to guess");
+        if let Some(feedback) = estimate.feedback() {
+            if let Some(warning) = feedback.warning() {
+                message.push_str(&format!(" ({})", warning.to_string().trim_end_matches('.')));
+            }
+            let tips: Vec<String> = feedback
+                .suggestions()
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            if !tips.is_empty() {
+                message.push_str(": ");
+                message.push_str(&tips.join(" "));
+            }
+        }
+        if !message.ends_with('.') {
+            message.push('.');
+        }
+        message.push_str(&format!(
+            " Its strength is {score} of 4; at least {} is needed. A few uncommon words, or \
+             a password manager's random password, pass.",
+            self.min_strength
+        ));
+        Err(message)
     }
 
     /// Hashes a password with a new salt; returns the PHC string.
@@ -198,9 +261,56 @@ mod tests {
             .await
             .expect("hasher");
         assert!(passwords.check_rules("short").is_err());
-        assert!(passwords.check_rules(&"é".repeat(12)).is_ok());
+        assert!(passwords.check_rules("ébène çà où Ü").is_ok());
         assert!(passwords.check_rules(&"x".repeat(129)).is_err());
         assert!(passwords.check_rules(&" ".repeat(20)).is_err());
         assert!(passwords.check_rules("twelve chars").is_ok());
+    }
+
+    #[tokio::test]
+    async fn common_and_trivial_passwords_are_refused_with_a_reason() {
+        let passwords = Passwords::new(&PasswordConfig::default())
+            .await
+            .expect("hasher");
+        for weak in [
+            "aaaaaaaaaaaa",
+            "password1234",
+            "123456789012",
+            "qwertyuiopasdf",
+            "iloveyou1234",
+            "abcdefghijkl",
+            "passwordpassword",
+        ] {
+            let message = passwords.check_rules(weak).expect_err(weak);
+            assert!(message.contains("too easy to guess"), "{weak}: {message}");
+            assert!(
+                !message.contains(weak),
+                "the password is not echoed: {message}"
+            );
+        }
+        // The username is a word an attacker tries first.
+        assert!(passwords
+            .check_rules_for("zanzibarquux2031", &["zanzibarquux"])
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn min_strength_zero_keeps_only_the_length_rules() {
+        let config = PasswordConfig {
+            min_strength: 0,
+            ..PasswordConfig::default()
+        };
+        let passwords = Passwords::new(&config).await.expect("hasher");
+        assert!(passwords.check_rules("aaaaaaaaaaaa").is_ok());
+    }
+
+    #[tokio::test]
+    async fn debug_shows_no_hash() {
+        let passwords = Passwords::new(&PasswordConfig::default())
+            .await
+            .expect("hasher");
+        let text = format!("{passwords:?}");
+        assert!(!text.contains("$argon2id$"), "{text}");
+        assert!(!text.contains(&passwords.dummy_hash), "{text}");
     }
 }

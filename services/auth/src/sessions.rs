@@ -291,7 +291,7 @@ pub(crate) async fn change_password(
     attempt.succeeded();
     state
         .passwords()
-        .check_rules(&body.new_password)
+        .check_rules_for(&body.new_password, &[&record.username])
         .map_err(ApiError::InvalidPassword)?;
     let hash = state.passwords().hash(body.new_password).await?;
     state.store().update_password(user.id, &hash).await?;

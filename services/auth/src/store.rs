@@ -20,7 +20,7 @@ use sqlx::sqlite::SqlitePool;
 use uuid::Uuid;
 
 /// A user as stored, with its password hash.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct UserRecord {
     /// UUIDv7 id.
     pub id: Uuid,
@@ -30,6 +30,18 @@ pub struct UserRecord {
     pub password_hash: String,
     /// When the user signed up.
     pub created_at: DateTime<Utc>,
+}
+
+// Hand-written: the password hash stays out of logs.
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("password_hash", &"***")
+            .field("created_at", &self.created_at)
+            .finish()
+    }
 }
 
 /// A user without secrets.
@@ -107,6 +119,9 @@ pub enum StoreError {
     /// The username exists already.
     #[error("the username {0:?} is already taken")]
     UsernameTaken(String),
+    /// The invite code is unknown, used or expired.
+    #[error("the invite code is unknown, used or expired")]
+    InvalidInvite,
     /// Any other database error; retrying will not help.
     #[error("user database query failed: {0}")]
     Query(sqlx::Error),
@@ -131,6 +146,8 @@ macro_rules! on_pool {
         }
     };
 }
+
+mod invites;
 
 impl Store {
     /// Connects to `database_url` (`postgres://` or `sqlite://`) and checks the connection.
@@ -520,6 +537,19 @@ impl From<ConnectError> for StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_record_does_not_show_its_hash_in_debug() {
+        let record = UserRecord {
+            id: Uuid::nil(),
+            username: "ann".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            created_at: Utc::now(),
+        };
+        let text = format!("{record:?}");
+        assert!(!text.contains("argon2id"), "{text}");
+        assert!(text.contains("ann"), "{text}");
+    }
 
     #[test]
     fn the_prefix_range_holds_exactly_the_names_with_the_prefix() {

@@ -38,7 +38,7 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 /// Sign-up request.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// 3-32 characters: letters, digits, `_`, `-`, `.`; starts with a letter or digit.
@@ -47,6 +47,19 @@ pub struct NewUser {
     /// Between the configured minimum (default 12) and maximum (default 128) characters.
     #[schema(example = "correct horse battery staple")]
     pub password: String,
+    /// An invite code; required when the server's sign-up mode is `invite`, ignored otherwise.
+    pub invite: Option<String>,
+}
+
+// Hand-written: the password and the invite code stay out of logs.
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .field("invite", &self.invite.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// A user as the API shows it.
@@ -127,10 +140,11 @@ pub fn normalize_username(raw: &str) -> Result<String, String> {
         (status = 201, description = "Created", body = UserView,
             headers(("location" = String, description = "/api/v1/users/{id}"))),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 403, description = "`signup_closed`, `invite_required` or `invalid_invite` (the sign-up mode)", body = ErrorBody),
         (status = 409, description = "Username taken", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "A username or password rule is broken, or a field is missing, unknown or of the wrong type", body = ErrorBody),
+        (status = 422, description = "A username or password rule is broken (`invalid_password` also for a common or easily guessed password), or a field is missing, unknown or of the wrong type", body = ErrorBody),
         (status = 429, description = "Too many sign-ups from this address", body = ErrorBody,
             headers(("retry-after" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Database unavailable", body = ErrorBody),
@@ -148,6 +162,7 @@ pub(crate) async fn create_user(
     ),
     ApiError,
 > {
+    let invite = crate::signup::admit(state.signup_config().mode, body.invite.as_deref())?;
     state
         .throttles()
         .signups
@@ -156,7 +171,9 @@ pub(crate) async fn create_user(
             retry_after_secs: wait.secs(),
             message: "too many sign-ups from this address; try again later".into(),
         })?;
-    let user = state.create_user(&body.username, body.password).await?;
+    let user = state
+        .create_user_invited(&body.username, body.password, invite)
+        .await?;
     tracing::info!(user_id = %user.id, username = %user.username, "Created a user.");
     let location = format!("/api/v1/users/{}", user.id);
     Ok((
@@ -318,7 +335,21 @@ pub(crate) async fn get_user(
 
 #[cfg(test)]
 mod tests {
-    use super::normalize_username;
+    use super::{normalize_username, NewUser};
+
+    #[test]
+    fn a_sign_up_request_does_not_show_its_secrets_in_debug() {
+        let request = NewUser {
+            username: "ann".into(),
+            password: "hunter2-but-longer".into(),
+            invite: Some("invite-code-xyz".into()),
+        };
+        let text = format!("{request:?}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("invite-code"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn username_rules() {

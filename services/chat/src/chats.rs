@@ -146,7 +146,7 @@ fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
         (status = 200, description = "The pair's existing chat", body = ChatView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "The caller's account does not exist", body = ErrorBody),
+        (status = 403, description = "`blocked`: one of the two blocks the other (the same answer whichever side blocked); or the caller's account does not exist", body = ErrorBody),
         (status = 404, description = "No user with this peer_id", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "A chat with yourself (`invalid_peer`), or a field is missing, unknown or of the wrong type", body = ErrorBody),
@@ -198,6 +198,8 @@ pub(crate) async fn create_chat(
             Json(ChatView::new(chat, low, high)),
         )
     };
+    // Checked before the existing chat too: a blocked pair gets no chat id from here at all.
+    crate::blocks::refuse_if_blocked(&state, user.id, peer.id).await?;
     // The common repeat needs no token and no write.
     if let Some(existing) = chats.find_chat_of_pair(user.id, peer.id).await? {
         return Ok(respond(StatusCode::OK, existing));

@@ -1,6 +1,7 @@
 //! `/openapi.json`: every endpoint, generated from the handlers' annotations so it cannot drift
 //! from the code.
 
+use crate::blocks::{BlockList, BlockView, NewBlock};
 use crate::chats::{ChatPage, ChatView, Member, NewChat};
 use crate::events::GroupEvent;
 use crate::health::Status;
@@ -27,6 +28,9 @@ pub(crate) fn router() -> Router<AppState> {
                        realtime events."
     ),
     paths(
+        crate::blocks::block,
+        crate::blocks::unblock,
+        crate::blocks::list_blocks,
         crate::chats::create_chat,
         crate::chats::list_chats,
         crate::messages::send_message,
@@ -41,11 +45,12 @@ pub(crate) fn router() -> Router<AppState> {
     ),
     components(schemas(
         NewChat, Member, ChatView, ChatPage, SendMessage, MessageView, MessagePage, GroupEvent,
-        TypingEvent, Status, ErrorBody
+        TypingEvent, Status, ErrorBody, NewBlock, BlockView, BlockList
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "chats", description = "Starting and listing chats"),
+        (name = "blocks", description = "Blocking a person: neither side can start a chat or write to the other; the blocked person sees only 403 `blocked` when writing"),
         (name = "messages", description = "Sending messages and reading history"),
         (name = "events", description = "Realtime: each person's live stream, typing notices, and per-chat streams"),
         (name = "health", description = "Liveness and readiness"),

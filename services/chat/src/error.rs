@@ -42,6 +42,10 @@ pub enum ApiError {
     /// The caller is not a member of the chat (403).
     #[error("{0}")]
     Forbidden(String),
+    /// One of the two people blocks the other (403 `blocked`). The message is the same
+    /// whichever side blocked, so a blocked person learns only that they cannot write.
+    #[error("you cannot start a chat with or send messages to this person")]
+    Blocked,
     /// No such resource (404).
     #[error("{0}")]
     NotFound(String),
@@ -84,7 +88,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { status, .. } => *status,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Blocked => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -99,6 +103,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } | ApiError::Invalid { code, .. } => code,
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::Blocked => "blocked",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "idempotency_conflict",

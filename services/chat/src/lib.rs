@@ -12,6 +12,8 @@
 //!   log acknowledged, new chats, typing notices (server-sent events, resumable; [`realtime`]);
 //!   `POST /api/v1/chats/{chat_id}/typing` sends a typing notice.
 //! - `GET /api/v1/chats/{chat_id}/events` streams one chat's messages and completed groups.
+//! - `POST /api/v1/blocks`, `DELETE /api/v1/blocks/{user_id}`, `GET /api/v1/blocks`: blocking a
+//!   person stops both sides from starting a chat or writing to the other ([`blocks`]).
 //! - `GET /healthz`, `GET /readyz` (database, log, history, feed), `GET /openapi.json`.
 //!
 //! Only a chat's two members can read or post to it (403 otherwise); the sender is always the
@@ -30,8 +32,10 @@
 //! with their own backends, [`Backends`]) and drive [`app`] directly.
 #![warn(missing_docs)]
 
+mod blocks;
 mod chats;
 pub mod config;
+pub mod content;
 mod discovery;
 pub mod embedded;
 pub mod error;
@@ -49,6 +53,7 @@ pub mod realtime;
 pub mod store;
 pub mod timeuuid;
 
+pub use blocks::{BlockList, BlockView, NewBlock, MAX_BLOCKS_PER_USER};
 pub use chats::{
     ChatPage, ChatView, ListChatsQuery, Member, NewChat, DEFAULT_CHATS_PER_PAGE, MAX_CHATS_PER_PAGE,
 };
@@ -466,6 +471,7 @@ fn configured_kafka_feed(config: &KafkaEventsConfig) -> Result<Arc<dyn GroupFeed
 pub fn app(state: AppState) -> Router {
     let max_body_bytes = state.config().max_body_bytes;
     let routes = Router::new()
+        .merge(blocks::router())
         .merge(chats::router())
         .merge(messages::router())
         .merge(events::router())

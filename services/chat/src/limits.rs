@@ -145,8 +145,10 @@ pub struct BodyRefused {
     pub message: String,
 }
 
-/// Checks a message body: not empty or only whitespace, at most `max_chars` characters, and
-/// no NUL character (PostgreSQL text cannot hold one, and no client needs it).
+/// Checks a message body: not empty or only whitespace (`empty_message`), at most `max_chars`
+/// characters (`message_too_long`), and the content rules of [`crate::content`]
+/// (`invalid_message`: no control characters, which also keeps NUL out of PostgreSQL text,
+/// balanced bidirectional controls, something visible).
 pub fn check_body(body: &str, max_chars: usize) -> Result<(), BodyRefused> {
     if body.trim().is_empty() {
         return Err(BodyRefused {
@@ -163,13 +165,10 @@ pub fn check_body(body: &str, max_chars: usize) -> Result<(), BodyRefused> {
             ),
         });
     }
-    if body.contains('\0') {
-        return Err(BodyRefused {
-            code: "invalid_message",
-            message: "the message body must not contain NUL characters".into(),
-        });
-    }
-    Ok(())
+    crate::content::check_content(body).map_err(|message| BodyRefused {
+        code: "invalid_message",
+        message,
+    })
 }
 
 /// Longest `client_message_id`, in bytes.
@@ -263,6 +262,8 @@ mod tests {
             (" \n\t\u{3000}", "empty_message"),
             ("elevenchars", "message_too_long"),
             ("a\0b", "invalid_message"),
+            ("\u{200B}\u{200D}", "invalid_message"),
+            ("\u{202E}evil", "invalid_message"),
         ] {
             assert_eq!(
                 check_body(body, 10).map_err(|r| r.code),

@@ -1,7 +1,8 @@
 //! Messages: sending one into the stream, and reading history pages.
 //!
-//! **Send** (`POST /api/v1/chats/{chat_id}/messages`): the caller must be a member; the body
-//! must pass the content rules; the caller's send bucket must have a token. The service stamps
+//! **Send** (`POST /api/v1/chats/{chat_id}/messages`): the caller must be a member; neither
+//! member may block the other (403 `blocked`, [`crate::blocks`]); the body must pass the
+//! content rules ([`crate::content`]); the caller's send bucket must have a token. The service stamps
 //! the message (`message_id`, a TimeUUID `time` from its clock, `from_user` = the token's user,
 //! `to_user` = the other member), produces it keyed by chat id, and answers 201 only once the
 //! log acknowledged it; 503 with `Retry-After` when it cannot (and the token is given back).
@@ -212,7 +213,7 @@ fn same_send(stored: &ClientMessage, chat_id: Uuid, body: &str) -> Result<(), Ap
         (status = 200, description = "A retry of an acknowledged client_message_id: the same message", body = MessageView),
         (status = 400, description = "Malformed JSON or chat id", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Not a member of the chat", body = ErrorBody),
+        (status = 403, description = "Not a member of the chat (`forbidden`), or `blocked`: one member blocks the other, the same answer whichever side blocked", body = ErrorBody),
         (status = 404, description = "No such chat", body = ErrorBody),
         (status = 409, description = "client_message_id reused for another message", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
@@ -231,6 +232,10 @@ pub(crate) async fn send_message(
     ApiJson(request): ApiJson<SendMessage>,
 ) -> Result<(StatusCode, Json<MessageView>), ApiError> {
     let chat = member_chat(&state, chat_id, user.id).await?;
+    let peer = chat.peer_of(user.id).ok_or(ApiError::Internal)?;
+    // One indexed lookup per send. There is no membership cache to fold it into, and reading
+    // the database each time makes a block or an unblock count at once on every instance.
+    crate::blocks::refuse_if_blocked(&state, user.id, peer).await?;
     check_body(&request.body, state.config().limits.max_message_chars)
         .map_err(|refused| ApiError::invalid(refused.code, refused.message))?;
     if let Some(id) = &request.client_message_id {

@@ -9,7 +9,7 @@
 //!
 //! Whichever holds the chats, the SQL database is always there: it is the auth service's, and
 //! the service reads its `users` table (does a peer exist, what are the members' usernames) and
-//! never writes it. Its own SQL tables (`chats`, `client_messages`, `message_history`) are
+//! never writes it. Its own SQL tables (`chats`, `client_messages`, `message_history`, `blocks`) are
 //! migrated through a separate migrations table, `_confab_chat_migrations`, so that neither
 //! service's migrator sees the other's versions. Start (or migrate) the auth service first:
 //! [`Store::check_users_table`] refuses to start without a `users` table and says so.
@@ -18,8 +18,10 @@
 //! requests ([`ChatStore::create_chat`]); a `client_message_id` maps to exactly one record per
 //! sender ([`ChatStore::reserve_client_message`]); a chat's activity only moves forward.
 
+mod blocks;
 #[cfg(feature = "cassandra")]
 mod cassandra;
+pub use blocks::BlockRecord;
 #[cfg(feature = "cassandra")]
 pub use cassandra::{CassandraChatStore, MAX_LISTED_CHATS};
 

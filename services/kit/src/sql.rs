@@ -4,7 +4,10 @@
 //! Each service keeps its own `Store` enum of two typed pools, its queries, its migrations and
 //! its error classification; what is the same in both is how a URL becomes a pool: a bounded
 //! wait for a pooled connection (so a request answers 503 rather than hanging), and for SQLite
-//! a created-if-missing file in WAL mode with a busy timeout and foreign keys on. The URL in
+//! a created-if-missing file in WAL mode with a busy timeout and foreign keys on, readable by its
+//! owner only: the file (and so its `-wal` and `-shm`, which SQLite creates with the database's
+//! mode) is created 0600, and an existing one with a wider mode is tightened and logged
+//! ([`restrict_sqlite_files`]), because it holds password hashes and messages. The URL in
 //! every message has its password replaced ([`redact`]). [`is_connection_error`] is the part of
 //! the error classification both services agree on.
 
@@ -76,9 +79,16 @@ pub async fn connect(database_url: &Secret, max_connections: u32) -> Result<SqlP
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
             .foreign_keys(true);
-        Ok(SqlPool::Sqlite(
-            pool(options, max_connections, shown, "").await?,
-        ))
+        let file = options.get_filename().to_owned();
+        restrict_sqlite_files(&file).map_err(|err| unparsable(sqlx::Error::Io(err)))?;
+        let pool = pool(options, max_connections, shown.clone(), "").await?;
+        // WAL mode made the -wal and -shm files just now; an old pair may predate this check.
+        restrict_sqlite_files(&file).map_err(|err| ConnectError::Connect {
+            url: shown,
+            source: sqlx::Error::Io(err),
+            hint: "",
+        })?;
+        Ok(SqlPool::Sqlite(pool))
     } else {
         Err(ConnectError::UnsupportedUrl { url: shown })
     }
@@ -102,6 +112,61 @@ async fn pool<DB: sqlx::Database>(
             source,
             hint,
         })
+}
+
+/// Owner-only mode of the SQLite files.
+#[cfg(unix)]
+const SQLITE_FILE_MODE: u32 = 0o600;
+
+/// Creates the SQLite database file 0600 when missing (SQLite then gives its `-wal` and `-shm`
+/// the same mode), and tightens the file and its `-wal` and `-shm` to 0600 when they exist with
+/// a wider mode, logging each change. In-memory databases have no file and are left alone.
+pub fn restrict_sqlite_files(file: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let name = file.to_string_lossy();
+        if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
+            return Ok(());
+        }
+        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.exists() {
+                // Left to SQLite, whose error names the missing folder.
+                return Ok(());
+            }
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(SQLITE_FILE_MODE)
+            .open(file)
+        {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(err),
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let path = std::path::PathBuf::from(format!("{name}{suffix}"));
+            let metadata = match std::fs::metadata(&path) {
+                Ok(metadata) => metadata,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(err),
+            };
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(SQLITE_FILE_MODE))?;
+                tracing::warn!(
+                    path = %path.display(),
+                    was = format!("{mode:o}"),
+                    now = "600",
+                    "Tightened the mode of a SQLite file that others could read."
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
 }
 
 /// Whether the error is the connection's, not the statement's (I/O, TLS, a pool that timed out
@@ -143,6 +208,56 @@ mod tests {
         );
         assert_eq!(redact("sqlite://confab-auth.db"), "sqlite://confab-auth.db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[cfg(unix)]
+    fn mode_of(path: &std::path::Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_sqlite_database_and_its_wal_and_shm_are_owner_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("new.db");
+        let url = Secret::new(format!("sqlite://{}", file.display()));
+        let SqlPool::Sqlite(pool) = connect(&url, 1).await.expect("connect") else {
+            panic!("sqlite");
+        };
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&pool)
+            .await
+            .expect("write");
+        for suffix in ["", "-wal", "-shm"] {
+            let path = std::path::PathBuf::from(format!("{}{suffix}", file.display()));
+            assert!(path.exists(), "{}", path.display());
+            assert_eq!(mode_of(&path), 0o600, "{}", path.display());
+        }
+        pool.close().await;
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn an_existing_world_readable_sqlite_database_is_tightened() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("old.db");
+        for suffix in ["", "-wal", "-shm"] {
+            let path = format!("{}{suffix}", file.display());
+            std::fs::write(&path, b"").expect("create");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        restrict_sqlite_files(&file).expect("restrict");
+        for suffix in ["", "-wal", "-shm"] {
+            let path = std::path::PathBuf::from(format!("{}{suffix}", file.display()));
+            assert_eq!(mode_of(&path), 0o600, "{}", path.display());
+        }
+        restrict_sqlite_files(std::path::Path::new(":memory:")).expect("in memory: nothing");
     }
 
     #[tokio::test]

@@ -55,6 +55,7 @@ async fn openapi_describes_every_endpoint(backend: Backend) {
         ("get", "/api/v1/users"),
         ("get", "/api/v1/users/{id}"),
         ("post", "/api/v1/login"),
+        ("post", "/api/v1/invites"),
         ("post", "/api/v1/auth/refresh"),
         ("post", "/api/v1/auth/logout"),
         ("get", "/api/v1/auth/revocations"),

@@ -14,6 +14,7 @@ mod login;
 mod malformed;
 mod seed;
 mod sessions;
+mod signup;
 mod throttle;
 mod tokens;
 mod users;

@@ -124,7 +124,7 @@ pub(crate) fn refused(err: AttachError) -> ApiError {
         (status = 204, description = "Passed on to the other member's live streams, if any"),
         (status = 400, description = "Malformed chat id", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Not a member of the chat", body = ErrorBody),
+        (status = 403, description = "Not a member of the chat, or `blocked`: one member blocks the other", body = ErrorBody),
         (status = 404, description = "No such chat", body = ErrorBody),
         (status = 429, description = "Notices sent too fast", body = ErrorBody),
         (status = 503, description = "The live lane is off, or the database is unavailable", body = ErrorBody),
@@ -151,6 +151,7 @@ pub(crate) async fn typing(
     let Some(peer) = chat.peer_of(user.id) else {
         return Err(ApiError::Internal);
     };
+    crate::blocks::refuse_if_blocked(&state, user.id, peer).await?;
     let notice = TypingEvent {
         chat_id,
         user_id: user.id,

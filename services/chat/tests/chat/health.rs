@@ -54,6 +54,8 @@ async fn the_openapi_document_lists_every_endpoint(backend: Backend) {
         ("/api/v1/chats", &["get", "post"][..]),
         ("/api/v1/chats/{chat_id}/messages", &["get", "post"]),
         ("/chat/{chat_id}", &["get"]),
+        ("/api/v1/blocks", &["get", "post"]),
+        ("/api/v1/blocks/{user_id}", &["delete"]),
         ("/api/v1/chats/{chat_id}/events", &["get"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
@@ -70,6 +72,9 @@ async fn the_openapi_document_lists_every_endpoint(backend: Backend) {
         "MessagePage",
         "GroupEvent",
         "ErrorBody",
+        "NewBlock",
+        "BlockView",
+        "BlockList",
     ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }

@@ -10,6 +10,7 @@
 //! keyspaces. A test whose server cannot be reached fails and names the `scripts/infra up`
 //! command that starts it; none passes silently.
 
+mod blocks;
 mod chats;
 mod common;
 mod e2e;

@@ -162,6 +162,15 @@ async fn message_bodies_must_follow_the_rules(backend: Backend) {
         (json!({ "body": "x".repeat(4_001) }), "message_too_long"),
         (json!({ "body": "é".repeat(4_001) }), "message_too_long"),
         (json!({ "body": "nul\u{0}inside" }), "invalid_message"),
+        (json!({ "body": "escape\u{1b}[2J" }), "invalid_message"),
+        (json!({ "body": "c1\u{9b}control" }), "invalid_message"),
+        (json!({ "body": "\u{202E}evil.exe" }), "invalid_message"),
+        (json!({ "body": "\u{2066}open isolate" }), "invalid_message"),
+        (
+            json!({ "body": "\u{200B}\u{200D}\u{FEFF}" }),
+            "invalid_message",
+        ),
+        (json!({ "body": "\u{301}\u{308}" }), "invalid_message"),
         (
             json!({ "body": "ok", "client_message_id": "" }),
             "invalid_client_message_id",
@@ -184,7 +193,16 @@ async fn message_bodies_must_follow_the_rules(backend: Backend) {
     }
     // The limit counts characters: 4,000 of them pass, multi-byte or not.
     app.say_ok(&ann, chat, &"é".repeat(4_000)).await;
-    assert_eq!(flushed_history(&app, chat).await.len(), 1);
+    // Text of any script passes the content rules.
+    for text in [
+        "👩‍👩‍👧 🏳️‍🌈 👍🏽",
+        "مرحبا بالعالم",
+        "שָׁלוֹם, \u{2067}עולם\u{2069}!",
+        "你好，世界\n二行目\tタブ",
+    ] {
+        app.say_ok(&ann, chat, text).await;
+    }
+    assert_eq!(flushed_history(&app, chat).await.len(), 5);
 }
 
 async fn a_retry_with_the_same_client_message_id_returns_the_same_message(backend: Backend) {
