@@ -249,8 +249,16 @@ async function requestWithHeaders<T>(
   throw new ApiError(sentence(text), response.status, code);
 }
 
-export async function signUp(username: string, password: string): Promise<User> {
-  return request<User>('POST', '/api/v1/users', { body: { username, password } });
+/** Signs up; `invite` is the code a member created, on a server where sign-up needs one. */
+export async function signUp(username: string, password: string, invite?: string): Promise<User> {
+  const body: Record<string, string> = { username, password };
+  if (invite) body.invite = invite;
+  return request<User>('POST', '/api/v1/users', { body });
+}
+
+/** A single-use invite code for someone to sign up with (servers in invite mode). */
+export async function createInvite(session: Session): Promise<{ code: string; expires_at: string }> {
+  return request('POST', '/api/v1/invites', { session });
 }
 
 export async function logIn(username: string, password: string): Promise<Session> {

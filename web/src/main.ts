@@ -50,6 +50,10 @@ function authScreen(notice = ''): void {
   const password = h('input', {
     name: 'password', type: 'password', autocomplete: 'current-password', required: true, ariaLabel: 'Password',
   });
+  // Shown once the server says sign-up needs an invite ([auth.signup] mode = "invite").
+  const invite = h('input', { name: 'invite', autocomplete: 'off', ariaLabel: 'Invite code' });
+  const inviteLabel = h('label', {}, 'Invite code', invite);
+  inviteLabel.hidden = true;
   const error = h('p', { class: 'error', role: 'alert', ariaLive: 'assertive' }, notice);
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Log in');
   const hint = h('p', { class: 'hint' });
@@ -61,7 +65,8 @@ function authScreen(notice = ''): void {
     signupTab.classList.toggle('active', mode === 'signup');
     submit.textContent = mode === 'login' ? 'Log in' : 'Create account';
     password.autocomplete = mode === 'login' ? 'current-password' : 'new-password';
-    hint.textContent = mode === 'signup' ? 'Username: 3 to 32 letters, digits, - or _. Password: at least 12 characters.' : '';
+    hint.textContent = mode === 'signup' ? 'Username: 3 to 32 letters, digits, - or _. Password: at least 12 characters, hard to guess.' : '';
+    if (mode === 'login') inviteLabel.hidden = true;
     error.textContent = '';
   };
   loginTab.addEventListener('click', () => setMode('login'));
@@ -73,6 +78,7 @@ function authScreen(notice = ''): void {
     h('div', { class: 'tabs', role: 'tablist' }, loginTab, signupTab),
     h('label', {}, 'Username', username),
     h('label', {}, 'Password', password),
+    inviteLabel,
     hint,
     error,
     submit,
@@ -82,18 +88,33 @@ function authScreen(notice = ''): void {
     error.textContent = '';
     submit.disabled = true;
     try {
-      if (mode === 'signup') await api.signUp(username.value.trim(), password.value);
+      if (mode === 'signup') await api.signUp(username.value.trim(), password.value, invite.value.trim());
       session = await api.logIn(username.value.trim(), password.value);
       api.saveSession(session);
       void home();
     } catch (err) {
       error.textContent = errorText(err);
+      if (err instanceof api.ApiError && (err.code === 'invite_required' || err.code === 'invalid_invite')) {
+        inviteLabel.hidden = false;
+        invite.focus();
+      }
     } finally {
       submit.disabled = false;
     }
   });
   replace(root, h('main', { class: 'auth-page' }, form));
   username.focus();
+}
+
+/** Creates an invite code and shows it to pass on (servers in invite mode; others say why not). */
+async function invite(): Promise<void> {
+  if (!session) return;
+  try {
+    const created = await api.createInvite(session);
+    showBanner(`Invite code (works once, until ${new Date(created.expires_at).toLocaleString()}): ${created.code}`);
+  } catch (err) {
+    showBanner(errorText(err));
+  }
 }
 
 function logOut(notice = ''): void {
@@ -365,6 +386,7 @@ async function home(): Promise<void> {
       statsLine,
       h('span', { class: 'me' }, me.username),
       h('a', { class: 'ghost', href: '/docs/', title: 'The HTTP API, and a page to try it' }, 'API'),
+      h('button', { class: 'ghost', title: 'A single-use code for someone to sign up with', on: { click: () => void invite() } }, 'Invite'),
       h('button', { class: 'ghost', on: { click: () => logOut() } }, 'Log out')),
     banner,
     h('main', { class: 'layout' },

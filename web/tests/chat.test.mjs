@@ -431,6 +431,48 @@ describe('on the embedded defaults', () => {
   });
 });
 
+describe('with sign-up by invitation', () => {
+  const host = `host-${unique}`;
+  serverFor(`[auth.signup]\nmode = "invite"\n[auth.first_user]\nusername = "${host}"\npassword = "${PASSWORD}"\n`);
+
+  test('a member invites someone, who signs up with the code once', async () => {
+    const hostContext = await browser.newContext();
+    const hostPage = await hostContext.newPage();
+    await hostPage.goto(baseUrl);
+    await hostPage.getByLabel('Username').fill(host);
+    await hostPage.getByLabel('Password').fill(PASSWORD);
+    await hostPage.getByRole('button', { name: 'Log in', exact: true }).last().click();
+    await hostPage.locator('.me', { hasText: host }).waitFor();
+    await hostPage.getByRole('button', { name: 'Invite' }).click();
+    const banner = hostPage.locator('.banner', { hasText: 'Invite code' });
+    await banner.waitFor();
+    const code = ((await banner.textContent()) ?? '').split(': ').pop().trim();
+    assert.match(code, /^[A-Za-z0-9_-]{43}$/);
+
+    const signUp = async (page, username, invite) => {
+      await page.goto(baseUrl);
+      await page.getByRole('button', { name: 'Sign up' }).click();
+      await page.getByLabel('Username').fill(username);
+      await page.getByLabel('Password').fill(PASSWORD);
+      await page.getByRole('button', { name: 'Create account' }).click();
+      // The server asks for a code; the form shows its field.
+      await page.getByLabel('Invite code').waitFor();
+      await page.getByLabel('Invite code').fill(invite);
+      await page.getByRole('button', { name: 'Create account' }).click();
+    };
+    const guestContext = await browser.newContext();
+    const guest = await guestContext.newPage();
+    await signUp(guest, `guest-${unique}`, code);
+    await guest.locator('.me', { hasText: `guest-${unique}` }).waitFor();
+
+    const lateContext = await browser.newContext();
+    const late = await lateContext.newPage();
+    await signUp(late, `late-${unique}`, code);
+    await late.locator('.error', { hasText: /invite/i }).waitFor();
+    for (const context of [hostContext, guestContext, lateContext]) await context.close();
+  });
+});
+
 describe('on the real servers (PostgreSQL, Kafka, Cassandra, Firestore emulator)', {
   skip: process.env.CONFAB_TEST_REAL_SERVERS === '1' ? false : 'set CONFAB_TEST_REAL_SERVERS=1 (scripts/test does)',
 }, () => {

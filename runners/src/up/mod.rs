@@ -167,6 +167,7 @@ fn is_auth_path(path: &str) -> bool {
         || path.starts_with("/api/v1/users/")
         || path == "/api/v1/login"
         || path.starts_with("/api/v1/auth/")
+        || path == "/api/v1/invites"
         || path == "/.well-known/jwks.json"
 }
 
@@ -174,6 +175,8 @@ fn is_chat_path(path: &str) -> bool {
     path == "/api/v1/chats"
         || path.starts_with("/api/v1/chats/")
         || path == "/api/v1/events"
+        || path == "/api/v1/blocks"
+        || path.starts_with("/api/v1/blocks/")
         || path.starts_with("/chat/")
         || path == "/readyz"
 }
@@ -365,4 +368,46 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     aggregated?;
     println!("confab stopped; data kept in {}", data_dir.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_auth_path, is_chat_path};
+    use utoipa::OpenApi;
+
+    /// Every path a service documents, with its parameters filled in.
+    fn documented(doc: &utoipa::openapi::OpenApi) -> Vec<String> {
+        doc.paths
+            .paths
+            .keys()
+            .map(|path| {
+                path.split('/')
+                    .map(|part| {
+                        if part.starts_with('{') {
+                            "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+                        } else {
+                            part
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_documented_endpoint_reaches_its_service() {
+        for path in documented(&confab_auth::ApiDoc::openapi()) {
+            if path == "/healthz" || path == "/readyz" || path == "/openapi.json" {
+                continue; // served by confab up itself (and /readyz by the chat service)
+            }
+            assert!(is_auth_path(&path) && !is_chat_path(&path), "auth: {path}");
+        }
+        for path in documented(&confab_chat::ApiDoc::openapi()) {
+            if path == "/healthz" || path == "/openapi.json" {
+                continue;
+            }
+            assert!(is_chat_path(&path) && !is_auth_path(&path), "chat: {path}");
+        }
+    }
 }
