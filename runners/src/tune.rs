@@ -343,7 +343,7 @@ fn leading_edge_summary(outcomes: &[Outcome], budget: Budget, within: &str) -> S
 /// counted and skipped.
 fn read_topic(brokers: &str, topic: &str) -> anyhow::Result<Vec<confab_pipeline::ChatMessage>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    use rdkafka::{Message, Offset, TopicPartitionList};
 
     let timeout = Duration::from_secs(10);
     let unreachable = |e: rdkafka::error::KafkaError| {
@@ -352,13 +352,18 @@ fn read_topic(brokers: &str, topic: &str) -> anyhow::Result<Vec<confab_pipeline:
              `scripts/infra up kafka` or pass --kafka-brokers"
         )
     };
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "confab-tune-replay")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .map_err(unreachable)?;
+    let consumer: BaseConsumer = confab_connectors::kafka::client_config(
+        brokers,
+        &[
+            ("group.id", "confab-tune-replay"),
+            ("enable.auto.commit", "false"),
+            ("enable.partition.eof", "false"),
+        ],
+        &std::collections::BTreeMap::new(),
+    )
+    .map_err(anyhow::Error::msg)?
+    .create()
+    .map_err(unreachable)?;
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(unreachable)?;

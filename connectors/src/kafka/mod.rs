@@ -135,8 +135,10 @@ pub(crate) fn unreachable_message(brokers: &str, error: &dyn std::fmt::Display) 
 }
 
 /// A client config from `brokers`, `owned` settings and the user's extra `properties`, refusing
-/// extra properties that would override an owned one.
-pub(crate) fn client_config(
+/// extra properties that would override an owned one (the settings a guarantee rests on). Every
+/// Kafka client of the workspace is set up here: the connectors', the chat service's log, tail
+/// and feed, and `confab tune`'s topic reader.
+pub fn client_config(
     brokers: &str,
     owned: &[(&str, &str)],
     properties: &BTreeMap<String, String>,
@@ -146,7 +148,7 @@ pub(crate) fn client_config(
     for (key, value) in properties {
         if key == "bootstrap.servers" || owned.iter().any(|(k, _)| k == key) {
             return Err(format!(
-                "Kafka property `{key}` is set by the connector and cannot be overridden"
+                "Kafka property `{key}` is set by confab (a guarantee rests on it) and cannot be overridden"
             ));
         }
         config.set(key, value);

@@ -30,8 +30,9 @@
 //!   prefetch queue after `fetch.queue.backoff.ms`, set to 10 ms here (its 1 s default stalled
 //!   replays for most of a second each time the queue had been full).
 //! - **Transient commit failures do not stop the pipeline.** A commit refused for a retryable
-//!   reason (a rebalance in progress, the coordinator moving) is kept and retried with the next
-//!   commit or poll; the runtime treats any commit error as fatal, so it is not returned to it.
+//!   reason (a rebalance in progress, the coordinator moving) is kept and retried here with the
+//!   next commit or poll, rather than returned: the runtime would retry it too, and one layer
+//!   retrying the same failure is enough.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -14,7 +14,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,30 +83,29 @@ impl TopicTail {
         create: Option<i32>,
         handle: impl FnMut(&BorrowedMessage<'_>) + Send + 'static,
     ) -> Result<Self, String> {
-        let mut client = ClientConfig::new();
-        for (key, value) in properties {
-            client.set(key, value);
-        }
-        client.set("bootstrap.servers", brokers);
         // The same connection settings (security included), without the consumer's own.
         let admin = match create {
             Some(partitions) => Some((
-                client
+                confab_connectors::kafka::client_config(brokers, &[], properties)?
                     .create::<AdminClient<DefaultClientContext>>()
                     .map_err(|err| format!("invalid Kafka admin settings: {err}"))?,
                 partitions,
             )),
             None => None,
         };
-        client
-            // Required by librdkafka, never joined: partitions are assigned, not subscribed.
-            .set(
-                "group.id",
-                format!("confab-chat-tail-{}", Uuid::new_v4().simple()),
-            )
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "latest");
+        // group.id is required by librdkafka but never joined: partitions are assigned, not
+        // subscribed. Offsets are never committed: a tail starts at the end every time.
+        let group = format!("confab-chat-tail-{}", Uuid::new_v4().simple());
+        let client = confab_connectors::kafka::client_config(
+            brokers,
+            &[
+                ("group.id", &group),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "latest"),
+            ],
+            properties,
+        )?;
         let consumer: TailConsumer = client
             .create_with_context(TailContext)
             .map_err(|err| format!("invalid Kafka consumer settings: {err}"))?;

@@ -8,21 +8,12 @@ use crate::config::KafkaLogConfig;
 use async_trait::async_trait;
 use confab_connectors::kafka::{is_retryable, TracingContext};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How long `/readyz` and the start-up probe wait for the brokers' metadata (under `/readyz`'s
 /// own 3 s limit, so that its answer names the cause).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Producer settings the guarantees rest on; the configuration cannot override them.
-const OWNED: [&str; 4] = [
-    "bootstrap.servers",
-    "acks",
-    "enable.idempotence",
-    "message.timeout.ms",
-];
 
 /// A [`MessageLog`] producing to a Kafka topic.
 pub struct KafkaMessageLog {
@@ -67,20 +58,17 @@ fn unreachable(brokers: &str, error: &dyn std::fmt::Display) -> LogError {
 impl KafkaMessageLog {
     /// A producer for `config.topic`, without contacting the brokers yet.
     pub fn new(config: &KafkaLogConfig) -> Result<Self, LogError> {
-        let mut client = ClientConfig::new();
-        for (key, value) in &config.properties {
-            if OWNED.contains(&key.as_str()) {
-                return Err(LogError::Rejected(format!(
-                    "Kafka property `{key}` is set by the chat service and cannot be overridden"
-                )));
-            }
-            client.set(key, value);
-        }
-        client
-            .set("bootstrap.servers", &config.brokers)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("message.timeout.ms", config.delivery_timeout_ms.to_string());
+        let timeout = config.delivery_timeout_ms.to_string();
+        let mut client = confab_connectors::kafka::client_config(
+            &config.brokers,
+            &[
+                ("acks", "all"),
+                ("enable.idempotence", "true"),
+                ("message.timeout.ms", &timeout),
+            ],
+            &config.properties,
+        )
+        .map_err(LogError::Rejected)?;
         if !config.properties.contains_key("linger.ms") {
             // A chat message should leave at once; batching buys little at chat rates.
             client.set("linger.ms", "2");
