@@ -213,7 +213,10 @@ async function requestWithHeaders<T>(
   } catch {
     throw new ApiError('Cannot reach the server. Is confab running? Retrying may help.', 0, 'network');
   }
-  if (response.ok) return { body: (await response.json()) as T, headers: response.headers };
+  if (response.ok) {
+    const body = response.status === 204 ? undefined : await response.json();
+    return { body: body as T, headers: response.headers };
+  }
 
   let code = 'error';
   let text = '';
@@ -254,6 +257,18 @@ export async function signUp(username: string, password: string, invite?: string
   const body: Record<string, string> = { username, password };
   if (invite) body.invite = invite;
   return request<User>('POST', '/api/v1/users', { body });
+}
+
+/** The people this person blocked. */
+export async function blockedIds(session: Session): Promise<Set<string>> {
+  const list = await request<{ blocks: { user_id: string }[] }>('GET', '/api/v1/blocks', { session });
+  return new Set(list.blocks.map((b) => b.user_id));
+}
+
+/** Blocks or unblocks a person: blocked, neither can start a chat with or write to the other. */
+export async function setBlocked(session: Session, userId: string, blocked: boolean): Promise<void> {
+  if (blocked) await request('POST', '/api/v1/blocks', { session, body: { user_id: userId } });
+  else await request('DELETE', `/api/v1/blocks/${encodeURIComponent(userId)}`, { session });
 }
 
 /** A single-use invite code for someone to sign up with (servers in invite mode). */

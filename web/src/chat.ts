@@ -71,11 +71,28 @@ export class ChatView {
     this.typingLine = h('p', { class: 'typing', ariaLive: 'polite' });
     this.typingLine.hidden = true;
     const sendButton = h('button', { class: 'primary', type: 'button', on: { click: () => void this.send() } }, 'Send');
+    // Blocking: neither side can write to the other until it is lifted (the peer is not told).
+    const blockButton = h('button', { class: 'ghost', type: 'button', title: `Stop ${peer.username} from writing to you` }, 'Block');
+    let blocked = false;
+    const showBlocked = (now: boolean) => {
+      blocked = now;
+      blockButton.textContent = now ? 'Unblock' : 'Block';
+      this.input.disabled = now;
+      this.input.placeholder = now ? `You blocked ${peer.username}: unblock to write` : 'Write a message';
+    };
+    blockButton.addEventListener('click', () => {
+      api.setBlocked(session, peer.id, !blocked).then(
+        () => showBlocked(!blocked),
+        (err: unknown) => this.hooks.onError(err instanceof Error ? err.message : String(err)),
+      );
+    });
+    api.blockedIds(session).then((ids) => showBlocked(ids.has(peer.id)), () => {});
     this.element = h('div', { class: 'chat', data: { chatId, realtime: realtime?.mode ?? 'sse' } },
       h('header', { class: 'chat-head' },
         h('span', { class: 'avatar' }, peer.username.charAt(0).toUpperCase()),
         h('h2', {}, peer.username),
-        this.status),
+        this.status,
+        blockButton),
       this.notice,
       this.list,
       this.typingLine,

@@ -403,6 +403,34 @@ describe('on the embedded defaults', () => {
     for (const page of [dave, erin, fay]) await page.context().close();
   });
 
+  test('blocking a person stops both sides writing, and unblocking restores it', async () => {
+    const ginaName = `gina-${unique}`;
+    const hugoName = `hugo-${unique}`;
+    const gina = await newUserPage(ginaName);
+    const hugo = await newUserPage(hugoName);
+    await gina.getByLabel('Search users').fill(hugoName);
+    await gina.locator(`.user-list button[data-username="${hugoName}"]`).click();
+    await gina.locator('.chat-head h2', { hasText: hugoName }).waitFor();
+    await send(gina, 'Hi Hugo');
+    await hugo.locator('.chat-list button', { hasText: ginaName }).click({ timeout: 10_000 });
+    await seen(hugo, 'Hi Hugo', Date.now());
+
+    await gina.getByRole('button', { name: 'Block', exact: true }).click();
+    await gina.getByRole('button', { name: 'Unblock', exact: true }).waitFor();
+    assert.ok(await gina.getByLabel('Message', { exact: true }).isDisabled(), 'the blocker cannot write');
+    // Hugo is not told, but his message is refused with a plain reason.
+    const box = hugo.getByLabel('Message', { exact: true });
+    await box.fill('Are you there?');
+    await box.press('Enter');
+    await hugo.locator('.banner', { hasText: 'cannot start a chat with or send messages' }).waitFor();
+
+    await gina.getByRole('button', { name: 'Unblock', exact: true }).click();
+    await gina.getByRole('button', { name: 'Block', exact: true }).waitFor();
+    await send(hugo, 'Back again');
+    await seen(gina, 'Back again', Date.now());
+    for (const page of [gina, hugo]) await page.context().close();
+  });
+
   test('errors are told plainly: wrong password, server down', async () => {
     const context = await browser.newContext();
     const page = await context.newPage();
