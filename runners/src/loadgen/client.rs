@@ -17,6 +17,8 @@ use crate::loadgen::stats::Failure;
 pub(crate) struct Session {
     pub(crate) id: String,
     pub(crate) token: Secret,
+    /// Seconds the access token was valid for when it was issued.
+    pub(crate) expires_in: u64,
 }
 
 /// The two services' base URLs and a pooled HTTP client.
@@ -32,6 +34,7 @@ pub(crate) struct Api {
 #[derive(Deserialize)]
 struct Login {
     access_token: String,
+    expires_in: u64,
     id: String,
 }
 
@@ -179,6 +182,7 @@ impl Api {
         Ok(Session {
             id: login.id,
             token: Secret::new(login.access_token),
+            expires_in: login.expires_in,
         })
     }
 

@@ -101,7 +101,9 @@ pub(crate) struct LoadgenArgs {
     /// Messages per second, in total over all chats.
     #[arg(long, env = "CONFAB_LOADGEN_RATE", default_value_t = 50.0)]
     rate: f64,
-    /// How long to send and measure, after the warm-up (e.g. 30s, 5m).
+    /// How long to send and measure, after the warm-up (e.g. 30s, 5m). With the warm-up, at most
+    /// the server's access-token lifetime ([auth.jwt] expiry_secs, 10 minutes by default): each
+    /// user keeps the token of its one login.
     #[arg(long, env = "CONFAB_LOADGEN_DURATION", default_value = "1m", value_parser = humantime::parse_duration)]
     duration: Duration,
     /// How long to send at the same rate before measuring (connections, caches, JIT of the
@@ -391,6 +393,18 @@ async fn sign_in_users(
         .await;
     progress.finish_and_clear();
     let sessions = sessions.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    // Each user sends and listens with the token of this login for the whole run; a run that
+    // outlasts it would count every later send as a failure.
+    let run = args.warmup + args.duration + Duration::from_secs(30);
+    if let Some(shortest) = sessions.iter().map(|s| s.expires_in).min() {
+        if Duration::from_secs(shortest) < run {
+            bail!(
+                "this run ({:?} with its warm-up) outlasts the access tokens ({shortest} s): raise \
+                 [auth.jwt] expiry_secs on the server (at most 3600) or shorten --duration",
+                args.warmup + args.duration
+            );
+        }
+    }
     eprintln!(
         "{} users signed in ({}...)",
         sessions.len(),
