@@ -15,9 +15,12 @@
 //!   chat list and the open chat's latest page again.
 //! - `expired` when the access token expires; the stream then ends. Reconnect with a fresh
 //!   token and the last `id` as `Last-Event-ID`.
+//! - `revoked` when the token's session is revoked (logout, a password change, a reused refresh
+//!   token); the stream then ends, and so does the session: log in again.
 //!
 //! The token travels in the `Authorization` header only (never in the URL, where proxies log
-//! it), so browsers read this stream with `fetch`, not `EventSource`.
+//! it; `?access_token=` is refused with 401 `token_in_url`), so browsers read this stream with
+//! `fetch`, not `EventSource`.
 
 use super::event::{LiveEvent, TypingEvent};
 use super::hub::AttachError;
@@ -46,7 +49,7 @@ use std::time::Duration;
     ),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A text/event-stream of `ready`, `message`, `chat`, `typing`, `reset` and `expired` events", content_type = "text/event-stream"),
+        (status = 200, description = "A text/event-stream of `ready`, `message`, `chat`, `typing`, `reset`, `expired` and `revoked` events", content_type = "text/event-stream"),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 429, description = "Too many streams open for this person", body = ErrorBody),
         (status = 503, description = "The live lane is off, or this instance holds its maximum of streams", body = ErrorBody),
