@@ -57,26 +57,51 @@ pub(crate) async fn healthz() -> Json<Status> {
     })
 }
 
+/// Why the service is not ready: which backend, and its own reason (which can name hosts,
+/// users and versions, so `/readyz` logs it and answers only the backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotReady {
+    /// The backend, e.g. "the event feed".
+    pub backend: &'static str,
+    /// Its reason.
+    pub reason: String,
+}
+
 async fn within<E: std::fmt::Display>(
-    what: &str,
+    backend: &'static str,
     check: impl Future<Output = Result<(), E>>,
-) -> Result<(), ApiError> {
+) -> Result<(), NotReady> {
     match tokio::time::timeout(READY_TIMEOUT, check).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(err)) => {
-            tracing::warn!(backend = what, error = %err, "Not ready.");
-            // The backend's own error stays in the log: it can name hosts, users and versions.
-            Err(ApiError::NotReady(format!(
-                "{what} is not ready; the service's log says why"
-            )))
+        Ok(Err(err)) => Err(NotReady {
+            backend,
+            reason: err.to_string(),
+        }),
+        Err(_) => Err(NotReady {
+            backend,
+            reason: format!("no answer within {} s", READY_TIMEOUT.as_secs()),
+        }),
+    }
+}
+
+impl AppState {
+    /// Checks every backend in turn (each within two seconds): the database, the chat store,
+    /// the message log, the history store, the event feed, the live lane and the embedded
+    /// aggregator; the first that is not ready, with its reason.
+    pub async fn readiness(&self) -> Result<(), NotReady> {
+        within("the database", self.store().ping()).await?;
+        within("the chat store", self.chats().check()).await?;
+        within("the message log", self.log().check()).await?;
+        within("the history store", self.history().check()).await?;
+        within("the event feed", async { self.feed().check() }).await?;
+        within("the live lane", async { self.realtime().check() }).await?;
+        if self.embedded_running().await == Some(false) {
+            return Err(NotReady {
+                backend: "the embedded aggregator",
+                reason: "it stopped".into(),
+            });
         }
-        Err(_) => {
-            tracing::warn!(backend = what, "Not ready: no answer in time.");
-            Err(ApiError::NotReady(format!(
-                "{what} did not answer within {} s",
-                READY_TIMEOUT.as_secs()
-            )))
-        }
+        Ok(())
     }
 }
 
@@ -88,16 +113,13 @@ async fn within<E: std::fmt::Display>(
         (status = 503, description = "A backend does not answer; the message names which (the reason is in the log only)", body = ErrorBody),
     ))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
-    within("the database", state.store().ping()).await?;
-    within("the chat store", state.chats().check()).await?;
-    within("the message log", state.log().check()).await?;
-    within("the history store", state.history().check()).await?;
-    within("the event feed", async { state.feed().check() }).await?;
-    within("the live lane", async { state.realtime().check() }).await?;
-    if state.embedded_running().await == Some(false) {
-        return Err(ApiError::NotReady(
-            "the embedded aggregator stopped; see the service's log".into(),
-        ));
+    if let Err(not_ready) = state.readiness().await {
+        tracing::warn!(backend = not_ready.backend, reason = %not_ready.reason, "Not ready.");
+        // The reason stays in the log: it can name hosts, users and versions.
+        return Err(ApiError::NotReady(format!(
+            "{} is not ready; the service's log says why",
+            not_ready.backend
+        )));
     }
     Ok(Json(Status {
         status: "ready".into(),

@@ -65,7 +65,7 @@ pub use discovery::ApiDoc;
 pub use error::ApiError;
 pub use events::GroupEvent;
 pub use feed::{ChatGroup, GroupFeed};
-pub use health::Status;
+pub use health::{NotReady, Status};
 pub use history::History;
 pub use message_log::{LogError, MessageLog};
 pub use messages::{HistoryQuery, MessagePage, MessageView, SendMessage, DEFAULT_QUANTITY};

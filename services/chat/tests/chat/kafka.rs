@@ -334,16 +334,32 @@ async fn without_creation_readyz_says_the_grouped_topic_is_missing() {
         });
     })
     .await;
+    // /readyz names the backend; the reason, with the topic, is in the log and in
+    // `AppState::readiness`.
     let body = wait_for_readyz(&app, |status, body| {
         status == StatusCode::SERVICE_UNAVAILABLE
             && body["message"]
                 .as_str()
-                .is_some_and(|m| m.contains("does not exist yet"))
+                .is_some_and(|m| m.contains("the event feed is not ready"))
     })
     .await;
     let message = body["message"].as_str().unwrap_or_default();
-    assert!(message.contains(&grouped), "{message}");
-    assert!(message.contains("create_partitions"), "{message}");
+    assert!(!message.contains(&grouped), "{message}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let reason = loop {
+        match app.state.readiness().await {
+            Err(not_ready) if not_ready.reason.contains("does not exist yet") => {
+                break not_ready.reason
+            }
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the feed's reason: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(reason.contains(&grouped), "{reason}");
+    assert!(reason.contains("create_partitions"), "{reason}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
