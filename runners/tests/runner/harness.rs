@@ -664,7 +664,8 @@ keyspace = "{keyspace}"
 inactivity_timeout_ms = 500
 max_messages = 10
 [runtime]
-lateness_ms = 200
+# lateness_ms stays at its default (500 ms): the replay guarantee holds for records delayed less
+# than it, and 200 ms was exceeded now and then by Fluvio on this loaded 2-core machine.
 commit_interval_ms = 200
 {runtime}
 [http]

@@ -497,16 +497,20 @@ async fn two_instances_deliver_each_others_messages_live_and_a_restart_catches_u
     let mut on_b = person_events(&b, &bob.token, None).await;
     assert_eq!(on_b.status, StatusCode::OK);
     let mut on_a = app.person_events(&ann.token, None).await;
-    // Each instance reads the log from its end once it has the partitions: send until B shows one.
-    let first = loop {
+    // Each instance reads the log from its end once it has the partitions: send until both
+    // show one (A's tail starts as independently as B's).
+    let (mut a_reads, mut b_reads) = (false, false);
+    while !(a_reads && b_reads) {
         app.say_ok(&ann, chat, "is B reading yet?").await;
-        if let Some(event) = on_b.next(Duration::from_millis(700)).await {
-            if event.event == "message" {
-                break event;
+        for (reads, stream) in [(&mut a_reads, &mut on_a), (&mut b_reads, &mut on_b)] {
+            while let Some(event) = stream.next(Duration::from_millis(350)).await {
+                if event.event == "message" {
+                    assert_eq!(event.data["from_user"], ann.id.to_string());
+                    *reads = true;
+                }
             }
         }
-    };
-    assert_eq!(first.data["from_user"], ann.id.to_string());
+    }
     let sent = app.say_ok(&ann, chat, "from A to B").await;
     let mut on_b_next = next_message(&mut on_b).await;
     while on_b_next.data["body"] == "is B reading yet?" {
