@@ -464,26 +464,20 @@ impl Store {
         let (low, high) = prefix_range(prefix);
         let after = after.unwrap_or("");
         let limit = i64::from(limit);
-        match self {
-            Store::Postgres(pool) => {
-                sqlx::query_as::<_, User>(SEARCH_POSTGRES)
-                    .bind(&low)
-                    .bind(&high)
-                    .bind(after)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await
-            }
-            Store::Sqlite(pool) => {
-                sqlx::query_as::<_, User>(SEARCH_SQLITE)
-                    .bind(&low)
-                    .bind(&high)
-                    .bind(after)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await
-            }
-        }
+        // The same range on both; only the collation that makes it byte order differs.
+        let sql = match self {
+            Store::Postgres(_) => SEARCH_POSTGRES,
+            Store::Sqlite(_) => SEARCH_SQLITE,
+        };
+        on_pool!(self, pool => {
+            sqlx::query_as::<_, User>(sql)
+                .bind(&low)
+                .bind(&high)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+        })
         .map_err(classify)
     }
 
