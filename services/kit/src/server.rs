@@ -197,11 +197,12 @@ enum Refusal {
 }
 
 impl Refusal {
-    /// The whole answer, written in one go: nothing is read from the client.
+    /// The whole answer, written in one go: nothing is read from the client. It carries the
+    /// security headers too (a JSON body needs no content at all: `default-src 'none'`).
     fn response(&self) -> &'static [u8] {
         match self {
-            Refusal::Busy => b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 5\r\nconnection: close\r\ncontent-length: 74\r\n\r\n{\"error\":\"server_busy\",\"message\":\"too many connections: retry in a while\"}",
-            Refusal::PerAddress => b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 5\r\nconnection: close\r\ncontent-length: 88\r\n\r\n{\"error\":\"too_many_connections\",\"message\":\"too many open connections from your address\"}",
+            Refusal::Busy => b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 5\r\nconnection: close\r\nx-content-type-options: nosniff\r\nreferrer-policy: no-referrer\r\nx-frame-options: DENY\r\ncontent-security-policy: default-src 'none'; frame-ancestors 'none'\r\ncontent-length: 74\r\n\r\n{\"error\":\"server_busy\",\"message\":\"too many connections: retry in a while\"}",
+            Refusal::PerAddress => b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 5\r\nconnection: close\r\nx-content-type-options: nosniff\r\nreferrer-policy: no-referrer\r\nx-frame-options: DENY\r\ncontent-security-policy: default-src 'none'; frame-ancestors 'none'\r\ncontent-length: 88\r\n\r\n{\"error\":\"too_many_connections\",\"message\":\"too many open connections from your address\"}",
         }
     }
 }
@@ -395,6 +396,8 @@ mod tests {
                 .and_then(|n| n.parse::<usize>().ok());
             assert_eq!(length, Some(body.len()), "{head}");
             assert!(body.starts_with("{\"error\":"), "{body}");
+            assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+            assert!(head.contains("frame-ancestors 'none'"), "{head}");
         }
     }
 
