@@ -27,6 +27,25 @@ export interface Chat {
   members: User[];
   created_at: string;
   last_activity: string;
+  /** In the chat list: the chat's latest message. */
+  last_message?: Message;
+  /** In the chat list: the `time` of the newest message the person has read. */
+  read_up_to?: string;
+  /** In the chat list: the other member's messages not read yet (at most 99). */
+  unread?: number;
+  unread_capped?: boolean;
+}
+
+/** A `read` event: the person marked a chat read on one of their pages or devices. */
+export interface ReadMark {
+  chat_id: string;
+  read_up_to: string;
+}
+
+/** Where a version-1 TimeUUID sorts: its 60-bit timestamp. */
+export function timeOrder(time: string): bigint {
+  const [low, mid, high] = time.split('-');
+  return (BigInt(`0x${high}`) & 0xfffn) << 48n | BigInt(`0x${mid}`) << 32n | BigInt(`0x${low}`);
 }
 
 export interface Message {
@@ -305,6 +324,11 @@ export async function searchUsers(session: Session, prefix: string, limit = 50):
 export async function listChats(session: Session): Promise<Chat[]> {
   const page = await request<{ chats: Chat[] }>('GET', '/api/v1/chats?limit=100', { session });
   return page.chats;
+}
+
+/** Marks a chat read up to the message with this `time` (the server keeps the later of two). */
+export async function markRead(session: Session, chatId: string, time: string): Promise<void> {
+  await request<unknown>('PUT', `/api/v1/chats/${encodeURIComponent(chatId)}/read`, { body: { time }, session });
 }
 
 export async function startChat(session: Session, peerId: string): Promise<Chat> {

@@ -1,11 +1,11 @@
 // The person's one events stream (GET /api/v1/events) for the whole page: every chat's
-// messages as soon as they are sent, new chats, typing notices. Read with fetch (the token
+// messages as soon as they are sent, new chats, typing notices, chats read elsewhere. Read with fetch (the token
 // goes in a header, not the URL), parsed as server-sent events, and reconnected with
 // Last-Event-ID so a reconnect resumes where it left off; when the server cannot resume it
 // says `reset`, and the page reads the chat list and the open chat again.
 
 import * as api from './api';
-import type { Chat, Message, Session, Typing } from './api';
+import type { Chat, Message, ReadMark, Session, Typing } from './api';
 
 export interface LiveHandlers {
   /** The stream is open: what happens from now on arrives here. */
@@ -13,6 +13,8 @@ export interface LiveHandlers {
   onMessage(message: Message): void;
   onChat(chat: Chat): void;
   onTyping(typing: Typing): void;
+  /** The person read a chat (here or on another page or device). */
+  onRead(read: ReadMark): void;
   /** Events may have been missed: read the chat list and the open chat's latest page again. */
   onReset(): void;
   /** The stream is down and being retried; `error` is for the person when it needs saying. */
@@ -138,6 +140,9 @@ export class LiveStream {
         break;
       case 'typing':
         this.handlers.onTyping(data as Typing);
+        break;
+      case 'read':
+        this.handlers.onRead(data as ReadMark);
         break;
       case 'reset':
         this.handlers.onReset();

@@ -3,12 +3,12 @@
 // carries everything for the person's chats as it happens: messages (shown at once, or, when
 // the server's /api/v1/config says `firestore`, read from the aggregator's Firestore documents
 // by the open chat), new chats, typing notices; the chat list keeps itself current from it
-// (a preview and an unread count per chat) without polling. Every piece of user data reaches
+// (a preview and an unread count per chat, read positions kept by the server) without polling. Every piece of user data reaches
 // the page as text, never as HTML.
 
 import './style.css';
 import * as api from './api';
-import type { Chat, Message, Session, Typing, User } from './api';
+import type { Chat, Message, ReadMark, Session, Typing, User } from './api';
 import { h, replace } from './dom';
 import { ChatView } from './chat';
 import { LiveStream } from './live';
@@ -24,8 +24,14 @@ let realtime: Realtime | null = null;
 let live: LiveStream | null = null;
 let liveUp = false;
 let timers: number[] = [];
-/** Per chat: the last message's text and the messages from the peer not seen yet. */
-const chatMeta = new Map<string, { preview: string; unread: number }>();
+/**
+ * Per chat: the last message's text, the peer's messages not read yet (from the server's chat
+ * list, then counted from the events stream), and the `time` of the newest message known.
+ */
+interface ChatMeta { preview: string; unread: number; capped: boolean; latest: string | null }
+const chatMeta = new Map<string, ChatMeta>();
+/** The newest `time` this page marked read per chat, so each is sent once. */
+const markedRead = new Map<string, string>();
 /**
  * Per chat: the latest messages the events stream brought, for when the chat is opened: history
  * has a message only once its group is written, seconds after it was sent.
@@ -33,6 +39,9 @@ const chatMeta = new Map<string, { preview: string; unread: number }>();
 const recentLive = new Map<string, Message[]>();
 /** Live messages kept per chat (a history page and then some). */
 const RECENT_LIVE = 100;
+
+// A chat open in a hidden tab is not read until the tab shows.
+document.addEventListener('visibilitychange', () => markOpenChatRead());
 
 api.setUnauthorizedHandler(() => logOut('Your session has expired. Please log in again.'));
 
@@ -128,6 +137,7 @@ function logOut(notice = ''): void {
   live = null;
   liveUp = false;
   chatMeta.clear();
+  markedRead.clear();
   recentLive.clear();
   delete document.body.dataset.realtime;
   for (const timer of timers) clearInterval(timer);
@@ -166,6 +176,7 @@ function renderChats(): void {
     const active = current?.chatId === chat.chat_id;
     const meta = chatMeta.get(chat.chat_id);
     const unread = meta?.unread ?? 0;
+    const count = meta?.capped ? `${unread}+` : String(unread);
     return h('li', {},
       h('button', {
         class: active ? 'item active' : 'item',
@@ -176,7 +187,7 @@ function renderChats(): void {
       h('span', { class: 'name' }, peer.username),
       h('time', { class: 'when' }, shortTime(chat.last_activity)),
       h('span', { class: 'preview' }, meta?.preview ?? ''),
-      unread > 0 ? h('span', { class: 'unread', ariaLabel: `${unread} unread` }, String(unread)) : ''),
+      unread > 0 ? h('span', { class: 'unread', ariaLabel: `${count} unread` }, count) : ''),
     );
   }));
 }
@@ -205,11 +216,54 @@ function shortTime(iso: string): string {
     : date.toLocaleDateString([], { month: 'short', day: 'numeric' });
 }
 
+/** Whether `a` is a later message time than `b` (a missing `b` is earlier than anything). */
+function later(a: string, b: string | null): boolean {
+  return b === null || api.timeOrder(a) > api.timeOrder(b);
+}
+
+/**
+ * The chat list's counts, plus what the events stream brought after the server counted: the
+ * stream opened before the list was read, so a message newer than the list's latest message is
+ * one the server did not count.
+ */
+function metaFromList(chat: Chat): ChatMeta {
+  const last = chat.last_message ?? null;
+  const meta: ChatMeta = {
+    preview: last?.body.slice(0, 80) ?? '',
+    unread: chat.unread ?? 0,
+    capped: chat.unread_capped ?? false,
+    latest: last?.time ?? null,
+  };
+  for (const message of recentLive.get(chat.chat_id) ?? []) {
+    if (!later(message.time, meta.latest)) continue;
+    meta.latest = message.time;
+    meta.preview = message.body.slice(0, 80);
+    if (message.from_user !== session?.id) meta.unread += 1;
+    else meta.unread = 0; // answering a chat reads it
+  }
+  if (current?.chatId === chat.chat_id) meta.unread = 0;
+  return meta;
+}
+
+/** Marks the open chat read up to its newest message (once per message). */
+function markOpenChatRead(): void {
+  if (!session || !current || document.hidden) return;
+  const chatId = current.chatId;
+  const latest = chatMeta.get(chatId)?.latest;
+  if (!latest) return;
+  const marked = markedRead.get(chatId);
+  if (marked && !later(latest, marked)) return;
+  markedRead.set(chatId, latest);
+  api.markRead(session, chatId, latest).catch(() => markedRead.delete(chatId));
+}
+
 async function refreshChats(): Promise<void> {
   if (!session) return;
   try {
     chats = await api.listChats(session);
+    for (const chat of chats) chatMeta.set(chat.chat_id, metaFromList(chat));
     renderChats();
+    markOpenChatRead();
     showBanner('');
   } catch (err) {
     showBanner(errorText(err));
@@ -302,6 +356,14 @@ function startLive(me: Session): Promise<void> {
         renderChats();
       }
     },
+    onRead: (read: ReadMark) => {
+      const meta = chatMeta.get(read.chat_id);
+      if (meta && (meta.latest === null || !later(meta.latest, read.read_up_to))) {
+        meta.unread = 0;
+        meta.capped = false;
+        renderChats();
+      }
+    },
     onTyping: (notice: Typing) => {
       if (notice.user_id !== me.id && current?.chatId === notice.chat_id) current.showTyping();
     },
@@ -327,26 +389,38 @@ function onLiveMessage(message: Message): void {
     void refreshChats().then(() => onLiveMessage(message));
     return;
   }
-  const meta = chatMeta.get(chat.chat_id) ?? { preview: '', unread: 0 };
-  meta.preview = message.body.slice(0, 80);
+  const meta = chatMeta.get(chat.chat_id) ?? { preview: '', unread: 0, capped: false, latest: null };
   const open = current?.chatId === chat.chat_id;
-  if (message.from_user !== session?.id && !open) meta.unread += 1;
+  // A message the list already counted (sent while the list was read) counts once.
+  if (later(message.time, meta.latest)) {
+    meta.latest = message.time;
+    meta.preview = message.body.slice(0, 80);
+    if (message.from_user === session?.id) meta.unread = 0; // answering a chat reads it
+    else if (!open) meta.unread += 1;
+  }
   chatMeta.set(chat.chat_id, meta);
   const recent = recentLive.get(chat.chat_id) ?? [];
   recent.push(message);
   if (recent.length > RECENT_LIVE) recent.splice(0, recent.length - RECENT_LIVE);
   recentLive.set(chat.chat_id, recent);
   chat.last_activity = message.time_iso;
-  if (open) current?.addLive([message]);
+  if (open) {
+    current?.addLive([message]);
+    markOpenChatRead();
+  }
   bumpChat(chat.chat_id, true);
 }
 
 function openChat(chat: Chat): void {
   if (!session) return;
   const meta = chatMeta.get(chat.chat_id);
-  if (meta) meta.unread = 0;
+  if (meta) {
+    meta.unread = 0;
+    meta.capped = false;
+  }
   if (current?.chatId === chat.chat_id) {
     renderChats();
+    markOpenChatRead();
     return;
   }
   current?.close();
@@ -360,6 +434,7 @@ function openChat(chat: Chat): void {
   history.replaceState(null, '', `#/chats/${chat.chat_id}`);
   document.body.classList.add('in-chat');
   renderChats();
+  markOpenChatRead();
   current.focus();
 }
 

@@ -43,7 +43,9 @@ let dataDir;
 let browser;
 
 // Faster sends than a person's default limits: the test types 30 messages in seconds.
-const LIMITS = '[chat.limits]\nmessages_per_second = 50.0\nmessage_burst = 100\n';
+// Every page signs up from 127.0.0.1 here; a deployment sees one address per person.
+const LIMITS = '[chat.limits]\nmessages_per_second = 50.0\nmessage_burst = 100\n'
+  + '[auth.throttle]\nsignups_per_address = 1000\n';
 
 /** confab up's configuration on the real servers, every name unique to this run. */
 function realServers() {
@@ -401,6 +403,42 @@ describe('on the embedded defaults', () => {
     assert.equal(await fayChat.locator('.unread').count(), 0, 'read once opened');
     await assertRealtimePath(dave, 'sse');
     for (const page of [dave, erin, fay]) await page.context().close();
+  });
+
+  test('unread counts and read positions are kept by the server: a reload shows them, a read stays read', async () => {
+    const ivanName = `ivan-${unique}`;
+    const judyName = `judy-${unique}`;
+    const ivan = await newUserPage(ivanName);
+    const judy = await newUserPage(judyName);
+    await judy.getByLabel('Search users').fill(ivanName);
+    await judy.locator(`.user-list button[data-username="${ivanName}"]`).click();
+    await judy.locator('.chat-head h2', { hasText: ivanName }).waitFor();
+    await send(judy, 'first of two');
+    await send(judy, 'second of two');
+    const judyChat = ivan.locator('.chat-list button', { hasText: judyName });
+    await judyChat.locator('.unread', { hasText: '2' }).waitFor({ timeout: 10_000 });
+
+    // A reload reads the count from the server (the messages may not be in history yet).
+    await ivan.reload();
+    await judyChat.locator('.unread', { hasText: '2' }).waitFor({ timeout: 10_000 });
+    assert.equal(await judyChat.locator('.preview').textContent(), 'second of two');
+
+    // Opening the chat stores the read position: after a reload the chat is still read.
+    const marked = ivan.waitForResponse((r) => new URL(r.url()).pathname.endsWith('/read') && r.request().method() === 'PUT');
+    await judyChat.click();
+    await seen(ivan, 'second of two', Date.now());
+    await ivan.locator('.msg.theirs .body', { hasText: 'first of two' }).waitFor();
+    assert.equal(await judyChat.locator('.unread').count(), 0, 'read once opened');
+    assert.equal((await marked).status(), 200, 'the read position was stored');
+    await ivan.goto(ivan.url().replace(/#.*$/, ''));
+    await judyChat.waitFor({ timeout: 10_000 });
+    assert.equal(await judyChat.locator('.unread').count(), 0, 'still read after a reload');
+
+    // Only what comes after the position counts.
+    await send(judy, 'a third one');
+    await judyChat.locator('.unread', { hasText: '1' }).waitFor({ timeout: 10_000 });
+    await ivan.screenshot({ path: join(results, 'embedded-unread-kept.png') });
+    for (const page of [ivan, judy]) await page.context().close();
   });
 
   test('blocking a person stops both sides writing, and unblocking restores it', async () => {

@@ -19,6 +19,10 @@
 //!   (a partition holds one row per chat of the user, so it stays small).
 //! - `client_messages ((sender, client_message_id))`: the record produced for an idempotent
 //!   send, inserted with `IF NOT EXISTS`, kept for a TTL.
+//! - `read_positions ((user_id), chat_id)` (migration 4): how far a member has read a chat, the
+//!   `time` of the newest message seen, written `USING TIMESTAMP` of that message's own time so
+//!   the position only moves forward without a read or a transaction; one partition per user
+//!   serves the chat list.
 //! - `schema_migrations ((version))`: which migrations ran.
 //!
 //! Migrations only add (`CREATE ... IF NOT EXISTS`, `ALTER ... ADD`), so running them from two
@@ -126,6 +130,16 @@ pub const MIGRATIONS: &[Migration] = &[
                 PRIMARY KEY ((sender, client_message_id))
             )",
         ],
+    },
+    Migration {
+        version: 4,
+        name: "read positions of the members of each chat",
+        statements: &["CREATE TABLE IF NOT EXISTS {ks}.read_positions (
+                user_id uuid,
+                chat_id uuid,
+                read_up_to timeuuid,
+                PRIMARY KEY ((user_id), chat_id)
+            )"],
     },
 ];
 

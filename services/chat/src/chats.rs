@@ -8,6 +8,7 @@
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
+use crate::messages::MessageView;
 use crate::store::{ChatRecord, ChatWithNames, Created, StoreError};
 use crate::AppState;
 use axum::extract::State;
@@ -58,6 +59,21 @@ pub struct ChatView {
     pub created_at: DateTime<Utc>,
     /// When the chat was started or last received a message (RFC 3339).
     pub last_activity: DateTime<Utc>,
+    /// The chat's latest message (in the chat list; absent in a chat without messages, and
+    /// where a chat was just started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<MessageView>,
+    /// The `time` of the newest message the caller has read (in the chat list; absent when
+    /// the caller never marked the chat read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_up_to: Option<Uuid>,
+    /// The other member's messages the caller has not read (newer than `read_up_to` and than
+    /// the caller's own latest message), at most 99.
+    #[serde(default)]
+    pub unread: u32,
+    /// Whether more messages than `unread` are unread.
+    #[serde(default)]
+    pub unread_capped: bool,
 }
 
 impl ChatView {
@@ -76,6 +92,10 @@ impl ChatView {
             ],
             created_at: chat.created_at,
             last_activity: chat.last_activity,
+            last_message: None,
+            read_up_to: None,
+            unread: 0,
+            unread_capped: false,
         }
     }
 }
@@ -234,7 +254,8 @@ pub(crate) async fn create_chat(
     }
 }
 
-/// List the caller's chats, most recently active first.
+/// List the caller's chats, most recently active first, each with its latest message, the
+/// caller's read position and unread count.
 #[utoipa::path(
     get,
     path = "/api/v1/chats",
@@ -277,10 +298,9 @@ pub(crate) async fn list_chats(
     } else {
         None
     };
-    Ok(Json(ChatPage {
-        chats: rows.into_iter().map(ChatView::from).collect(),
-        next_cursor,
-    }))
+    let mut chats: Vec<ChatView> = rows.into_iter().map(ChatView::from).collect();
+    crate::reads::annotate(&state, user.id, &mut chats).await?;
+    Ok(Json(ChatPage { chats, next_cursor }))
 }
 
 #[cfg(test)]

@@ -258,6 +258,14 @@ pub struct RealtimeConfig {
     /// Seconds between keep-alive comments on an idle stream (NATs drop idle connections after
     /// about a minute).
     pub keep_alive_secs: u64,
+    /// How long the messages this instance's tail read are kept per chat, in seconds, so that
+    /// history pages and unread counts include the messages whose group is not written yet
+    /// (a group is written up to the policy's `max_age` after its first message). Longer than
+    /// any history delay short of a store outage.
+    pub recent_window_secs: u64,
+    /// Most messages kept for that in this instance (all chats together); past it the oldest
+    /// go first.
+    pub recent_messages: usize,
 }
 
 impl Default for RealtimeConfig {
@@ -270,6 +278,9 @@ impl Default for RealtimeConfig {
             max_streams_per_user: 16,
             max_streams: 50_000,
             keep_alive_secs: 15,
+            recent_window_secs: 120,
+            // About 25 MiB at the seed's message size: 200 messages a second for 5 minutes.
+            recent_messages: 65_536,
         }
     }
 }
@@ -398,6 +409,12 @@ impl Config {
         }
         if realtime.window_events == 0 {
             return Err(invalid("realtime.window_events", "must be at least 1"));
+        }
+        if realtime.recent_window_secs == 0 {
+            return Err(invalid("realtime.recent_window_secs", "must be at least 1"));
+        }
+        if realtime.recent_messages == 0 {
+            return Err(invalid("realtime.recent_messages", "must be at least 1"));
         }
         if realtime.max_streams_per_user == 0 || realtime.max_streams == 0 {
             return Err(invalid(

@@ -6,7 +6,8 @@ use crate::chats::{ChatPage, ChatView, Member, NewChat};
 use crate::events::GroupEvent;
 use crate::health::Status;
 use crate::messages::{MessagePage, MessageView, SendMessage};
-use crate::realtime::TypingEvent;
+use crate::reads::{MarkRead, ReadState};
+use crate::realtime::{ReadEvent, TypingEvent};
 use crate::AppState;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -33,6 +34,7 @@ pub(crate) fn router() -> Router<AppState> {
         crate::blocks::list_blocks,
         crate::chats::create_chat,
         crate::chats::list_chats,
+        crate::reads::mark_read,
         crate::messages::send_message,
         crate::messages::history_page,
         crate::messages::seed_history_page,
@@ -45,7 +47,8 @@ pub(crate) fn router() -> Router<AppState> {
     ),
     components(schemas(
         NewChat, Member, ChatView, ChatPage, SendMessage, MessageView, MessagePage, GroupEvent,
-        TypingEvent, Status, ErrorBody, NewBlock, BlockView, BlockList
+        TypingEvent, ReadEvent, MarkRead, ReadState, Status, ErrorBody, NewBlock, BlockView,
+        BlockList
     )),
     modifiers(&BearerAuth),
     tags(

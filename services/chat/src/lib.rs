@@ -49,6 +49,7 @@ mod kafka_tail;
 pub mod limits;
 pub mod message_log;
 mod messages;
+mod reads;
 pub mod realtime;
 pub mod store;
 pub mod timeuuid;
@@ -69,6 +70,7 @@ pub use health::{NotReady, Status};
 pub use history::History;
 pub use message_log::{LogError, MessageLog};
 pub use messages::{HistoryQuery, MessagePage, MessageView, SendMessage, DEFAULT_QUANTITY};
+pub use reads::{MarkRead, ReadState, MAX_UNREAD};
 pub use store::ChatStore;
 
 use axum::extract::FromRef;
@@ -474,6 +476,7 @@ pub fn app(state: AppState) -> Router {
         .merge(blocks::router())
         .merge(chats::router())
         .merge(messages::router())
+        .merge(reads::router())
         .merge(events::router())
         .merge(realtime::router())
         .merge(health::router())

@@ -26,7 +26,7 @@ use crate::history::HistoryError;
 use crate::limits::{check_body, check_client_message_id};
 use crate::message_log::LogError;
 use crate::store::{self, ChatRecord, ClientMessage};
-use crate::timeuuid::parse_cursor;
+use crate::timeuuid::{self, parse_cursor};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -35,6 +35,7 @@ use axum::{Json, Router};
 use confab_pipeline::ChatMessage;
 use confab_token::{CurrentUser, ErrorBody};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -359,10 +360,7 @@ async fn page(
     let (before, quantity) = page_params(query, state.config().max_page_quantity)?;
     member_chat(state, chat_id, user.id).await?;
     // One more than asked tells whether an older page exists.
-    let mut messages = state
-        .history()
-        .page(&chat_id.to_string(), before, quantity as usize + 1)
-        .await?;
+    let mut messages = merged_page(state, chat_id, before, quantity as usize + 1).await?;
     let next_cursor = if messages.len() > quantity as usize {
         messages.truncate(quantity as usize);
         messages.last().map(|m| m.time)
@@ -370,9 +368,48 @@ async fn page(
         None
     };
     Ok(Json(MessagePage {
-        messages: messages.into_iter().map(MessageView::from).collect(),
+        messages,
         next_cursor,
     }))
+}
+
+/// Where a message sorts in its chat: by its TimeUUID's time, then its bytes.
+pub(crate) fn order_of(time: &Uuid) -> (i64, Uuid) {
+    (timeuuid::ticks(time).unwrap_or(i64::MIN), *time)
+}
+
+/// Up to `limit` of the chat's messages strictly older than `before` (the newest when `None`),
+/// newest first: history, and the messages this instance's tail read that history may not hold
+/// yet (their group is not written), each once. The union of the newest `limit` of each is
+/// the newest `limit` of the union, so paging by the last message's `time` stays exact.
+pub(crate) async fn merged_page(
+    state: &AppState,
+    chat_id: Uuid,
+    before: Option<Uuid>,
+    limit: usize,
+) -> Result<Vec<MessageView>, ApiError> {
+    let stored = state
+        .history()
+        .page(&chat_id.to_string(), before, limit)
+        .await?;
+    let recent = state.realtime().recent(chat_id);
+    let mut messages: Vec<MessageView> = stored.into_iter().map(MessageView::from).collect();
+    if recent.is_empty() {
+        return Ok(messages);
+    }
+    let bound = before.map(|b| order_of(&b));
+    let mut seen: HashSet<String> = messages.iter().map(|m| m.message_id.clone()).collect();
+    for message in recent.iter().rev() {
+        if bound.is_some_and(|b| order_of(&message.time) >= b) {
+            continue;
+        }
+        if seen.insert(message.message_id.clone()) {
+            messages.push(MessageView::clone(message));
+        }
+    }
+    messages.sort_by_key(|m| std::cmp::Reverse(order_of(&m.time)));
+    messages.truncate(limit);
+    Ok(messages)
 }
 
 /// A page of history, newest first.

@@ -21,6 +21,7 @@
 mod blocks;
 #[cfg(feature = "cassandra")]
 mod cassandra;
+mod reads;
 pub use blocks::BlockRecord;
 #[cfg(feature = "cassandra")]
 pub use cassandra::{CassandraChatStore, MAX_LISTED_CHATS};
@@ -33,6 +34,7 @@ use confab_token::Secret;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// The table recording which chat migrations ran (the auth service uses sqlx's default).
@@ -257,6 +259,17 @@ pub trait ChatStore: Send + Sync + 'static {
     /// Forgets client message ids stored before `before`; returns how many (a store that
     /// expires them by itself returns 0).
     async fn prune_client_messages(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Moves `user`'s read position in `chat_id` forward to `time` (the version-1 TimeUUID
+    /// `time` of a message), never back; returns the position stored after the call.
+    async fn mark_read(&self, user: Uuid, chat_id: Uuid, time: Uuid) -> Result<Uuid, StoreError>;
+
+    /// `user`'s read positions in `chats`; a chat never marked read is absent.
+    async fn read_positions(
+        &self,
+        user: Uuid,
+        chats: &[Uuid],
+    ) -> Result<HashMap<Uuid, Uuid>, StoreError>;
 }
 
 /// The SQL database: the auth service's `users`, and (with `[store] type = "sql"`) the chat
@@ -615,6 +628,18 @@ impl ChatStore for Store {
                 .map(|done| done.rows_affected())
         })
         .map_err(classify)
+    }
+
+    async fn mark_read(&self, user: Uuid, chat_id: Uuid, time: Uuid) -> Result<Uuid, StoreError> {
+        self.mark_read_sql(user, chat_id, time).await
+    }
+
+    async fn read_positions(
+        &self,
+        user: Uuid,
+        chats: &[Uuid],
+    ) -> Result<HashMap<Uuid, Uuid>, StoreError> {
+        self.read_positions_sql(user, chats).await
     }
 }
 

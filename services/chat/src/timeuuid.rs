@@ -80,6 +80,14 @@ pub fn ticks(time: &Uuid) -> Option<i64> {
     i64::try_from(ticks).ok()
 }
 
+/// 100 ns ticks from the TimeUUID epoch (1582-10-15) to the Unix epoch.
+const GREGORIAN_TO_UNIX_TICKS: i64 = 0x01B2_1DD2_1381_4000;
+
+/// A version-1 UUID's instant in microseconds since the Unix epoch; `None` for other versions.
+pub fn unix_micros(time: &Uuid) -> Option<i64> {
+    ticks(time).map(|t| (t - GREGORIAN_TO_UNIX_TICKS) / 10)
+}
+
 /// Parses a `time` cursor: a version-1 TimeUUID, or a message saying what is wrong.
 pub fn parse_cursor(text: &str) -> Result<Uuid, String> {
     let id = Uuid::parse_str(text)

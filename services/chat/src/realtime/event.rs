@@ -4,7 +4,7 @@
 use crate::chats::ChatView;
 use crate::events::GroupEvent;
 use crate::messages::MessageView;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -22,6 +22,8 @@ pub(crate) enum Kind {
     Group,
     /// A login session of the person was revoked (logout, password change): its streams end.
     Revoked,
+    /// The person marked a chat read on one of their devices ([`ReadEvent`]).
+    Read,
 }
 
 impl Kind {
@@ -32,6 +34,7 @@ impl Kind {
             Kind::Typing => "typing",
             Kind::Group => "group",
             Kind::Revoked => "revoked",
+            Kind::Read => "read",
         }
     }
 }
@@ -75,6 +78,10 @@ impl LiveEvent {
 
     pub(crate) fn chat(chat: &ChatView) -> Option<Self> {
         Self::json(Kind::Chat, chat.chat_id, chat)
+    }
+
+    pub(crate) fn read(read: &ReadEvent) -> Option<Self> {
+        Self::json(Kind::Read, read.chat_id, read)
     }
 
     pub(crate) fn typing(typing: &TypingEvent) -> Option<Self> {
@@ -131,4 +138,15 @@ pub struct TypingEvent {
     /// When the server received the notice, in ms since the Unix epoch (a replay after a
     /// reconnect can be recognized as old).
     pub at_ms: i64,
+}
+
+/// `read`: the person marked a chat read (on this or another of their devices), so every page
+/// of theirs clears its unread mark. Only the reader's own streams get it: the other member is
+/// not told (no read receipts).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct ReadEvent {
+    /// The chat.
+    pub chat_id: Uuid,
+    /// The `time` of the newest message read.
+    pub read_up_to: Uuid,
 }

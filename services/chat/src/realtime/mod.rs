@@ -32,10 +32,11 @@
 mod event;
 mod hub;
 pub(crate) mod person;
+mod recent;
 mod sse;
 mod tail;
 
-pub use event::TypingEvent;
+pub use event::{ReadEvent, TypingEvent};
 
 pub(crate) use hub::Hub;
 pub(crate) use person::refused;
@@ -65,6 +66,7 @@ pub(crate) fn router() -> Router<AppState> {
 /// The registry and the tasks that feed it. Dropping it stops them.
 pub(crate) struct Realtime {
     hub: Arc<Hub>,
+    recent: Arc<recent::Recent>,
     live: bool,
     tasks: Vec<JoinHandle<()>>,
     #[cfg(feature = "kafka")]
@@ -88,6 +90,10 @@ impl Realtime {
         revocations: tokio::sync::broadcast::Receiver<confab_token::Revoked>,
     ) -> Result<Self, String> {
         let hub = Arc::new(Hub::new(config.clone()));
+        let recent = Arc::new(recent::Recent::new(
+            Duration::from_secs(config.recent_window_secs),
+            config.recent_messages,
+        ));
         let mut tasks = vec![tokio::spawn(tail::route_revocations(
             revocations,
             Arc::clone(&hub),
@@ -96,10 +102,12 @@ impl Realtime {
             tasks.push(tokio::spawn(tail::route_groups(groups, Arc::clone(&hub))));
         }
         let sweeper = Arc::clone(&hub);
+        let recent_sweeper = Arc::clone(&recent);
         tasks.push(tokio::spawn(async move {
             let mut interval = tokio::time::interval(SWEEP_INTERVAL);
             loop {
                 interval.tick().await;
+                recent_sweeper.sweep(std::time::Instant::now());
                 let forgotten = sweeper.sweep();
                 if forgotten > 0 {
                     tracing::debug!(forgotten, "Forgot mailboxes past their resume window.");
@@ -112,7 +120,11 @@ impl Realtime {
         if config.live {
             match log.tail() {
                 Some(Tail::Memory(memory)) => {
-                    tasks.push(tokio::spawn(tail::tail_memory(memory, Arc::clone(&hub))));
+                    tasks.push(tokio::spawn(tail::tail_memory(
+                        memory,
+                        Arc::clone(&hub),
+                        Arc::clone(&recent),
+                    )));
                 }
                 #[cfg(feature = "kafka")]
                 Some(Tail::Kafka {
@@ -121,6 +133,7 @@ impl Realtime {
                     properties,
                 }) => {
                     let routed = Arc::clone(&hub);
+                    let remembered = Arc::clone(&recent);
                     kafka = Some(crate::kafka_tail::TopicTail::start(
                         &brokers,
                         &topic,
@@ -132,7 +145,7 @@ impl Realtime {
                         move |message| {
                             use rdkafka::Message;
                             if let Some(payload) = message.payload() {
-                                tail::publish_record(&routed, payload);
+                                tail::publish_record(&routed, &remembered, payload);
                             }
                         },
                     )?);
@@ -149,6 +162,7 @@ impl Realtime {
         }
         Ok(Self {
             hub,
+            recent,
             live,
             tasks,
             #[cfg(feature = "kafka")]
@@ -158,6 +172,12 @@ impl Realtime {
 
     pub(crate) fn hub(&self) -> &Arc<Hub> {
         &self.hub
+    }
+
+    /// The messages of `chat` this instance's tail read within the recent window, oldest first
+    /// (none without the live lane).
+    pub(crate) fn recent(&self, chat: uuid::Uuid) -> Vec<Arc<crate::messages::MessageView>> {
+        self.recent.of(chat, std::time::Instant::now())
     }
 
     /// Copies the auth service's revoked sessions from `url` into `verifier` every second, for
@@ -183,6 +203,13 @@ impl Realtime {
             return kafka.check();
         }
         Ok(())
+    }
+
+    /// Tells the reader's own streams (on this instance) that a chat was read.
+    pub(crate) fn publish_read(&self, user: uuid::Uuid, read: &ReadEvent) {
+        if let Some(event) = LiveEvent::read(read) {
+            self.hub.publish(&[user], &Arc::new(event));
+        }
     }
 
     /// Tells both members of a new chat (their streams on this instance).

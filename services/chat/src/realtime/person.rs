@@ -10,6 +10,8 @@
 //!   few seconds later with the same `message_id`).
 //! - `chat` ([`ChatView`](crate::ChatView)) when a chat with the person is started.
 //! - `typing` ([`TypingEvent`]) while the other member of a chat types; never logged or stored.
+//! - `read` ([`ReadEvent`](super::ReadEvent)) when the person marked a chat read on one of their
+//!   pages or devices (`PUT /api/v1/chats/{chat_id}/read`): clear its unread mark.
 //! - `reset` (`{"reason"}`) when events were missed: the `Last-Event-ID` of a reconnect is not
 //!   in the resume window (`resume_window`), or the stream fell behind (`lagged`). Read the
 //!   chat list and the open chat's latest page again.
@@ -49,7 +51,7 @@ use std::time::Duration;
     ),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A text/event-stream of `ready`, `message`, `chat`, `typing`, `reset`, `expired` and `revoked` events", content_type = "text/event-stream"),
+        (status = 200, description = "A text/event-stream of `ready`, `message`, `chat`, `typing`, `read`, `reset`, `expired` and `revoked` events", content_type = "text/event-stream"),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 429, description = "Too many streams open for this person", body = ErrorBody),
         (status = 503, description = "The live lane is off, or this instance holds its maximum of streams", body = ErrorBody),

@@ -5,6 +5,7 @@
 
 use super::event::LiveEvent;
 use super::hub::Hub;
+use super::recent::Recent;
 use crate::events::GroupEvent;
 use crate::feed::ChatGroup;
 use crate::messages::MessageView;
@@ -12,7 +13,7 @@ use confab_pipeline::memory::MemoryLog;
 use confab_pipeline::source::{Polled, Source};
 use confab_pipeline::ChatMessage;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
@@ -20,32 +21,33 @@ use uuid::Uuid;
 /// Records read from the in-process log at a time.
 const MEMORY_BATCH: usize = 512;
 
-/// The people a message is for, and its event.
-fn message_event(payload: &[u8]) -> Option<([Uuid; 2], LiveEvent)> {
+/// Routes one record of the message log to its chat's members, and remembers the message for
+/// the pages read before its group is written.
+pub(crate) fn publish_record(hub: &Hub, recent: &Recent, payload: &[u8]) {
     let message = match ChatMessage::decode(payload, usize::MAX) {
         Ok(message) => message,
         Err(err) => {
             // The aggregator dead-letters it; the live lane has nothing to show.
             tracing::debug!(error = %err, "The live lane skipped a record that is not a message.");
-            return None;
+            return;
         }
     };
-    let chat = Uuid::parse_str(&message.chat_id).ok()?;
-    let from = Uuid::parse_str(&message.from_user).ok()?;
-    let to = Uuid::parse_str(&message.to_user).ok()?;
-    let event = LiveEvent::message(chat, &MessageView::from(message))?;
-    Some(([from, to], event))
-}
-
-/// Routes one record of the message log to its chat's members.
-pub(crate) fn publish_record(hub: &Hub, payload: &[u8]) {
-    if let Some((people, event)) = message_event(payload) {
-        hub.publish(&people, &Arc::new(event));
+    let (Ok(chat), Ok(from), Ok(to)) = (
+        Uuid::parse_str(&message.chat_id),
+        Uuid::parse_str(&message.from_user),
+        Uuid::parse_str(&message.to_user),
+    ) else {
+        return;
+    };
+    let view = MessageView::from(message);
+    if let Some(event) = LiveEvent::message(chat, &view) {
+        hub.publish(&[from, to], &Arc::new(event));
     }
+    recent.remember(chat, Arc::new(view), Instant::now());
 }
 
 /// Tails the in-process log from its current end, forever (until the log is closed).
-pub(crate) async fn tail_memory(log: MemoryLog, hub: Arc<Hub>) {
+pub(crate) async fn tail_memory(log: MemoryLog, hub: Arc<Hub>, recent: Arc<Recent>) {
     // A consumer group of its own that never commits: it starts at the end of each partition.
     let group = format!("confab-live-{}", Uuid::new_v4().simple());
     let mut source = log.source_at_end(&group);
@@ -53,7 +55,7 @@ pub(crate) async fn tail_memory(log: MemoryLog, hub: Arc<Hub>) {
         match source.poll(MEMORY_BATCH, Duration::from_secs(1)).await {
             Ok(Polled::Records(records)) => {
                 for record in &records {
-                    publish_record(&hub, &record.payload);
+                    publish_record(&hub, &recent, &record.payload);
                 }
             }
             Ok(Polled::End) => return,

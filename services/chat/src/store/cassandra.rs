@@ -38,7 +38,7 @@ use scylla::client::session::Session;
 use scylla::errors::ExecutionError;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
-use scylla::value::{CqlTimestamp, CqlValue, Row};
+use scylla::value::{CqlTimestamp, CqlTimeuuid, CqlValue, Row};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -88,6 +88,9 @@ struct Statements {
     select_client: PreparedStatement,
     select_client_serial: PreparedStatement,
     ack_client: PreparedStatement,
+    mark_read: PreparedStatement,
+    select_read: PreparedStatement,
+    select_reads: PreparedStatement,
     ping: PreparedStatement,
 }
 
@@ -336,6 +339,35 @@ impl CassandraChatStore {
                 false,
             )
             .await?,
+            mark_read: prepare(
+                format!(
+                    "UPDATE {ks}.read_positions USING TIMESTAMP ? SET read_up_to = ? \
+                     WHERE user_id = ? AND chat_id = ?"
+                ),
+                true,
+                false,
+            )
+            .await?,
+            select_read: prepare(
+                format!(
+                    "SELECT read_up_to FROM {ks}.read_positions WHERE user_id = ? AND chat_id = ?"
+                ),
+                true,
+                false,
+            )
+            .await?,
+            select_reads: {
+                let mut statement = prepare(
+                    format!(
+                        "SELECT chat_id, read_up_to FROM {ks}.read_positions WHERE user_id = ?"
+                    ),
+                    true,
+                    false,
+                )
+                .await?;
+                statement.set_page_size(1_000);
+                statement
+            },
             ping: prepare(
                 "SELECT release_version FROM system.local".to_owned(),
                 true,
@@ -746,6 +778,66 @@ impl ChatStore for CassandraChatStore {
     async fn prune_client_messages(&self, _before: DateTime<Utc>) -> Result<u64, StoreError> {
         // Rows expire by their TTL.
         Ok(0)
+    }
+
+    async fn mark_read(&self, user: Uuid, chat_id: Uuid, time: Uuid) -> Result<Uuid, StoreError> {
+        // The cell's write time is the message's own time, so of any two marks the later
+        // message wins whatever order they arrive in (two marks within one microsecond tie,
+        // and Cassandra keeps the larger value: the position stays within that microsecond).
+        let micros = crate::timeuuid::unix_micros(&time).ok_or_else(|| {
+            StoreError::Corrupt(format!("read position {time} is not a version-1 TimeUUID"))
+        })?;
+        self.session
+            .execute_unpaged(
+                &self.statements.mark_read,
+                (micros, CqlTimeuuid::from(time), user, chat_id),
+            )
+            .await
+            .map_err(|e| execution("marking a chat read", &e))?;
+        let result = self
+            .session
+            .execute_unpaged(&self.statements.select_read, (user, chat_id))
+            .await
+            .map_err(|e| execution("reading a read position", &e))?
+            .into_rows_result()
+            .map_err(|e| read("reading a read position", e))?;
+        let stored = result
+            .maybe_first_row::<(Option<CqlTimeuuid>,)>()
+            .map_err(|e| read("reading a read position", e))?
+            .and_then(|(at,)| at)
+            .map(Uuid::from);
+        stored.ok_or_else(|| StoreError::Corrupt("a read position vanished after its write".into()))
+    }
+
+    async fn read_positions(
+        &self,
+        user: Uuid,
+        chats: &[Uuid],
+    ) -> Result<HashMap<Uuid, Uuid>, StoreError> {
+        if chats.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let wanted: BTreeSet<Uuid> = chats.iter().copied().collect();
+        let rows = self
+            .session
+            .execute_iter(self.statements.select_reads.clone(), (user,))
+            .await
+            .map_err(|e| StoreError::Backend {
+                // Statements are prepared on start: what fails here is a node or the network.
+                message: format!("Cassandra listing read positions failed: {e}"),
+                retryable: true,
+            })?
+            .rows_stream::<(Uuid, Option<CqlTimeuuid>)>()
+            .map_err(|e| read("listing read positions", e))?;
+        let all: Vec<(Uuid, Option<CqlTimeuuid>)> = rows
+            .try_collect()
+            .await
+            .map_err(|e| read("listing read positions", e))?;
+        Ok(all
+            .into_iter()
+            .filter(|(chat, _)| wanted.contains(chat))
+            .filter_map(|(chat, at)| Some((chat, Uuid::from(at?))))
+            .collect())
     }
 }
 

@@ -21,6 +21,7 @@ mod history;
 mod live;
 mod malformed;
 mod messages;
+mod reads;
 mod revocation;
 mod security;
 
