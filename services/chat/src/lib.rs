@@ -268,6 +268,10 @@ impl AppState {
             log.as_ref(),
             feed.as_ref(),
             verifier.revocations().subscribe(),
+            match &store {
+                Store::Postgres(pool) => Some(pool.clone()),
+                Store::Sqlite(_) => None,
+            },
         )
         .map_err(StartError::Feed)?;
         if let Some(url) = &config.auth.revocations_url {

@@ -27,6 +27,17 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// The kind named `name`, of those instances share through the bus (the rest travel
+    /// through the log, the group feed or the verifier's revocations).
+    pub(crate) fn shared(name: &str) -> Option<Self> {
+        match name {
+            "chat" => Some(Kind::Chat),
+            "typing" => Some(Kind::Typing),
+            "read" => Some(Kind::Read),
+            _ => None,
+        }
+    }
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Message => "message",

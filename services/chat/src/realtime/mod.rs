@@ -2,9 +2,10 @@
 //! resumes.
 //!
 //! ```text
-//!  message log ──tail (this instance's own)──▶ ┐
+//!  message log ──tail (this instance's own)──▶ ┐   (and Recent: the last minutes per chat)
 //!  group feed  ──completed groups────────────▶ ├─▶ Hub: user ─▶ Mailbox (window of events)
-//!  POST /chats, POST /chats/{id}/typing ─────▶ ┘        │ one cursor per open stream
+//!  POST /chats, /typing, PUT /read ──────────▶ │        │ one cursor per open stream
+//!  other instances (PostgreSQL NOTIFY) ──────▶ ┘
 //!                                                       ▼
 //!                          GET /api/v1/events (one stream per person, all chats)
 //!                          GET /api/v1/chats/{id}/events (one chat's view of the same)
@@ -24,11 +25,12 @@
 //!   expires or its session is revoked (a `revoked` event in the person's mailbox, from the
 //!   verifier's revocation feed).
 //!
-//! Typing notices and new-chat events are published by the instance that received the request
-//! and so reach the people connected to that instance only; a person connected elsewhere sees a
-//! new chat with its first message (the client reloads its chat list for a chat it does not
-//! know). Messages, which go through the log, reach every instance.
+//! Messages go through the log, which every instance tails. New chats, typing notices and read
+//! marks must not (typing is never logged or stored): the instance that took the request
+//! publishes them to its own streams and, with a PostgreSQL database, to the other instances
+//! through `LISTEN`/`NOTIFY` ([`bus`]).
 
+mod bus;
 mod event;
 mod hub;
 pub(crate) mod person;
@@ -67,6 +69,8 @@ pub(crate) fn router() -> Router<AppState> {
 pub(crate) struct Realtime {
     hub: Arc<Hub>,
     recent: Arc<recent::Recent>,
+    /// The other instances, for the events that do not go through the log.
+    bus: Option<bus::Bus>,
     live: bool,
     tasks: Vec<JoinHandle<()>>,
     #[cfg(feature = "kafka")]
@@ -88,6 +92,7 @@ impl Realtime {
         log: &dyn MessageLog,
         feed: &dyn GroupFeed,
         revocations: tokio::sync::broadcast::Receiver<confab_token::Revoked>,
+        shared_database: Option<sqlx::postgres::PgPool>,
     ) -> Result<Self, String> {
         let hub = Arc::new(Hub::new(config.clone()));
         let recent = Arc::new(recent::Recent::new(
@@ -117,6 +122,10 @@ impl Realtime {
         #[cfg(feature = "kafka")]
         let mut kafka = None;
         let live = config.live && log.tail().is_some();
+        let bus = match shared_database {
+            Some(pool) if live => Some(bus::Bus::start(pool, Arc::clone(&hub), &mut tasks)),
+            _ => None,
+        };
         if config.live {
             match log.tail() {
                 Some(Tail::Memory(memory)) => {
@@ -163,6 +172,7 @@ impl Realtime {
         Ok(Self {
             hub,
             recent,
+            bus,
             live,
             tasks,
             #[cfg(feature = "kafka")]
@@ -205,18 +215,27 @@ impl Realtime {
         Ok(())
     }
 
-    /// Tells the reader's own streams (on this instance) that a chat was read.
+    /// Publishes an event that does not go through the log to `users`' streams, on this
+    /// instance and (through the bus) on the others.
+    pub(crate) fn publish_shared(&self, users: &[uuid::Uuid], event: LiveEvent) {
+        if let Some(bus) = &self.bus {
+            bus.send(users, &event);
+        }
+        self.hub.publish(users, &Arc::new(event));
+    }
+
+    /// Tells the reader's own streams that a chat was read.
     pub(crate) fn publish_read(&self, user: uuid::Uuid, read: &ReadEvent) {
         if let Some(event) = LiveEvent::read(read) {
-            self.hub.publish(&[user], &Arc::new(event));
+            self.publish_shared(&[user], event);
         }
     }
 
-    /// Tells both members of a new chat (their streams on this instance).
+    /// Tells both members of a new chat.
     pub(crate) fn publish_chat(&self, chat: &ChatView) {
         if let Some(event) = LiveEvent::chat(chat) {
             let people: Vec<_> = chat.members.iter().map(|m| m.id).collect();
-            self.hub.publish(&people, &Arc::new(event));
+            self.publish_shared(&people, event);
         }
     }
 }

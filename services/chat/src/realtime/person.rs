@@ -38,7 +38,6 @@ use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use confab_token::{CurrentUser, ErrorBody};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Server-sent events for all of the caller's chats.
@@ -163,7 +162,7 @@ pub(crate) async fn typing(
         at_ms: chrono::Utc::now().timestamp_millis(),
     };
     if let Some(event) = LiveEvent::typing(&notice) {
-        realtime.hub().publish(&[peer], &Arc::new(event));
+        realtime.publish_shared(&[peer], event);
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -209,3 +209,50 @@ async fn with_the_live_lane_off_the_person_stream_is_503() {
         .await
         .assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_chats_typing_and_read_marks_reach_people_on_another_instance() {
+    // Two instances on one PostgreSQL database; each has its own in-process log, so only the
+    // bus between them can carry these events from one to the other.
+    let app = TestApp::new(Backend::Postgres).await;
+    let (_other_state, other) = app.sibling(|_| {}).await;
+    let (ann, bob) = (app.user("ann").await, app.user("bob").await);
+    let mut ann_there = crate::common::person_events(&other, &ann.token, None).await;
+    assert_eq!(next(&mut ann_there).await.event, "ready");
+    // The listener subscribes as the instance starts; give it a moment to be in place.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let chat = app.chat(&bob, &ann).await;
+    let started = next(&mut ann_there).await;
+    assert_eq!(started.event, "chat", "{started:?}");
+    assert_eq!(started.data["chat_id"], chat.to_string());
+
+    let typing = app
+        .json(
+            axum::http::Method::POST,
+            &format!("/api/v1/chats/{chat}/typing"),
+            serde_json::Value::Null,
+            Some(&bob.token),
+        )
+        .await;
+    assert_eq!(typing.status, StatusCode::NO_CONTENT);
+    let notice = next(&mut ann_there).await;
+    assert_eq!(notice.event, "typing");
+    assert_eq!(notice.data["user_id"], bob.id.to_string());
+
+    let sent = app.say_ok(&bob, chat, "hello").await;
+    let marked = app
+        .json(
+            axum::http::Method::PUT,
+            &format!("/api/v1/chats/{chat}/read"),
+            serde_json::json!({ "time": sent["time"] }),
+            Some(&ann.token),
+        )
+        .await;
+    assert_eq!(marked.status, StatusCode::OK);
+    let read = next(&mut ann_there).await;
+    assert_eq!(read.event, "read", "{read:?}");
+    assert_eq!(read.data["read_up_to"], sent["time"]);
+    // Each event once: the instance that published it does not route its own notification.
+    assert!(ann_there.next(QUIET).await.is_none(), "nothing repeated");
+}
