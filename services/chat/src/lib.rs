@@ -10,7 +10,8 @@
 //!   `GET /chat/{chat_id}?time=&quantity=` page through history, newest first.
 //! - `GET /api/v1/events` streams everything for the caller's chats as it happens: messages the
 //!   log acknowledged, new chats, typing notices (server-sent events, resumable; [`realtime`]);
-//!   `POST /api/v1/chats/{chat_id}/typing` sends a typing notice.
+//!   `POST /api/v1/chats/{chat_id}/typing` sends a typing notice; `PUT
+//!   /api/v1/chats/{chat_id}/read` stores a read position (the chat list carries unread counts).
 //! - `GET /api/v1/chats/{chat_id}/events` streams one chat's messages and completed groups.
 //! - `POST /api/v1/blocks`, `DELETE /api/v1/blocks/{user_id}`, `GET /api/v1/blocks`: blocking a
 //!   person stops both sides from starting a chat or writing to the other ([`blocks`]).
@@ -162,6 +163,8 @@ pub struct Limiters {
     pub new_chats: TokenBuckets,
     /// Typing notices per user.
     pub typing: TokenBuckets,
+    /// Read marks per user.
+    pub reads: TokenBuckets,
 }
 
 struct Inner {
@@ -287,6 +290,9 @@ impl AppState {
             new_chats: TokenBuckets::per_hour(limits.new_chats_per_hour, limits.max_tracked_users),
             // A client sends a notice every few seconds while its person types; more is noise.
             typing: TokenBuckets::new(1.0, 5, limits.max_tracked_users),
+            // A page marks its open chat as messages arrive, and every chat it opens: a few a
+            // second at most; each mark is a write, a count and a notification.
+            reads: TokenBuckets::new(5.0, 20, limits.max_tracked_users),
         };
         let pipeline_metrics = embedded.as_ref().map(EmbeddedPipeline::metrics);
         let state = AppState {

@@ -161,6 +161,8 @@ fn now_ms() -> i64 {
         (status = 404, description = "No such chat", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "`invalid_time`: not a version-1 TimeUUID, or later than now", body = ErrorBody),
+        (status = 429, description = "Read marks sent too fast", body = ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
         (status = 503, description = "The chat store or history is unavailable", body = ErrorBody),
     )
 )]
@@ -180,6 +182,14 @@ pub(crate) async fn mark_read(
             "time is later than now: pass the `time` of a message you have seen",
         ));
     }
+    state
+        .limiters()
+        .reads
+        .acquire(&user.id.to_string())
+        .map_err(|wait| ApiError::TooManyRequests {
+            retry_after_secs: wait.secs(),
+            message: "read marks come at most five a second; mark the newest message seen".into(),
+        })?;
     member_chat(&state, chat_id, user.id).await?;
     let stored = state.chats().mark_read(user.id, chat_id, time).await?;
     state.realtime().publish_read(

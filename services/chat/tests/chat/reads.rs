@@ -221,3 +221,31 @@ async fn a_page_read_before_the_group_is_written_still_shows_the_message() {
     let walked: Vec<&Value> = walked.iter().map(|m| &m["message_id"]).collect();
     assert_eq!(walked, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_marks_are_rate_limited_per_person() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (ann, bob, cat) = (
+        app.user("ann").await,
+        app.user("bob").await,
+        app.user("cat").await,
+    );
+    let chat = app.chat(&ann, &bob).await;
+    let other = app.chat(&cat, &bob).await;
+    let sent = app.say_ok(&ann, chat, "hi").await;
+    let mut refused = None;
+    for _ in 0..40 {
+        let (status, body) = mark(&app, &bob, chat, &sent["time"]).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(body);
+            break;
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let refused = refused.expect("a burst of marks is refused before 40");
+    assert_eq!(refused["error"], "too_many_requests", "{refused}");
+    // Another person is not slowed down by bob's burst.
+    let theirs = app.say_ok(&bob, other, "hello cat").await;
+    let (status, _) = mark(&app, &cat, other, &theirs["time"]).await;
+    assert_eq!(status, StatusCode::OK);
+}
