@@ -161,7 +161,7 @@ impl<K, R: Aggregatable> Group<K, Envelope<R>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{timeuuid_from_ms, ChatMessage};
+    use crate::chat::{timeuuid_from_ms, ChatMessage};
 
     fn message(i: u64, body: &str) -> ChatMessage {
         ChatMessage {

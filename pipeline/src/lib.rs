@@ -28,6 +28,7 @@
 
 #![warn(missing_docs)]
 
+pub mod chat;
 pub mod clock;
 pub mod group;
 pub mod memory;
@@ -40,12 +41,13 @@ pub mod sink;
 pub mod source;
 pub mod text;
 
+pub use chat::{ChatKey, ChatMessage, DecodeError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use group::{group_id, CompletionReason, Group};
 pub use metrics::Metrics;
 pub use operator::{AggregateByKey, AggregateOptions, GroupKey, OperatorLimits};
 pub use policy::{PolicyError, WindowPolicy};
-pub use record::{Aggregatable, ChatKey, ChatMessage, DecodeError, Envelope, Position};
+pub use record::{Aggregatable, Envelope, Position};
 pub use runtime::{ConfigError, Pipeline, PipelineError, RunReport, RuntimeConfig};
 pub use sink::{DeadLetter, DeadLetterSink, ErrorKind, FnSink, LoggedDeadLetters, Sink, SinkError};
 pub use source::{

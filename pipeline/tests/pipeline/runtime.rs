@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::memory::{MemoryDeadLetters, MemoryLog, MemorySink};
-use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::{
     Aggregatable, ChatMessage, CompletionReason, Group, ManualClock, Pipeline, PipelineError,
     RunReport, RuntimeConfig, Sink, SinkError, Source, SourceRecord, WindowPolicy,

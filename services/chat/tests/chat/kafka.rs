@@ -20,8 +20,8 @@ use confab_chat::{
 };
 use confab_connectors::env_or;
 use confab_connectors::kafka::{KafkaGroupSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig};
+use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::memory::MemoryDeadLetters;
-use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::{
     ChatKey, ChatMessage, CompletionReason, Group, Pipeline, RuntimeConfig, Sink,
 };
