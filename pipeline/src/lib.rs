@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod operator;
 pub mod policy;
 pub mod record;
+pub mod retry;
 pub mod runtime;
 pub mod sink;
 pub mod source;
@@ -47,11 +48,14 @@ pub use group::{group_id, CompletionReason, Group};
 pub use metrics::Metrics;
 pub use operator::{AggregateByKey, AggregateOptions, GroupKey, OperatorLimits};
 pub use policy::{PolicyError, WindowPolicy};
-pub use record::{Aggregatable, Envelope, Position};
+pub use record::{Aggregatable, Position};
+#[doc(hidden)]
+pub use record::Envelope;
 pub use runtime::{ConfigError, Pipeline, PipelineError, RunReport, RuntimeConfig};
 pub use sink::{DeadLetter, DeadLetterSink, ErrorKind, FnSink, LoggedDeadLetters, Sink, SinkError};
 pub use source::{
-    from_iter, from_stream, Polled, Read, RecordSource, Source, SourceError, SourceRecord,
+    from_iter, from_stream, Polled, Read, RecordError, RecordSource, Source, SourceError,
+    SourceRecord,
 };
 pub use text::Text;
 

@@ -40,6 +40,10 @@ pub trait Aggregatable: Clone + Send + Serialize + for<'de> Deserialize<'de> + '
     fn record_id(&self) -> &str {
         ""
     }
+    // The three hidden methods below are the runtime's hooks into its own records (a trait
+    // cannot keep methods crate-private): their defaults are right for every record type outside
+    // this crate, so they stay out of the docs an implementer reads.
+
     /// What the group id is derived from besides the key: the first record's id, or, for a
     /// record without one that the runtime read, its position.
     #[doc(hidden)]
@@ -74,6 +78,10 @@ pub trait Aggregatable: Clone + Send + Serialize + for<'de> Deserialize<'de> + '
 }
 
 /// A record paired with where it came from in the source: what commit-after-ack tracks.
+///
+/// The runtime's, not part of the API: public only so that confab's benches feed the operator
+/// exactly what the runtime feeds it (hidden from the docs, and free to change).
+#[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope<R> {
     /// Where the record sits in the source log.

@@ -105,15 +105,16 @@ pub trait Source: Send {
 }
 
 /// One record as a [`RecordSource`] read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Read<R> {
     /// Where it sits in the log. When the record has no id of its own
     /// ([`Aggregatable::record_id`](crate::Aggregatable::record_id) empty), its group's id is
     /// derived from the position of the group's first record, so positions must be the same on
     /// every replay.
     pub position: Position,
-    /// The record, or why it could not be made (it then goes to the dead-letter sink).
-    pub record: Result<R, String>,
+    /// The record, or why it could not be made (it then goes to the dead-letter sink, with this
+    /// error's text as the reason).
+    pub record: Result<R, RecordError>,
     /// The record's key in the log, if any (kept for dead letters).
     pub key: Option<Vec<u8>>,
     /// The record's bytes as read, if it has any: dead letters carry them unchanged, and they
@@ -165,7 +166,32 @@ pub struct Decoding<S, R> {
 }
 
 /// Turns source bytes into records, or says why not.
-pub type Decoder<R> = std::sync::Arc<dyn Fn(&SourceRecord) -> Result<R, String> + Send + Sync>;
+pub type Decoder<R> = std::sync::Arc<dyn Fn(&SourceRecord) -> Result<R, RecordError> + Send + Sync>;
+
+/// Why a record read from a source could not become a record. It goes to the dead-letter sink,
+/// with this error's text as the reason.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The payload is larger than `max_record_bytes`.
+    #[error("record is {size} bytes, over the max_record_bytes limit of {limit}")]
+    TooLarge {
+        /// The payload's size in bytes.
+        size: usize,
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+    /// The decoder refused the payload; the reason is the decoder's error, word for word.
+    #[error(transparent)]
+    Decode(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl RecordError {
+    /// The decoder's refusal: any error, or a `String` or `&str` saying why.
+    pub fn decode(reason: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Decode(reason.into())
+    }
+}
 
 impl<S, R> Decoding<S, R> {
     /// Reads `source` through `decode`, refusing payloads over `max_bytes`.
@@ -187,11 +213,10 @@ impl<S: Source, R: Send> RecordSource<R> for Decoding<S, R> {
                     .into_iter()
                     .map(|r| {
                         let record = if r.payload.len() > self.max_bytes {
-                            Err(format!(
-                                "record is {} bytes, over the max_record_bytes limit of {}",
-                                r.payload.len(),
-                                self.max_bytes
-                            ))
+                            Err(RecordError::TooLarge {
+                                size: r.payload.len(),
+                                limit: self.max_bytes,
+                            })
                         } else {
                             (self.decode)(&r)
                         };
