@@ -26,7 +26,7 @@
 //! [`DeadLetterSink`] in their own crate. The in-memory log, sink and dead-letter sink in
 //! [`memory`] run the same code in tests and in confab's embedded default.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod chat;
 pub mod clock;
@@ -48,9 +48,9 @@ pub use group::{group_id, CompletionReason, Group};
 pub use metrics::Metrics;
 pub use operator::{AggregateByKey, AggregateOptions, GroupKey, OperatorLimits};
 pub use policy::{PolicyError, WindowPolicy};
-pub use record::{Aggregatable, Position};
 #[doc(hidden)]
 pub use record::Envelope;
+pub use record::{Aggregatable, Position};
 pub use runtime::{ConfigError, Pipeline, PipelineError, RunReport, RuntimeConfig};
 pub use sink::{DeadLetter, DeadLetterSink, ErrorKind, FnSink, LoggedDeadLetters, Sink, SinkError};
 pub use source::{

@@ -68,7 +68,7 @@ pub trait Aggregatable: Clone + Send + Serialize + for<'de> Deserialize<'de> + '
         true
     }
     /// Appends the record as JSON, exactly as `serde_json` writes it. The default does just
-    /// that; [`ChatMessage`] writes its fields itself, copying strings that need no escape in
+    /// that; [`ChatMessage`](crate::ChatMessage) writes its fields itself, copying strings that need no escape in
     /// one piece (serde_json checks every byte on its own, which was the largest cost of writing
     /// groups to Kafka).
     fn write_json(&self, out: &mut Vec<u8>) {
