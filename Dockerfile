@@ -17,7 +17,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf
 WORKDIR /src
 COPY . .
 COPY --from=web /src/web/dist web/dist
-RUN cargo build --release --locked -p confab && cp target/release/confab /usr/local/bin/confab
+# Without default features: the image runs confab, it does not load-test it (no `confab loadgen`).
+RUN cargo build --release --locked -p confab --no-default-features \
+    && cp target/release/confab /usr/local/bin/confab
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \

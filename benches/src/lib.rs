@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
+use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::{
     Aggregatable, AggregateByKey, ChatMessage, Envelope, Group, Position, WindowPolicy,
 };

@@ -19,8 +19,8 @@ use confab_connectors::decode_chat_message;
 use confab_connectors::kafka::{
     default_brokers, KafkaGroupSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig,
 };
+use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::memory::MemoryDeadLetters;
-use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::{ChatKey, ChatMessage, Pipeline, RuntimeConfig, WindowPolicy};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

@@ -38,11 +38,11 @@ mod start;
 pub use env::env_or;
 pub use start::StartPosition;
 
-use confab_pipeline::{ChatMessage, SourceRecord};
+use confab_pipeline::{ChatMessage, DecodeError, SourceRecord};
 
 /// Decodes a source record as a [`ChatMessage`] (JSON, every field checked), for
 /// [`Pipeline::new`](confab_pipeline::Pipeline::new). The runtime has already refused records
 /// over its `max_record_bytes`, so no size limit applies here.
-pub fn decode_chat_message(record: &SourceRecord) -> Result<ChatMessage, String> {
-    ChatMessage::decode(&record.payload, usize::MAX).map_err(|e| e.to_string())
+pub fn decode_chat_message(record: &SourceRecord) -> Result<ChatMessage, DecodeError> {
+    ChatMessage::decode(&record.payload, usize::MAX)
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::memory::{MemoryDeadLetters, MemoryLog};
-use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::{
     ChatMessage, Clock, Group, Pipeline, RuntimeConfig, Sink, SinkError, SystemClock, WindowPolicy,
 };

@@ -140,12 +140,12 @@ impl<K, D: Aggregatable> Group<K, D> {
 
 impl<K, R: Aggregatable> Group<K, Envelope<R>> {
     /// The source positions this group covers, in record order.
-    pub fn positions(&self) -> impl Iterator<Item = Position> + '_ {
+    pub(crate) fn positions(&self) -> impl Iterator<Item = Position> + '_ {
         self.records.iter().map(|e| e.position)
     }
 
     /// The same group with the envelopes unwrapped, as sinks see it.
-    pub fn into_records(self) -> Group<K, R> {
+    pub(crate) fn into_records(self) -> Group<K, R> {
         Group {
             id: self.id,
             key: self.key,
@@ -161,7 +161,7 @@ impl<K, R: Aggregatable> Group<K, Envelope<R>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{timeuuid_from_ms, ChatMessage};
+    use crate::chat::{timeuuid_from_ms, ChatMessage};
 
     fn message(i: u64, body: &str) -> ChatMessage {
         ChatMessage {

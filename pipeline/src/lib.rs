@@ -26,8 +26,9 @@
 //! [`DeadLetterSink`] in their own crate. The in-memory log, sink and dead-letter sink in
 //! [`memory`] run the same code in tests and in confab's embedded default.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
+pub mod chat;
 pub mod clock;
 pub mod group;
 pub mod memory;
@@ -35,21 +36,26 @@ pub mod metrics;
 pub mod operator;
 pub mod policy;
 pub mod record;
+pub mod retry;
 pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod text;
 
+pub use chat::{ChatKey, ChatMessage, DecodeError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use group::{group_id, CompletionReason, Group};
 pub use metrics::Metrics;
 pub use operator::{AggregateByKey, AggregateOptions, GroupKey, OperatorLimits};
 pub use policy::{PolicyError, WindowPolicy};
-pub use record::{Aggregatable, ChatKey, ChatMessage, DecodeError, Envelope, Position};
+#[doc(hidden)]
+pub use record::Envelope;
+pub use record::{Aggregatable, Position};
 pub use runtime::{ConfigError, Pipeline, PipelineError, RunReport, RuntimeConfig};
 pub use sink::{DeadLetter, DeadLetterSink, ErrorKind, FnSink, LoggedDeadLetters, Sink, SinkError};
 pub use source::{
-    from_iter, from_stream, Polled, Read, RecordSource, Source, SourceError, SourceRecord,
+    from_iter, from_stream, Polled, Read, RecordError, RecordSource, Source, SourceError,
+    SourceRecord,
 };
 pub use text::Text;
 

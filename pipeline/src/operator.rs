@@ -109,6 +109,61 @@ pub struct AggregateOptions {
 
 /// The extension trait that adds the operator to timely streams of records timestamped with
 /// event-time milliseconds.
+///
+/// Here in a dataflow of your own: clicks grouped per user until a second without a click.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+///
+/// use confab_pipeline::timely::dataflow::operators::{Input, Inspect};
+/// use confab_pipeline::timely::dataflow::InputHandle;
+/// use confab_pipeline::{AggregateByKey, Aggregatable, CompletionReason, Group, WindowPolicy};
+///
+/// #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+/// struct Click {
+///     user: u32,
+///     at_ms: u64,
+/// }
+/// impl Aggregatable for Click {
+///     fn event_time_ms(&self) -> u64 {
+///         self.at_ms
+///     }
+/// }
+///
+/// let policy = WindowPolicy::after_inactivity(std::time::Duration::from_secs(1));
+/// let groups = Arc::new(Mutex::new(Vec::new()));
+/// let seen = Arc::clone(&groups);
+/// confab_pipeline::timely::execute_directly(move |worker| {
+///     let mut input = InputHandle::new();
+///     worker.dataflow::<u64, _, _>(|scope| {
+///         scope
+///             .input_from(&mut input)
+///             .aggregate_by_key(|c: &Click| c.user, policy)
+///             .inspect(move |g: &Group<u32, Click>| {
+///                 let times: Vec<u64> = g.records.iter().map(|c| c.at_ms).collect();
+///                 seen.lock().expect("not poisoned").push((g.key, times, g.reason));
+///             });
+///     });
+///     // Timestamps are event-time milliseconds: the input time follows the clicks, and a
+///     // group completes once the time passes its deadline.
+///     for (user, at_ms) in [(1, 0), (2, 100), (1, 400), (1, 3_000)] {
+///         input.advance_to(at_ms);
+///         input.send(Click { user, at_ms });
+///         worker.step();
+///     }
+/// }); // The input ends here: the groups still open complete with it.
+///
+/// let mut groups = groups.lock().expect("not poisoned").clone();
+/// groups.sort();
+/// assert_eq!(
+///     groups,
+///     vec![
+///         (1, vec![0, 400], CompletionReason::Inactivity),
+///         (1, vec![3_000], CompletionReason::EndOfInput),
+///         (2, vec![100], CompletionReason::Inactivity),
+///     ]
+/// );
+/// ```
 pub trait AggregateByKey<'scope, D> {
     /// Groups records by `key_fn` under `policy`, with default limits and no metrics.
     fn aggregate_by_key<K, F>(

@@ -65,29 +65,65 @@ impl SinkError {
 
 /// A destination for completed groups (Firestore, Cassandra, a Kafka topic, a broadcast).
 ///
+/// Here a store of one document per group, and a pipeline writing to it:
+///
 /// ```
-/// use confab_pipeline::{async_trait, Group, Sink, SinkError};
+/// use std::collections::BTreeMap;
+/// use std::sync::{Arc, Mutex};
+///
+/// use confab_pipeline::uuid::Uuid;
+/// use confab_pipeline::{async_trait, from_iter, Aggregatable, Group, Pipeline, Sink, SinkError};
+///
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Reading {
+///     device: u32,
+///     ts_ms: u64,
+/// }
+/// impl Aggregatable for Reading {
+///     fn event_time_ms(&self) -> u64 {
+///         self.ts_ms
+///     }
+/// }
 ///
 /// /// Stores each group as one document, keyed by its id (so a rewrite replaces it).
-/// struct Documents;
+/// #[derive(Clone, Default)]
+/// struct Documents(Arc<Mutex<BTreeMap<Uuid, Vec<u64>>>>);
 ///
 /// #[async_trait]
-/// impl<K: Send + Sync, R: Send + Sync> Sink<K, R> for Documents {
+/// impl<K: Send + Sync> Sink<K, Reading> for Documents {
 ///     fn name(&self) -> &str {
 ///         "documents"
 ///     }
-///     async fn write(&self, groups: &[Group<K, R>]) -> Result<(), SinkError> {
+///     async fn write(&self, groups: &[Group<K, Reading>]) -> Result<(), SinkError> {
 ///         for group in groups {
 ///             if group.bytes > 1 << 20 {
 ///                 // This group never fits; others do: dead-letter it and go on.
 ///                 return Err(SinkError::rejected(format!("group {} is over 1 MiB", group.id)));
 ///             }
 ///         }
-///         // Store them (an upsert by `group.id`); a server away is `SinkError::retryable`,
-///         // refused credentials `SinkError::fatal`.
+///         // A server that is away would be `SinkError::retryable` (the runtime retries),
+///         // refused credentials `SinkError::fatal` (the run stops).
+///         let mut store = self.0.lock().map_err(|_| SinkError::fatal("store poisoned"))?;
+///         for group in groups {
+///             store.insert(group.id, group.records.iter().map(|r| r.ts_ms).collect());
+///         }
 ///         Ok(())
 ///     }
 /// }
+///
+/// # tokio::runtime::Runtime::new().expect("runtime").block_on(async {
+/// let documents = Documents::default();
+/// let readings = [(1, 0), (2, 10), (1, 20)].map(|(device, ts_ms)| Reading { device, ts_ms });
+/// Pipeline::typed(|r: &Reading| r.device)
+///     .sink(Arc::new(documents.clone()))
+///     .event_time_only()
+///     .run_records(from_iter(readings), std::future::pending())
+///     .await
+///     .expect("runs");
+/// let mut stored: Vec<Vec<u64>> = documents.0.lock().expect("store").values().cloned().collect();
+/// stored.sort();
+/// assert_eq!(stored, vec![vec![0, 20], vec![10]], "one document per device");
+/// # });
 /// ```
 #[async_trait]
 pub trait Sink<K, R>: Send + Sync {

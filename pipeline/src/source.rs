@@ -73,6 +73,93 @@ impl SourceError {
 ///
 /// The runtime calls [`Source::commit`] only with positions below which every record was
 /// acknowledged by every sink, so a restart from the committed positions loses nothing.
+///
+/// Here lines of text as a log of one partition, read by a pipeline that decodes each line:
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// use confab_pipeline::memory::{MemoryDeadLetters, MemorySink};
+/// use confab_pipeline::{async_trait, Aggregatable, Pipeline};
+/// use confab_pipeline::{Polled, Position, Source, SourceError, SourceRecord};
+///
+/// /// `sensor,ts_ms` lines, read from `next`; commits go to `committed` (a real source would
+/// /// store them where a restart finds them, and start there).
+/// struct Lines {
+///     lines: Vec<&'static str>,
+///     next: usize,
+///     committed: Arc<AtomicU64>,
+/// }
+///
+/// #[async_trait]
+/// impl Source for Lines {
+///     async fn poll(&mut self, max: usize, _wait: Duration) -> Result<Polled, SourceError> {
+///         if self.next == self.lines.len() {
+///             return Ok(Polled::End); // a live log would answer Polled::Idle
+///         }
+///         let records: Vec<SourceRecord> = (self.next..self.lines.len())
+///             .take(max)
+///             .map(|offset| SourceRecord {
+///                 position: Position { partition: 0, offset: offset as u64 },
+///                 key: None,
+///                 payload: self.lines[offset].as_bytes().to_vec(),
+///                 headers: Vec::new(),
+///             })
+///             .collect();
+///         self.next += records.len();
+///         Ok(Polled::Records(records))
+///     }
+///
+///     async fn commit(&mut self, next: &[Position]) -> Result<(), SourceError> {
+///         // A server that is away would be `SourceError::retryable`: the runtime tries again.
+///         for position in next {
+///             self.committed.store(position.offset, Ordering::SeqCst);
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+/// struct Reading {
+///     sensor: String,
+///     ts_ms: u64,
+/// }
+/// impl Aggregatable for Reading {
+///     fn event_time_ms(&self) -> u64 {
+///         self.ts_ms
+///     }
+/// }
+///
+/// /// A line as a reading; the error is the dead letter's reason.
+/// fn decode(record: &SourceRecord) -> Result<Reading, String> {
+///     let line = std::str::from_utf8(&record.payload).map_err(|e| e.to_string())?;
+///     let (sensor, ts) = line.split_once(',').ok_or("no comma")?;
+///     let ts_ms = ts.parse().map_err(|e| format!("bad time {ts:?}: {e}"))?;
+///     Ok(Reading { sensor: sensor.to_string(), ts_ms })
+/// }
+///
+/// # tokio::runtime::Runtime::new().expect("runtime").block_on(async {
+/// let committed = Arc::new(AtomicU64::new(0));
+/// let source = Lines {
+///     lines: vec!["kitchen,0", "garden,5", "kitchen,20", "cellar"],
+///     next: 0,
+///     committed: Arc::clone(&committed),
+/// };
+/// let (groups, dead) = (MemorySink::default(), MemoryDeadLetters::default());
+/// let report = Pipeline::new(|r: &Reading| r.sensor.clone(), decode, Arc::new(dead.clone()))
+///     .sink(Arc::new(groups.clone()))
+///     .event_time_only()
+///     .run(source, std::future::pending())
+///     .await
+///     .expect("runs");
+/// assert_eq!(groups.groups().len(), 2, "kitchen and garden");
+/// assert_eq!(dead.letters()[0].reason, "no comma");
+/// assert_eq!((report.messages_in, report.dead_letters), (4, 1));
+/// assert_eq!(committed.load(Ordering::SeqCst), 4, "every line acknowledged: committed to the end");
+/// # });
+/// ```
 #[async_trait]
 pub trait Source: Send {
     /// Reads up to `max` records, waiting at most `wait` for the first one.
@@ -105,15 +192,16 @@ pub trait Source: Send {
 }
 
 /// One record as a [`RecordSource`] read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Read<R> {
     /// Where it sits in the log. When the record has no id of its own
     /// ([`Aggregatable::record_id`](crate::Aggregatable::record_id) empty), its group's id is
     /// derived from the position of the group's first record, so positions must be the same on
     /// every replay.
     pub position: Position,
-    /// The record, or why it could not be made (it then goes to the dead-letter sink).
-    pub record: Result<R, String>,
+    /// The record, or why it could not be made (it then goes to the dead-letter sink, with this
+    /// error's text as the reason).
+    pub record: Result<R, RecordError>,
     /// The record's key in the log, if any (kept for dead letters).
     pub key: Option<Vec<u8>>,
     /// The record's bytes as read, if it has any: dead letters carry them unchanged, and they
@@ -165,7 +253,32 @@ pub struct Decoding<S, R> {
 }
 
 /// Turns source bytes into records, or says why not.
-pub type Decoder<R> = std::sync::Arc<dyn Fn(&SourceRecord) -> Result<R, String> + Send + Sync>;
+pub type Decoder<R> = std::sync::Arc<dyn Fn(&SourceRecord) -> Result<R, RecordError> + Send + Sync>;
+
+/// Why a record read from a source could not become a record. It goes to the dead-letter sink,
+/// with this error's text as the reason.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The payload is larger than `max_record_bytes`.
+    #[error("record is {size} bytes, over the max_record_bytes limit of {limit}")]
+    TooLarge {
+        /// The payload's size in bytes.
+        size: usize,
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+    /// The decoder refused the payload; the reason is the decoder's error, word for word.
+    #[error(transparent)]
+    Decode(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl RecordError {
+    /// The decoder's refusal: any error, or a `String` or `&str` saying why.
+    pub fn decode(reason: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Decode(reason.into())
+    }
+}
 
 impl<S, R> Decoding<S, R> {
     /// Reads `source` through `decode`, refusing payloads over `max_bytes`.
@@ -187,11 +300,10 @@ impl<S: Source, R: Send> RecordSource<R> for Decoding<S, R> {
                     .into_iter()
                     .map(|r| {
                         let record = if r.payload.len() > self.max_bytes {
-                            Err(format!(
-                                "record is {} bytes, over the max_record_bytes limit of {}",
-                                r.payload.len(),
-                                self.max_bytes
-                            ))
+                            Err(RecordError::TooLarge {
+                                size: r.payload.len(),
+                                limit: self.max_bytes,
+                            })
                         } else {
                             (self.decode)(&r)
                         };

@@ -4,6 +4,7 @@ mod aggregate;
 mod auth;
 mod chat;
 mod http;
+#[cfg(feature = "loadgen")]
 mod loadgen;
 mod service;
 mod tune;
@@ -54,6 +55,7 @@ enum Command {
     Chat(chat::ChatArgs),
     // No doc comment, as for Up: LoadgenArgs's long help (the open-loop model, the services'
     // limits, examples) is what `confab loadgen --help` should show.
+    #[cfg(feature = "loadgen")]
     Loadgen(Box<loadgen::LoadgenArgs>),
     /// Find the window policy for your traffic: replays or synthesizes chat messages through the
     /// real operator in virtual time and reports Firestore cost against delivery delay.
@@ -82,6 +84,7 @@ fn run() -> anyhow::Result<()> {
         Command::Chat(args) => runtime()?.block_on(chat::run(args)),
         Command::Aggregate(args) => runtime()?.block_on(aggregate::run(args)),
         Command::Up(args) => runtime()?.block_on(up::run(args)),
+        #[cfg(feature = "loadgen")]
         Command::Loadgen(args) => runtime()?.block_on(loadgen::run(*args)),
     }
 }

@@ -7,7 +7,7 @@
 
 use std::io::BufRead;
 
-use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
+use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::{Aggregatable, ChatMessage};
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, LogNormal, Zipf};

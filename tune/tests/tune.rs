@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
+use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::{ChatKey, ChatMessage, WindowPolicy};
 use confab_tune::report::{csv, svg, table};
 use confab_tune::{

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use confab_pipeline::record::timeuuid_ms;
+use confab_pipeline::chat::timeuuid_ms;
 use confab_pipeline::ChatMessage;
 use futures::TryStreamExt;
 use scylla::client::session::Session;

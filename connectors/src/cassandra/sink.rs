@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use confab_pipeline::record::timeuuid_ms;
+use confab_pipeline::chat::timeuuid_ms;
 use confab_pipeline::{ChatMessage, Group, Sink, SinkError};
 use futures::{StreamExt, TryStreamExt};
 use scylla::client::session::Session;
@@ -242,7 +242,7 @@ impl<K: Send + Sync> Sink<K, ChatMessage> for CassandraSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
+    use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms};
 
     fn message(body_len: usize) -> ChatMessage {
         ChatMessage {

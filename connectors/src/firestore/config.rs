@@ -17,12 +17,6 @@ pub struct FirestoreConfig {
     pub collection: String,
     /// Most documents in one `BatchWrite` request.
     pub max_batch_documents: usize,
-    /// Attempts of one write (the first included) before it fails as retryable.
-    pub max_attempts: u32,
-    /// First delay between attempts; doubles up to `retry_max_ms`.
-    pub retry_initial_ms: u64,
-    /// Longest delay between attempts.
-    pub retry_max_ms: u64,
     /// How long one request may take before it counts as failed (retryable).
     pub request_timeout_ms: u64,
     /// Sustained minimum spacing of document writes of one chat; 0 turns the guard off.
@@ -38,9 +32,6 @@ impl Default for FirestoreConfig {
             database_id: "(default)".into(),
             collection: "messages".into(),
             max_batch_documents: 100,
-            max_attempts: 4,
-            retry_initial_ms: 100,
-            retry_max_ms: 2_000,
             request_timeout_ms: 10_000,
             chat_write_interval_ms: 200,
             chat_write_burst: 20,

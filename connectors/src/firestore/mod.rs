@@ -13,10 +13,11 @@
 //! write already in flight is not recalled), the document still keeps every message.
 //!
 //! Batches go through `BatchWrite` (not atomic: each write succeeds or fails alone), at most
-//! `max_batch_documents` per request. Failed writes with a retryable gRPC code (`UNAVAILABLE`,
-//! `ABORTED`, `RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED`, `INTERNAL`, ...) are retried with
-//! exponential backoff, up to `max_attempts`; then the write fails as retryable and the pipeline
-//! retries it later. Other codes fail at once as fatal.
+//! `max_batch_documents` per request. A retryable gRPC code (`UNAVAILABLE`, `ABORTED`,
+//! `RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED`, `INTERNAL`, ...) on the request or on any write
+//! fails the call as retryable, and the runtime, the one layer that retries, writes the batch
+//! again with backoff (rewriting a document already written changes nothing). An invalid
+//! document is rejected (dead-lettered alone); other codes are fatal.
 //!
 //! A per-chat rate guard spaces writes of one chat (`chat_write_interval_ms`, with a burst), so a
 //! hot chat or a replay never writes one chat's documents faster than listeners and indexes

@@ -137,62 +137,47 @@ impl FirestoreSink {
             .ok_or_else(|| SinkError::fatal("the Firestore batch lost a write"))
     }
 
-    /// Sends `writes` in one `BatchWrite`, retrying the writes that failed transiently.
+    /// Sends `writes` in one `BatchWrite`, once. A retryable failure, of the request or of any
+    /// write in it, fails the whole call as retryable, and the runtime (the one layer that
+    /// retries) writes the batch again: every write is an idempotent merge, so the documents that
+    /// were written already are rewritten unchanged.
     async fn send(&self, mut writes: Vec<Write>) -> Result<(), SinkError> {
-        let mut delay = Duration::from_millis(self.config.retry_initial_ms.max(1));
-        let max_delay = Duration::from_millis(self.config.retry_max_ms.max(1));
-        let mut attempt = 1;
-        loop {
-            let failed = match self.batch_write(writes.clone()).await {
-                Ok(failed) => failed,
-                // No answer in time: the server is overloaded (an emulator on a busy machine). The
-                // same big batch again would time out again and add to its load; send the halves
-                // one after the other instead, each with its own attempts.
-                Err((Code::DeadlineExceeded, message)) if writes.len() > 1 => {
-                    warn!(documents = writes.len(), %message, "Firestore batch timed out; retrying it in halves");
-                    let tail = writes.split_off(writes.len() / 2);
-                    Box::pin(self.send(writes)).await?;
-                    return Box::pin(self.send(tail)).await;
-                }
-                Err((code, message)) if is_retryable_code(code) => (0..writes.len())
-                    .map(|i| (i, code, message.clone()))
-                    .collect(),
-                Err((code, message)) => {
-                    return Err(refusal(
-                        code,
-                        format!("Firestore refused a batch write ({code:?}): {message}"),
-                    ))
-                }
-            };
-            if failed.is_empty() {
-                return Ok(());
+        let failed = match self.batch_write(writes.clone()).await {
+            Ok(failed) => failed,
+            // No answer in time: the server is overloaded (an emulator on a busy machine). The
+            // same big batch again would time out again and add to its load; send the halves one
+            // after the other instead.
+            Err((Code::DeadlineExceeded, message)) if writes.len() > 1 => {
+                warn!(documents = writes.len(), %message, "Firestore batch timed out; sending it in halves");
+                let tail = writes.split_off(writes.len() / 2);
+                Box::pin(self.send(writes)).await?;
+                return Box::pin(self.send(tail)).await;
             }
-            if let Some((_, code, message)) = failed.iter().find(|(_, c, _)| !is_retryable_code(*c))
-            {
-                return Err(refusal(
-                    *code,
-                    format!("Firestore refused a document write ({code:?}): {message}"),
-                ));
-            }
-            let (_, code, message) = &failed[0];
-            if attempt >= self.config.max_attempts.max(1) {
+            Err((code, message)) if is_retryable_code(code) => {
                 return Err(SinkError::retryable(format!(
-                    "Firestore write failed after {attempt} attempts ({code:?}): {message}"
-                )));
+                    "Firestore batch write failed ({code:?}): {message}"
+                )))
             }
-            warn!(failed = failed.len(), attempt, ?code, %message, retry_in_ms = delay.as_millis() as u64, "Firestore writes failed; retrying them");
-            let mut keep = vec![false; writes.len()];
-            for (i, _, _) in &failed {
-                keep[*i] = true;
+            Err((code, message)) => {
+                return Err(refusal(
+                    code,
+                    format!("Firestore refused a batch write ({code:?}): {message}"),
+                ))
             }
-            let mut index = 0;
-            writes.retain(|_| {
-                index += 1;
-                keep[index - 1]
-            });
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(max_delay);
-            attempt += 1;
+        };
+        if let Some((_, code, message)) = failed.iter().find(|(_, c, _)| !is_retryable_code(*c)) {
+            return Err(refusal(
+                *code,
+                format!("Firestore refused a document write ({code:?}): {message}"),
+            ));
+        }
+        match failed.first() {
+            None => Ok(()),
+            Some((_, code, message)) => Err(SinkError::retryable(format!(
+                "{} of {} Firestore document writes failed ({code:?}): {message}",
+                failed.len(),
+                writes.len()
+            ))),
         }
     }
 

@@ -23,6 +23,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use confab_pipeline::retry::Backoff;
 use confab_pipeline::{Position, SourceRecord};
 use fluvio::consumer::{ConsumerConfigExt, ConsumerStream, Record, RetryMode};
 use fluvio::dataplane::link::ErrorCode;
@@ -128,13 +129,15 @@ pub(super) struct Reader {
 
 impl Reader {
     pub(super) async fn run(mut self) {
-        let mut retry = RETRY_MIN;
+        // The runtime never sees these failures (they happen behind the source's channel), so
+        // the reader retries them itself, on the workspace's one backoff schedule.
+        let mut retry = Backoff::new(RETRY_MIN, RETRY_MAX);
         // Whether the source already knows the partition is at its end.
         let mut reported_end = false;
         loop {
             match self.stream(false).await {
                 Ended::Done => {
-                    retry = RETRY_MIN;
+                    retry.reset();
                     if !reported_end {
                         if self
                             .events
@@ -150,18 +153,14 @@ impl Reader {
                 Ended::Closed => return,
                 Ended::Skipped => continue,
                 Ended::Failed => {
-                    tokio::time::sleep(retry).await;
-                    retry = (retry * 2).min(RETRY_MAX);
+                    tokio::time::sleep(retry.next_delay()).await;
                     continue;
                 }
             }
             match self.stream(true).await {
                 Ended::Done | Ended::Skipped => reported_end = false,
                 Ended::Closed => return,
-                Ended::Failed => {
-                    tokio::time::sleep(retry).await;
-                    retry = (retry * 2).min(RETRY_MAX);
-                }
+                Ended::Failed => tokio::time::sleep(retry.next_delay()).await,
             }
         }
     }

@@ -43,9 +43,6 @@ use super::offsets::{consumer_offsets, OFFSETS_TOPIC_WAIT};
 use super::reader::{open, Event, Next, Reader};
 use crate::StartPosition;
 
-/// Quick in-place attempts of one partition's commit before it is left to the next commit.
-const COMMIT_ATTEMPTS: u32 = 3;
-
 /// A reader of one Fluvio topic. See the module docs for its guarantees.
 pub struct FluvioSource {
     fluvio: Arc<Fluvio>,
@@ -349,23 +346,9 @@ impl Source for FluvioSource {
             if offset == 0 || self.committed.get(&partition) == Some(&offset) {
                 continue;
             }
-            let mut attempt = 1;
-            let mut delay = Duration::from_millis(100);
-            loop {
-                match self.commit_one(partition, offset).await {
-                    Ok(()) => break,
-                    Err(e)
-                        if e.kind == confab_pipeline::ErrorKind::Retryable
-                            && attempt < COMMIT_ATTEMPTS =>
-                    {
-                        debug!(error = %e, attempt, "Fluvio commit failed; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay *= 2;
-                        attempt += 1;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
+            // One attempt: a retryable failure goes back to the runtime, which owns retrying
+            // (the partitions committed before it stay committed, and are skipped next time).
+            self.commit_one(partition, offset).await?;
             self.committed.insert(partition, offset);
             debug!(topic = %self.config.topic, partition, offset, "Fluvio offset committed");
         }

@@ -26,6 +26,10 @@ pub use sink::{KafkaGroupSink, HEADER_COUNT, HEADER_GROUP_ID, HEADER_REASON};
 pub use source::KafkaSource;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -157,6 +161,44 @@ pub fn client_config(
         config.set(*key, *value);
     }
     Ok(config)
+}
+
+/// Creates `topic` with `partitions` partitions (the broker's default replication) through
+/// `admin`, waiting at most `timeout`; a topic that exists already (another process made it
+/// first) is success. The one way the workspace makes Kafka topics: the chat service's tail, the
+/// tests and the examples.
+pub async fn create_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<(), String> {
+    let options = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
+    // -1: the broker's default replication factor.
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    let results = admin
+        .create_topics([&new], &options)
+        .await
+        .map_err(|err| err.to_string())?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(code.to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// An admin client for `brokers` with the connection `properties` (security included).
+pub fn admin_client(
+    brokers: &str,
+    properties: &BTreeMap<String, String>,
+) -> Result<AdminClient<DefaultClientContext>, String> {
+    client_config(brokers, &[], properties)?
+        .create()
+        .map_err(|err| format!("invalid Kafka admin settings: {err}"))
 }
 
 /// Whether `error` refuses one record for its size or shape (the topic would take others): a

@@ -30,9 +30,9 @@
 //!   prefetch queue after `fetch.queue.backoff.ms`, set to 10 ms here (its 1 s default stalled
 //!   replays for most of a second each time the queue had been full).
 //! - **Transient commit failures do not stop the pipeline.** A commit refused for a retryable
-//!   reason (a rebalance in progress, the coordinator moving) is kept and retried here with the
-//!   next commit or poll, rather than returned: the runtime would retry it too, and one layer
-//!   retrying the same failure is enough.
+//!   reason (a rebalance in progress, the coordinator moving) is returned as retryable, and the
+//!   runtime, the one layer that retries, tries again: at its next commit for a periodic one,
+//!   a few times with backoff for the commit before a revocation or at shutdown.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,10 +55,6 @@ use super::{client_config, is_retryable, log_client_error, log_librdkafka, unrea
 
 /// How long one librdkafka poll blocks; bounds how fast the thread notices a stop.
 const POLL_SLICE: Duration = Duration::from_millis(100);
-/// How often offsets whose commit failed transiently are tried again from `poll`.
-const COMMIT_RETRY_INTERVAL: Duration = Duration::from_secs(1);
-/// Quick in-place attempts of one commit before it is deferred.
-const COMMIT_ATTEMPTS: u32 = 3;
 /// librdkafka's bounds on what it prefetches ahead of the polling thread: messages per
 /// partition, and KiB. Unless set in `properties`, they follow `max_buffered_records` (half a KiB
 /// per record, at most 16 MiB, about 45,000 chat messages).
@@ -89,9 +85,6 @@ pub struct KafkaSource {
     topic: String,
     group_id: String,
     exit_at_end: bool,
-    /// Offsets the pipeline asked to commit that a transient error kept from the broker.
-    pending: BTreeMap<u32, u64>,
-    last_commit_attempt: Instant,
     poller: Option<JoinHandle<()>>,
     /// The ticket of the revocation the last poll returned, acknowledged by the next call.
     revocation_to_ack: Option<u64>,
@@ -291,8 +284,6 @@ impl KafkaSource {
             topic: config.topic.clone(),
             group_id: config.group_id.clone(),
             exit_at_end: config.exit_at_end,
-            pending: BTreeMap::new(),
-            last_commit_attempt: Instant::now(),
             poller: Some(poller),
             revocation_to_ack: None,
         })
@@ -363,57 +354,38 @@ impl KafkaSource {
         Ok(None)
     }
 
-    /// Commits `self.pending`, retrying transient failures briefly and then deferring them.
-    async fn commit_pending(&mut self) -> Result<(), SourceError> {
-        {
-            let state = self.shared.lock();
-            self.pending.retain(|p, _| state.assigned.contains(p));
-        }
+    /// Commits `offsets` (partition -> next offset) once, synchronously. A retryable failure is
+    /// returned as such: the runtime owns retrying.
+    async fn commit_offsets(&mut self, offsets: BTreeMap<u32, u64>) -> Result<(), SourceError> {
         let Some(consumer) = self.consumer.as_ref().map(Arc::clone) else {
             return Ok(());
         };
-        if self.pending.is_empty() {
+        if offsets.is_empty() {
             return Ok(());
         }
         let mut tpl = TopicPartitionList::new();
-        for (&partition, &offset) in &self.pending {
+        for (&partition, &offset) in &offsets {
             tpl.add_partition_offset(&self.topic, partition as i32, Offset::Offset(offset as i64))
                 .map_err(|e| SourceError::fatal(format!("invalid offset {offset}: {e}")))?;
         }
-        let mut delay = Duration::from_millis(100);
-        let mut attempt = 1;
-        loop {
-            self.last_commit_attempt = Instant::now();
-            let (consumer, list) = (Arc::clone(&consumer), tpl.clone());
-            let result =
-                tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
-                    .await
-                    .map_err(|e| SourceError::fatal(format!("Kafka commit panicked: {e}")))?;
-            match result {
-                Ok(()) => {
-                    debug!(topic = %self.topic, offsets = ?self.pending, "Kafka offsets committed");
-                    self.pending.clear();
-                    return Ok(());
-                }
-                Err(e) if is_retryable(&e) && attempt < COMMIT_ATTEMPTS => {
-                    debug!(error = %e, attempt, "Kafka commit failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                    attempt += 1;
-                }
-                Err(e) if is_retryable(&e) => {
-                    warn!(topic = %self.topic, group = %self.group_id, error = %e, offsets = ?self.pending, "Kafka commit failed; it is retried with the next commit");
-                    return Ok(());
-                }
-                Err(e) => {
-                    return Err(SourceError::fatal(format!(
-                        "cannot commit offsets of {} for group {}: {e}{}",
-                        self.topic,
-                        self.group_id,
-                        fatal_hint(&e)
-                    )))
-                }
+        let result = tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
+            .await
+            .map_err(|e| SourceError::fatal(format!("Kafka commit panicked: {e}")))?;
+        match result {
+            Ok(()) => {
+                debug!(topic = %self.topic, ?offsets, "Kafka offsets committed");
+                Ok(())
             }
+            Err(e) if is_retryable(&e) => Err(SourceError::retryable(format!(
+                "cannot commit offsets {offsets:?} of {} for group {} now: {e}",
+                self.topic, self.group_id
+            ))),
+            Err(e) => Err(SourceError::fatal(format!(
+                "cannot commit offsets of {} for group {}: {e}{}",
+                self.topic,
+                self.group_id,
+                fatal_hint(&e)
+            ))),
         }
     }
 }
@@ -422,9 +394,6 @@ impl KafkaSource {
 impl Source for KafkaSource {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Polled, SourceError> {
         self.acknowledge_revocation();
-        if !self.pending.is_empty() && self.last_commit_attempt.elapsed() >= COMMIT_RETRY_INTERVAL {
-            self.commit_pending().await?;
-        }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let shared = Arc::clone(&self.shared);
@@ -461,17 +430,18 @@ impl Source for KafkaSource {
     }
 
     async fn commit(&mut self, next: &[Position]) -> Result<(), SourceError> {
+        let mut offsets = BTreeMap::new();
         {
             let state = self.shared.lock();
             for position in next {
                 if state.assigned.contains(&position.partition) {
-                    self.pending.insert(position.partition, position.offset);
+                    offsets.insert(position.partition, position.offset);
                 } else {
                     debug!(topic = %self.topic, %position, "skipping the commit of a partition this consumer no longer owns");
                 }
             }
         }
-        self.commit_pending().await
+        self.commit_offsets(offsets).await
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use confab_connectors::cassandra::{self, CassandraConfig, CassandraSink, History, MIGRATIONS};
 use confab_connectors::env_or;
-use confab_pipeline::record::timeuuid_ms;
+use confab_pipeline::chat::timeuuid_ms;
 use confab_pipeline::{group_id, ChatMessage, CompletionReason, Group, Sink};
 use scylla::client::session::Session;
 

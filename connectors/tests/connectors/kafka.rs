@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_connectors::kafka::{
-    KafkaDeadLetterConfig, KafkaDeadLetters, KafkaGroupSink, KafkaSinkConfig, KafkaSource,
+    self, KafkaDeadLetterConfig, KafkaDeadLetters, KafkaGroupSink, KafkaSinkConfig, KafkaSource,
     KafkaSourceConfig, HEADER_DLQ_REASON, HEADER_GROUP_ID,
 };
 use confab_connectors::{decode_chat_message, env_or};
@@ -16,8 +16,6 @@ use confab_pipeline::{
     ChatMessage, CompletionReason, Group, Pipeline, Polled, Position, RuntimeConfig, Sink, Source,
     SourceRecord, WindowPolicy,
 };
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -41,25 +39,10 @@ fn unreachable(e: impl std::fmt::Display) -> String {
 /// Creates a fresh topic with `partitions` partitions.
 pub(crate) async fn create_topic(prefix: &str, partitions: i32) -> String {
     let topic = unique_name(prefix);
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("admin client config");
-    let options = AdminOptions::new().operation_timeout(Some(WAIT));
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(
-                &topic,
-                partitions,
-                TopicReplication::Fixed(1),
-            )],
-            &options,
-        )
+    let admin = kafka::admin_client(&brokers(), &BTreeMap::new()).expect("admin client config");
+    kafka::create_topic(&admin, &topic, partitions, WAIT)
         .await
         .unwrap_or_else(|e| panic!("{}", unreachable(e)));
-    for result in created {
-        result.unwrap_or_else(|(name, e)| panic!("creating topic {name}: {e}"));
-    }
     topic
 }
 

@@ -25,7 +25,7 @@ mod fluvio;
 #[cfg(feature = "kafka")]
 mod kafka;
 
-use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
+use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::ChatMessage;
 
 /// A short name unique to this run, usable as a topic, keyspace, collection or group name.

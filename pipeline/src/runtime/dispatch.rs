@@ -11,7 +11,7 @@ use tracing::{error, warn};
 
 use super::tracker::CommitTracker;
 use super::workers::Completed;
-use super::{PipelineError, RuntimeConfig};
+use super::{Counts, PipelineError, RuntimeConfig};
 use crate::clock::Clock;
 use crate::group::Group;
 use crate::metrics::Metrics;
@@ -26,6 +26,8 @@ pub(crate) struct Dispatcher<K, R> {
     pub(crate) dead_letters: Arc<dyn DeadLetterSink>,
     pub(crate) tracker: Arc<Mutex<CommitTracker>>,
     pub(crate) metrics: Arc<Metrics>,
+    /// This run's counts for its report (and, through them, the shared metrics).
+    pub(crate) counts: Arc<Counts>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) unacked_bytes: Arc<AtomicU64>,
     /// Set when the runtime gives up waiting (shutdown timeout): retries stop.
@@ -38,7 +40,7 @@ pub(crate) struct Dispatcher<K, R> {
 fn fatal(sink: &str, e: SinkError) -> PipelineError {
     PipelineError::Sink {
         sink: sink.to_string(),
-        message: e.message,
+        source: e,
     }
 }
 
@@ -174,11 +176,15 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
         if refused > 0 {
             let letters = self.group_letters(&groups, &spans, &positions, payloads, &rejected);
             error!(groups = refused, records = letters.len(), "a sink rejected groups for good; sending their records, unchanged, to the dead-letter sink");
-            if self.dead_letter_with_retry(&letters).await.is_err() {
-                return Ok(groups.len());
+            match self.dead_letter_with_retry(&letters).await {
+                Ok(()) => {}
+                // Abandoned while retrying: the groups stay unacknowledged, to be read again.
+                Err(e) if e.kind == ErrorKind::Retryable => return Ok(groups.len()),
+                Err(e) => return Err(PipelineError::DeadLetters(e)),
             }
         }
-        if let Ok(mut tracker) = self.tracker.lock() {
+        {
+            let mut tracker = super::lock(&self.tracker)?;
             for span in &spans {
                 tracker.acked_group(&positions[span.clone()]);
             }
@@ -192,12 +198,8 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
             }
         }
         self.unacked_bytes.fetch_sub(bytes, SeqCst);
-        self.metrics
-            .groups_out
-            .fetch_add((groups.len() - refused) as u64, SeqCst);
-        self.metrics
-            .groups_rejected
-            .fetch_add(refused as u64, SeqCst);
+        self.counts
+            .groups_out((groups.len() - refused) as u64, refused as u64);
         self.metrics.messages_out.fetch_add(messages, SeqCst);
         Ok(0)
     }
@@ -227,29 +229,20 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
         Ok(refused)
     }
 
-    /// Writes to one sink, retrying retryable errors with exponential backoff until it succeeds,
-    /// fails for good, or the runtime abandons the wait.
+    /// Writes to one sink, retrying as [`retrying`] does.
     async fn write_with_retry(
         &self,
         sink: &dyn Sink<K, R>,
         groups: &[Group<K, R>],
     ) -> Result<(), SinkError> {
-        let mut backoff = Duration::from_millis(self.config.retry_initial_ms.max(1));
-        loop {
-            match sink.write(groups).await {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind == ErrorKind::Retryable => {
-                    self.metrics.sink_retries.fetch_add(1, SeqCst);
-                    warn!(sink = sink.name(), error = %e, retry_in_ms = backoff.as_millis() as u64, "sink write failed; retrying");
-                    if self.wait_or_abandon(backoff).await {
-                        return Err(e);
-                    }
-                    backoff =
-                        (backoff * 2).min(Duration::from_millis(self.config.retry_max_ms.max(1)));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        retrying(
+            sink.name(),
+            &self.config,
+            &self.metrics,
+            &self.abandon,
+            || sink.write(groups),
+        )
+        .await
     }
 
     /// Writes dead letters, retrying like a sink.
@@ -261,7 +254,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
             self.dead_letters.as_ref(),
             letters,
             &self.config,
-            &self.metrics,
+            &self.counts,
             &self.abandon,
         )
         .await
@@ -282,26 +275,34 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
             let Some(reason) = reason else { continue };
             for (record, at) in group.records.iter().zip(span.clone()) {
                 let mut payload = std::mem::take(&mut payloads[at]);
+                let mut reason = reason.clone();
                 if payload.is_empty() {
                     payload = match record.source_bytes() {
                         Some(bytes) if encodes(bytes, record) => bytes.to_vec(),
-                        _ => serde_json::to_vec(record).unwrap_or_default(),
+                        _ => match serde_json::to_vec(record) {
+                            Ok(json) => json,
+                            // The record's own Serialize refused: the letter still goes out, with
+                            // its position and key to find the record in the source, and says why
+                            // it carries no bytes.
+                            Err(e) => {
+                                reason.push_str(&format!(
+                                    " (the record has no bytes here: it could not be encoded as \
+                                     JSON: {e}; read it at its position)"
+                                ));
+                                Vec::new()
+                            }
+                        },
                     };
                 }
                 letters.push(DeadLetter {
                     position: positions[at],
                     key: Some(group.key.to_string().into_bytes()),
                     payload,
-                    reason: reason.clone(),
+                    reason,
                 });
             }
         }
         letters
-    }
-
-    /// Sleeps for `delay`; returns true if the runtime abandoned the wait meanwhile.
-    async fn wait_or_abandon(&self, delay: Duration) -> bool {
-        wait_or_abandon(&self.abandon, delay).await
     }
 }
 
@@ -317,29 +318,52 @@ fn encodes<R: serde::Serialize>(bytes: &[u8], record: &R) -> bool {
     }
 }
 
-/// Writes dead letters with retries; counts them once written.
+/// Writes dead letters, retrying as [`retrying`] does; counts them once written.
 pub(crate) async fn write_dead_letters(
     sink: &dyn DeadLetterSink,
     letters: &[DeadLetter],
     config: &RuntimeConfig,
-    metrics: &Metrics,
+    counts: &Counts,
     abandon: &watch::Receiver<bool>,
 ) -> Result<(), SinkError> {
-    let mut backoff = Duration::from_millis(config.retry_initial_ms.max(1));
+    retrying("dead letters", config, &counts.shared, abandon, || {
+        sink.write(letters)
+    })
+    .await?;
+    counts.dead_lettered(letters.len() as u64);
+    Ok(())
+}
+
+/// Calls `attempt` until it succeeds or fails with an error that is not retryable, waiting
+/// between attempts as [`RuntimeConfig::backoff`] says. The runtime is the one layer that
+/// retries a sink's writes: connectors try once and say whether a retry can help.
+///
+/// Ends early, with the last (retryable) error, when the runtime abandons the wait (shutdown
+/// timeout, or another sink stopped the run): a caller tells that from a failure for good by the
+/// error's kind.
+async fn retrying<F, Fut>(
+    what: &str,
+    config: &RuntimeConfig,
+    metrics: &Metrics,
+    abandon: &watch::Receiver<bool>,
+    mut attempt: F,
+) -> Result<(), SinkError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), SinkError>>,
+{
+    let mut backoff = config.backoff();
     loop {
-        match sink.write(letters).await {
-            Ok(()) => {
-                metrics.dead_letters.fetch_add(letters.len() as u64, SeqCst);
-                return Ok(());
-            }
-            Err(e) => {
-                metrics.sink_retries.fetch_add(1, SeqCst);
-                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "dead-letter write failed; retrying");
-                if wait_or_abandon(abandon, backoff).await {
-                    return Err(e);
-                }
-                backoff = (backoff * 2).min(Duration::from_millis(config.retry_max_ms.max(1)));
-            }
+        let e = match attempt().await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind == ErrorKind::Retryable => e,
+            Err(e) => return Err(e),
+        };
+        metrics.sink_retries.fetch_add(1, SeqCst);
+        let delay = backoff.next_delay();
+        warn!(sink = what, error = %e, attempt = backoff.attempts(), retry_in_ms = delay.as_millis() as u64, "write failed; retrying");
+        if wait_or_abandon(abandon, delay).await {
+            return Err(e);
         }
     }
 }

@@ -41,9 +41,12 @@ use crate::metrics::Metrics;
 use crate::operator::{AggregateOptions, GroupKey, OperatorLimits};
 use crate::policy::{PolicyError, WindowPolicy};
 use crate::record::{Aggregatable, Envelope, Position};
+use crate::retry::Backoff;
 use crate::sink::{DeadLetter, DeadLetterSink, ErrorKind, Sink};
 use crate::sink::{FnSink, LoggedDeadLetters, SinkError};
-use crate::source::{Decoding, Polled, Read, RecordSource, Source, SourceError, SourceRecord};
+use crate::source::{
+    Decoding, Polled, Read, RecordError, RecordSource, Source, SourceError, SourceRecord,
+};
 use dispatch::{write_dead_letters, Dispatcher};
 use sessions::Sessions;
 use tracker::CommitTracker;
@@ -151,6 +154,76 @@ impl RuntimeConfig {
         }
         Ok(())
     }
+
+    /// The delays between retries of a failed sink write, dead-letter write, poll or commit:
+    /// from `retry_initial_ms`, doubling up to `retry_max_ms`, with jitter ([`Backoff`]).
+    pub fn backoff(&self) -> Backoff {
+        Backoff::from_millis(self.retry_initial_ms, self.retry_max_ms)
+    }
+}
+
+/// How many times the runtime tries a commit that must not wait for the next interval: before
+/// giving partitions up in a rebalance, and the last one at shutdown. A failure after these
+/// costs a replay from the previous commit, never a loss.
+const LAST_CHANCE_COMMIT_ATTEMPTS: u32 = 5;
+
+/// A run's own counts for its [`RunReport`], kept apart from the [`Metrics`] it reports into:
+/// those may be shared by several pipelines (one `/metrics` endpoint for all of them), and a
+/// report read from them would count the other pipelines' records too. Each update goes to both.
+#[derive(Debug)]
+pub(crate) struct Counts {
+    pub(crate) shared: Arc<Metrics>,
+    messages_in: AtomicU64,
+    groups_out: AtomicU64,
+    groups_rejected: AtomicU64,
+    dead_letters: AtomicU64,
+}
+
+impl Counts {
+    fn new(shared: Arc<Metrics>) -> Self {
+        Self {
+            shared,
+            messages_in: AtomicU64::new(0),
+            groups_out: AtomicU64::new(0),
+            groups_rejected: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
+        }
+    }
+
+    /// `n` records were read from the source.
+    pub(crate) fn read(&self, n: u64) {
+        self.messages_in.fetch_add(n, SeqCst);
+        self.shared.messages_in.fetch_add(n, SeqCst);
+    }
+
+    /// `out` groups were acknowledged by every sink, and `rejected` refused for good.
+    pub(crate) fn groups_out(&self, out: u64, rejected: u64) {
+        self.groups_out.fetch_add(out, SeqCst);
+        self.groups_rejected.fetch_add(rejected, SeqCst);
+        self.shared.groups_out.fetch_add(out, SeqCst);
+        self.shared.groups_rejected.fetch_add(rejected, SeqCst);
+    }
+
+    /// `n` records were written to the dead-letter sink.
+    pub(crate) fn dead_lettered(&self, n: u64) {
+        self.dead_letters.fetch_add(n, SeqCst);
+        self.shared.dead_letters.fetch_add(n, SeqCst);
+    }
+}
+
+/// The commit bookkeeping, locked. Only the runtime's own bookkeeping runs under this lock (no
+/// user code: the key function runs before it is taken), so a poisoned lock means a bug left it
+/// half-updated; committing from it could commit past unacknowledged records, so the run stops,
+/// wherever the lock is taken.
+pub(crate) fn lock(
+    tracker: &Mutex<CommitTracker>,
+) -> Result<std::sync::MutexGuard<'_, CommitTracker>, PipelineError> {
+    tracker.lock().map_err(|_| PipelineError::Panicked {
+        what: "the runtime's commit bookkeeping".into(),
+        message: "a panic while it was being updated left it unusable; nothing more is \
+                  committed"
+            .into(),
+    })
 }
 
 /// A runtime setting or operator limit that cannot work, with what to change.
@@ -168,23 +241,29 @@ pub enum PipelineError {
     /// The runtime configuration is invalid.
     #[error("runtime configuration: {0}")]
     Config(String),
-    /// The source failed in a way retrying cannot fix.
-    #[error("source failed: {0}")]
-    Source(String),
+    /// The source failed in a way retrying cannot fix, or the last commit kept failing. Nothing
+    /// after the last committed position is lost: a restart reads it again.
+    #[error("the source failed")]
+    Source(#[source] SourceError),
+    /// The dead-letter sink failed for good (or until the shutdown timeout), so bad records could
+    /// not be set aside. The run stopped; they and everything after them stay uncommitted.
+    #[error("the dead-letter sink failed (the run stopped; nothing from the records it could not take on was committed)")]
+    DeadLetters(#[source] SinkError),
     /// The timely workers failed.
     #[error("dataflow workers failed: {0}")]
     Workers(String),
     /// A sink failed in a way that every later write would repeat (credentials, configuration).
     /// The run stopped; nothing after the last position every sink acknowledged was committed.
     #[error(
-        "sink `{sink}` cannot go on: {message} (the run stopped; nothing after its last \
-         acknowledged group was committed)"
+        "sink `{sink}` cannot go on (the run stopped; nothing after its last acknowledged group \
+         was committed)"
     )]
     Sink {
         /// The sink's [`Sink::name`].
         sink: String,
         /// What the sink said.
-        message: String,
+        #[source]
+        source: SinkError,
     },
     /// Code run by the pipeline panicked: the key function, a worker, a sink. The run stopped;
     /// nothing after the last acknowledged position was committed.
@@ -309,13 +388,18 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
 
     /// A pipeline grouping by `key_fn`, decoding with `decode`, writing dead letters to
     /// `dead_letters`, with default policy, limits and runtime settings and no sink yet.
-    pub fn new(
+    ///
+    /// `decode`'s error is the dead letter's reason, word for word: any error type (such as
+    /// [`DecodeError`](crate::DecodeError) or `serde_json::Error`), or a `String`.
+    pub fn new<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
         key_fn: impl Fn(&R) -> K + Send + Sync + 'static,
-        decode: impl Fn(&SourceRecord) -> Result<R, String> + Send + Sync + 'static,
+        decode: impl Fn(&SourceRecord) -> Result<R, E> + Send + Sync + 'static,
         dead_letters: Arc<dyn DeadLetterSink>,
     ) -> Self {
+        let decode: Decoder<R> =
+            Arc::new(move |record| decode(record).map_err(RecordError::decode));
         Self {
-            decode: Some(Arc::new(decode)),
+            decode: Some(decode),
             dead_letters,
             ..Self::typed(key_fn)
         }
@@ -458,7 +542,9 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
             run_workers(workers, shared, move |r: &R| key_fn(r), policy, options)
         });
 
+        let counts = Arc::new(Counts::new(Arc::clone(&self.metrics)));
         let dispatcher = Dispatcher {
+            counts: Arc::clone(&counts),
             config: config.clone(),
             sinks: self.sinks.clone(),
             dead_letters: Arc::clone(&self.dead_letters),
@@ -483,6 +569,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
             dead_letters: self.dead_letters.as_ref(),
             tracker: &tracker,
             metrics: &self.metrics,
+            counts: &counts,
             clock: self.clock.as_ref(),
             unacked_bytes: &unacked_bytes,
             abandon: &abandon_rx,
@@ -500,12 +587,15 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
                 _ = stopped.wait_for(|stop| *stop) => {}
             }
         };
-        let read_result = reader.read_until_done(&mut source, shutdown).await;
+        let mut read_result = reader.read_until_done(&mut source, shutdown).await;
         // Closing the feed ends the input: the operator flushes every open group, and ends every
         // conversation with it.
         drop(reader.feed);
-        if let (Some(sessions), Ok(mut tracker)) = (reader.sessions.as_mut(), tracker.lock()) {
-            sessions.end(&mut tracker);
+        if let Some(sessions) = reader.sessions.as_mut() {
+            match lock(&tracker) {
+                Ok(mut tracker) => sessions.end(&mut tracker),
+                Err(e) => read_result = read_result.and(Err(e)),
+            }
         }
 
         let timeout = Duration::from_millis(config.shutdown_timeout_ms);
@@ -539,29 +629,18 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         workers?;
 
         // The last commit gets a few tries: a broker that blinks now would cost a replay.
-        let mut committed = commit::<R, _>(&mut source, &tracker, &self.metrics, true).await;
-        let mut backoff = Duration::from_millis(config.retry_initial_ms.max(1));
-        for _ in 0..5 {
-            match &committed {
-                Err(e) if e.kind == ErrorKind::Retryable => {
-                    warn!(error = %e, "final commit failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                    committed = commit::<R, _>(&mut source, &tracker, &self.metrics, true).await;
-                }
-                _ => break,
-            }
-        }
+        let committed =
+            commit_retrying::<R, _>(&mut source, &tracker, &self.metrics, &config).await;
         // The sinks' failure first: a stopped reading or a dead-letter write cut short is its
         // consequence.
         let unacknowledged = unacknowledged?;
         read_result?;
         let report = RunReport {
-            messages_in: self.metrics.messages_in.load(SeqCst),
-            groups_out: self.metrics.groups_out.load(SeqCst),
-            dead_letters: self.metrics.dead_letters.load(SeqCst),
-            groups_rejected: self.metrics.groups_rejected.load(SeqCst),
-            committed: committed.map_err(|e| PipelineError::Source(e.message))?,
+            messages_in: counts.messages_in.load(SeqCst),
+            groups_out: counts.groups_out.load(SeqCst),
+            dead_letters: counts.dead_letters.load(SeqCst),
+            groups_rejected: counts.groups_rejected.load(SeqCst),
+            committed: committed?,
             unacknowledged_groups: unacknowledged,
         };
         info!(
@@ -584,6 +663,7 @@ struct Reader<'a, K, R> {
     dead_letters: &'a dyn DeadLetterSink,
     tracker: &'a Arc<Mutex<CommitTracker>>,
     metrics: &'a Arc<Metrics>,
+    counts: &'a Counts,
     clock: &'a dyn Clock,
     unacked_bytes: &'a AtomicU64,
     abandon: &'a watch::Receiver<bool>,
@@ -604,7 +684,7 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
     ) -> Result<(), PipelineError> {
         tokio::pin!(shutdown);
         let wait = Duration::from_millis(self.config.poll_wait_ms);
-        let mut backoff = Duration::from_millis(self.config.retry_initial_ms.max(1));
+        let mut backoff = self.config.backoff();
         loop {
             let unacked = self.unacked_bytes.load(SeqCst);
             self.metrics.in_flight_bytes.store(unacked, SeqCst);
@@ -624,7 +704,7 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
             };
             match polled {
                 Ok(Polled::Records(records)) => {
-                    backoff = Duration::from_millis(self.config.retry_initial_ms.max(1));
+                    backoff.reset();
                     self.accept(records).await?;
                     self.advance_to_watermark(source).await?;
                 }
@@ -635,10 +715,20 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
                 }
                 Ok(Polled::Idle) => {}
                 Ok(Polled::Revoked(partitions)) => {
-                    self.commit_now(source).await?;
-                    if let Ok(mut tracker) = self.tracker.lock() {
-                        tracker.forget(&partitions);
+                    // The last commit on these partitions before the next owner starts from it:
+                    // worth a few tries, as at shutdown; after them, the next owner replays.
+                    if let Err(e) =
+                        commit_retrying::<R, _>(source, self.tracker, self.metrics, self.config)
+                            .await
+                    {
+                        match e {
+                            PipelineError::Source(ref s) if s.kind == ErrorKind::Retryable => {
+                                warn!(error = %s, ?partitions, "commit before giving partitions up failed; their next owner replays from the previous commit");
+                            }
+                            e => return Err(e),
+                        }
                     }
+                    lock(self.tracker)?.forget(&partitions);
                     self.generations.revoke(&partitions);
                     if let Some(sessions) = self.sessions.as_mut() {
                         sessions.forget(&partitions);
@@ -649,15 +739,14 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
                 }
                 Ok(Polled::End) => return Ok(()),
                 Err(e) if e.kind == ErrorKind::Retryable => {
-                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "source poll failed; retrying");
+                    let delay = backoff.next_delay();
+                    warn!(error = %e, attempt = backoff.attempts(), retry_in_ms = delay.as_millis() as u64, "source poll failed; retrying");
                     tokio::select! {
                         _ = &mut shutdown => return Ok(()),
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(delay) => {}
                     }
-                    backoff =
-                        (backoff * 2).min(Duration::from_millis(self.config.retry_max_ms.max(1)));
                 }
-                Err(e) => return Err(PipelineError::Source(e.message)),
+                Err(e) => return Err(PipelineError::Source(e)),
             }
             self.maybe_commit(source).await?;
         }
@@ -668,10 +757,9 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
         let now = self.clock.now_ms();
         let mut good = Vec::with_capacity(records.len());
         let mut bad = Vec::new();
-        self.metrics
-            .messages_in
-            .fetch_add(records.len() as u64, SeqCst);
-        if let Ok(mut tracker) = self.tracker.lock() {
+        self.counts.read(records.len() as u64);
+        {
+            let mut tracker = lock(self.tracker)?;
             for record in &records {
                 tracker.read(record.position);
             }
@@ -713,7 +801,7 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
                     position: record.position,
                     key: record.key,
                     payload: record.payload,
-                    reason,
+                    reason: reason.to_string(),
                 }),
             }
         }
@@ -722,18 +810,18 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
                 self.dead_letters,
                 &bad,
                 self.config,
-                self.metrics,
+                self.counts,
                 self.abandon,
             )
             .await
-            .map_err(|e| PipelineError::Source(format!("dead-letter sink failed: {e}")))?;
-            if let Ok(mut tracker) = self.tracker.lock() {
-                for letter in &bad {
-                    tracker.acked(letter.position);
-                }
+            .map_err(PipelineError::DeadLetters)?;
+            let mut tracker = lock(self.tracker)?;
+            for letter in &bad {
+                tracker.acked(letter.position);
             }
         }
-        if let (Some(sessions), Ok(mut tracker)) = (self.sessions.as_mut(), self.tracker.lock()) {
+        if let Some(sessions) = self.sessions.as_mut() {
+            let mut tracker = lock(self.tracker)?;
             for e in &good {
                 // Here the key function runs on the caller's task, not a worker: a panic is
                 // caught so that it ends the run with its message, as it does on a worker.
@@ -809,9 +897,8 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
                     "the dataflow workers stopped".into(),
                 ));
             }
-            if let (Some(sessions), Ok(mut tracker)) = (self.sessions.as_mut(), self.tracker.lock())
-            {
-                sessions.advance(time, &mut tracker);
+            if let Some(sessions) = self.sessions.as_mut() {
+                sessions.advance(time, &mut *lock(self.tracker)?);
             }
         }
         Ok(())
@@ -837,13 +924,47 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
     ) -> Result<(), PipelineError> {
         match commit::<R, _>(source, self.tracker, self.metrics, false).await {
             Ok(_) => Ok(()),
-            Err(e) if e.kind == ErrorKind::Retryable => {
+            Err(CommitError::Source(e)) if e.kind == ErrorKind::Retryable => {
                 warn!(error = %e, "commit failed; retrying at the next commit");
                 Ok(())
             }
-            Err(e) => Err(PipelineError::Source(e.message)),
+            Err(CommitError::Runtime(e)) => Err(e),
+            Err(CommitError::Source(e)) => Err(PipelineError::Source(e)),
         }
     }
+}
+
+/// Commits what may be committed, retrying a retryable failure [`LAST_CHANCE_COMMIT_ATTEMPTS`]
+/// times as [`RuntimeConfig::backoff`] says, for the commits that cannot wait for the next
+/// interval. Returns every partition's last committed position (for the report).
+async fn commit_retrying<R, S: RecordSource<R>>(
+    source: &mut S,
+    tracker: &Mutex<CommitTracker>,
+    metrics: &Metrics,
+    config: &RuntimeConfig,
+) -> Result<Vec<Position>, PipelineError> {
+    let mut backoff = config.backoff();
+    loop {
+        match commit::<R, _>(source, tracker, metrics, true).await {
+            Err(CommitError::Source(e))
+                if e.kind == ErrorKind::Retryable
+                    && backoff.attempts() + 1 < LAST_CHANCE_COMMIT_ATTEMPTS =>
+            {
+                let delay = backoff.next_delay();
+                warn!(error = %e, attempt = backoff.attempts(), retry_in_ms = delay.as_millis() as u64, "commit failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(CommitError::Source(e)) => return Err(PipelineError::Source(e)),
+            Err(CommitError::Runtime(e)) => return Err(e),
+            Ok(committed) => return Ok(committed),
+        }
+    }
+}
+
+/// Why a commit failed: the source refused it, or the runtime's bookkeeping is unusable.
+enum CommitError {
+    Source(SourceError),
+    Runtime(PipelineError),
 }
 
 /// Commits every partition's low watermark that moved; returns the positions committed (all of
@@ -853,29 +974,27 @@ async fn commit<R, S: RecordSource<R>>(
     tracker: &Mutex<CommitTracker>,
     metrics: &Metrics,
     all: bool,
-) -> Result<Vec<Position>, SourceError> {
-    let (positions, lag) = match tracker.lock() {
-        Ok(t) => (t.committable(), t.outstanding()),
-        Err(_) => return Err(SourceError::fatal("commit tracker poisoned")),
+) -> Result<Vec<Position>, CommitError> {
+    let (positions, lag) = {
+        let t = lock(tracker).map_err(CommitError::Runtime)?;
+        (t.committable(), t.outstanding())
     };
     metrics.commit_lag.store(lag as u64, SeqCst);
     if positions.is_empty() {
         return Ok(if all {
-            tracker
-                .lock()
-                .map(|t| t.last_committed())
-                .unwrap_or_default()
+            lock(tracker)
+                .map_err(CommitError::Runtime)?
+                .last_committed()
         } else {
             Vec::new()
         });
     }
-    source.commit(&positions).await?;
+    source
+        .commit(&positions)
+        .await
+        .map_err(CommitError::Source)?;
     metrics.commits.fetch_add(1, SeqCst);
-    if let Ok(mut t) = tracker.lock() {
-        t.committed(&positions);
-        if all {
-            return Ok(t.last_committed());
-        }
-    }
-    Ok(positions)
+    let mut t = lock(tracker).map_err(CommitError::Runtime)?;
+    t.committed(&positions);
+    Ok(if all { t.last_committed() } else { positions })
 }

@@ -2,7 +2,7 @@
 //! fits CI; raise `PROPTEST_CASES` for a longer run): it never panics, every rejection carries a
 //! reason, and whatever it accepts re-encodes to the same message.
 
-use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms, timeuuid_ms};
+use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms, timeuuid_ms};
 use confab_pipeline::ChatMessage;
 use proptest::prelude::*;
 

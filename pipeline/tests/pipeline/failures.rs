@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::memory::{MemoryDeadLetters, MemoryLog, MemorySink};
-use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::{
-    ChatMessage, Group, Pipeline, PipelineError, RunReport, RuntimeConfig, Sink, SinkError,
-    SourceRecord, WindowPolicy,
+    ChatMessage, DeadLetter, DeadLetterSink, DecodeError, ErrorKind, Group, Metrics, Pipeline,
+    PipelineError, RunReport, RuntimeConfig, Sink, SinkError, SourceRecord, WindowPolicy,
 };
 
 const START: u64 = 1_700_000_000_000;
@@ -44,8 +44,8 @@ fn three_chats() -> MemoryLog {
     log
 }
 
-fn decode(record: &SourceRecord) -> Result<ChatMessage, String> {
-    ChatMessage::decode(&record.payload, usize::MAX).map_err(|e| e.to_string())
+fn decode(record: &SourceRecord) -> Result<ChatMessage, DecodeError> {
+    ChatMessage::decode(&record.payload, usize::MAX)
 }
 
 /// Groups of two messages, written one group per sink batch, one batch at a time: the order of
@@ -134,9 +134,17 @@ fn keys(sink: &MemorySink<String, ChatMessage>) -> Vec<String> {
 async fn a_fatal_sink_error_ends_the_run_with_an_error_and_commits_nothing_past_the_group() {
     let (result, setup) = run_with(OnChatB::Fatal, 1).await;
     match result {
-        Err(PipelineError::Sink { sink, message }) => {
+        Err(e @ PipelineError::Sink { .. }) => {
+            let PipelineError::Sink { sink, source } = &e else {
+                unreachable!()
+            };
             assert_eq!(sink, "picky");
-            assert_eq!(message, "credentials expired");
+            assert_eq!(source.message, "credentials expired");
+            assert_eq!(source.kind, ErrorKind::Fatal);
+            // The cause is the error's source, so a chain printer ({:#} of anyhow) says it once.
+            let cause = std::error::Error::source(&e).map(ToString::to_string);
+            assert_eq!(cause.as_deref(), Some("credentials expired"));
+            assert!(!e.to_string().contains("credentials expired"), "{e}");
         }
         other => panic!("expected a sink error, got {other:?}"),
     }
@@ -252,4 +260,84 @@ async fn a_configuration_that_reads_nothing_is_refused() {
         other => panic!("expected a configuration error, got {other:?}"),
     }
     assert_eq!(log.committed("g")[0].offset, 0, "nothing read");
+}
+
+/// A dead-letter sink that refuses every letter for good.
+struct BrokenDeadLetters;
+
+#[async_trait]
+impl DeadLetterSink for BrokenDeadLetters {
+    async fn write(&self, _: &[DeadLetter]) -> Result<(), SinkError> {
+        Err(SinkError::fatal("dead-letter topic does not exist"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_dead_letter_sink_is_its_own_error_not_a_source_error() {
+    let log = MemoryLog::new(1);
+    log.append(b"k", serde_json::to_vec(&message(0, "a")).expect("encodes"));
+    log.append(b"k", b"not a chat message".to_vec());
+    log.append(b"k", serde_json::to_vec(&message(2, "a")).expect("encodes"));
+    log.close();
+    let result = pipeline(
+        Arc::new(MemorySink::default()),
+        MemoryDeadLetters::default(),
+        1,
+    )
+    .dead_letters(Arc::new(BrokenDeadLetters))
+    .run(log.source("g"), std::future::pending())
+    .await;
+    match &result {
+        Err(e @ PipelineError::DeadLetters(source)) => {
+            assert_eq!(source.message, "dead-letter topic does not exist");
+            assert!(e.to_string().contains("dead-letter sink"), "{e}");
+        }
+        other => panic!("expected a dead-letter error, got {other:?}"),
+    }
+    assert!(
+        log.committed("g")[0].offset <= 1,
+        "committed {:?}: past the record that could not be dead-lettered",
+        log.committed("g")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pipelines_sharing_metrics_each_report_their_own_counts() {
+    let metrics = Arc::new(Metrics::default());
+    let run = |chats: &'static [&'static str], bad: usize| {
+        let log = MemoryLog::new(1);
+        for (i, chat) in chats.iter().enumerate() {
+            log.append(
+                b"k",
+                serde_json::to_vec(&message(i as u64, chat)).expect("encodes"),
+            );
+        }
+        for _ in 0..bad {
+            log.append(b"k", b"not json".to_vec());
+        }
+        log.close();
+        let p = pipeline(
+            Arc::new(MemorySink::default()),
+            MemoryDeadLetters::default(),
+            1,
+        )
+        .metrics(Arc::clone(&metrics));
+        async move { p.run(log.source("g"), std::future::pending()).await }
+    };
+    // Both at once, so that each one's counting overlaps the other's.
+    let (one, two) = tokio::join!(run(&["a", "a", "b", "b", "c", "c"], 1), run(&["x", "x"], 3));
+    let (one, two) = (one.expect("first run"), two.expect("second run"));
+    assert_eq!(
+        (one.messages_in, one.groups_out, one.dead_letters),
+        (7, 3, 1)
+    );
+    assert_eq!(
+        (two.messages_in, two.groups_out, two.dead_letters),
+        (5, 1, 3)
+    );
+    // The shared metrics add both up, for an exporter.
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(load(&metrics.messages_in), 12);
+    assert_eq!(load(&metrics.groups_out), 4);
+    assert_eq!(load(&metrics.dead_letters), 4);
 }

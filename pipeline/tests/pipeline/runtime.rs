@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::memory::{MemoryDeadLetters, MemoryLog, MemorySink};
-use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::{
-    Aggregatable, ChatMessage, CompletionReason, Group, ManualClock, Pipeline, PipelineError,
-    RunReport, RuntimeConfig, Sink, SinkError, Source, SourceRecord, WindowPolicy,
+    Aggregatable, ChatMessage, CompletionReason, DecodeError, Group, ManualClock, Pipeline,
+    PipelineError, RunReport, RuntimeConfig, Sink, SinkError, Source, SourceRecord, WindowPolicy,
 };
 use tokio::sync::Notify;
 
@@ -52,8 +52,8 @@ fn run_until_stopped<S: Source + Send + Sync + 'static>(
     (run, stop)
 }
 
-fn decode(record: &SourceRecord) -> Result<ChatMessage, String> {
-    ChatMessage::decode(&record.payload, usize::MAX).map_err(|e| e.to_string())
+fn decode(record: &SourceRecord) -> Result<ChatMessage, DecodeError> {
+    ChatMessage::decode(&record.payload, usize::MAX)
 }
 
 fn pipeline(
@@ -458,7 +458,13 @@ async fn bad_records_go_to_the_dead_letter_sink_with_a_reason_and_the_rest_flows
     let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
     assert!(reasons[0].contains("not a chat message"), "{reasons:?}");
     assert!(reasons[1].contains("missing field"), "{reasons:?}");
-    assert!(reasons[2].contains("max_record_bytes"), "{reasons:?}");
+    assert_eq!(
+        reasons[2],
+        "record is 100000 bytes, over the max_record_bytes limit of 65536"
+    );
+    // The reason is the decoder's error, word for word.
+    let refusal = ChatMessage::decode(b"\xff not json", usize::MAX).expect_err("refused");
+    assert_eq!(reasons[0], refusal.to_string());
     assert_eq!(letters[0].payload, b"\xff not json");
     assert_eq!(sink.groups().len(), 1);
     assert_eq!(

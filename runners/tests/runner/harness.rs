@@ -33,7 +33,7 @@ pub(crate) fn repo_root() -> PathBuf {
 
 /// A chat message as JSON, with a version-1 TimeUUID at `ms`.
 pub(crate) fn message_json(i: u64, chat: &str, ms: u64) -> String {
-    use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
+    use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms};
     let m = confab_pipeline::ChatMessage {
         message_id: format!("m{i}").into(),
         chat_id: chat.into(),

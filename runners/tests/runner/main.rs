@@ -10,6 +10,7 @@ mod compose;
 mod configs;
 mod crash;
 mod harness;
+#[cfg(feature = "loadgen")]
 mod loadgen;
 mod poison;
 mod scale_out;

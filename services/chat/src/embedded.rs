@@ -94,7 +94,11 @@ impl EmbeddedPipeline {
                     groups = report.groups_out,
                     "The embedded aggregator stopped."
                 ),
-                Err(err) => tracing::error!(error = %err, "The embedded aggregator failed."),
+                // As an error, so that the log line carries its causes (`error.sources`).
+                Err(err) => tracing::error!(
+                    error = err as &dyn std::error::Error,
+                    "The embedded aggregator failed."
+                ),
             }
             result
         });

@@ -136,7 +136,7 @@ pub(crate) async fn events(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
+    use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms};
     use confab_pipeline::{ChatMessage, CompletionReason, Group};
 
     fn message(chat: &str, i: u64) -> ChatMessage {

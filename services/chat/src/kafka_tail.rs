@@ -8,7 +8,7 @@
 //! aggregator's first group), or else waited for, with the reason in [`TopicTail::check`].
 //! Partitions added to the topic after the tail started are not read until a restart.
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
@@ -86,9 +86,7 @@ impl TopicTail {
         // The same connection settings (security included), without the consumer's own.
         let admin = match create {
             Some(partitions) => Some((
-                confab_connectors::kafka::client_config(brokers, &[], properties)?
-                    .create::<AdminClient<DefaultClientContext>>()
-                    .map_err(|err| format!("invalid Kafka admin settings: {err}"))?,
+                confab_connectors::kafka::admin_client(brokers, properties)?,
                 partitions,
             )),
             None => None,
@@ -151,29 +149,6 @@ enum Missing {
     Other(String),
 }
 
-/// Creates `topic` with `partitions` partitions; one that exists already (another instance or
-/// the aggregator made it first) is success.
-async fn create_topic(
-    admin: &AdminClient<DefaultClientContext>,
-    topic: &str,
-    partitions: i32,
-) -> Result<(), String> {
-    let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
-    // -1: the broker's default replication factor.
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
-    let results = admin
-        .create_topics([&new], &options)
-        .await
-        .map_err(|err| err.to_string())?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => return Err(code.to_string()),
-        }
-    }
-    Ok(())
-}
-
 async fn partitions(consumer: &Arc<TailConsumer>, topic: &str) -> Result<Vec<i32>, Missing> {
     let consumer = Arc::clone(consumer);
     let name = topic.to_owned();
@@ -228,7 +203,14 @@ async fn run(
                 "Kafka topic {topic} has no partitions yet; waiting for it"
             ))),
             Err(Missing::Topic) => match &admin {
-                Some((admin, partitions)) => match create_topic(admin, &topic, *partitions).await {
+                Some((admin, partitions)) => match confab_connectors::kafka::create_topic(
+                    admin,
+                    &topic,
+                    *partitions,
+                    METADATA_TIMEOUT,
+                )
+                .await
+                {
                     Ok(()) => {
                         tracing::info!(%topic, partitions, reader = what, "Created the Kafka topic, which did not exist.");
                         status.set_problem(Some(format!(

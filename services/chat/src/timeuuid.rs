@@ -6,7 +6,7 @@
 //! clock until it catches up). The node field is random per process (with the multicast bit set,
 //! as RFC 9562 asks of random nodes), so two processes never make the same id.
 
-use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms, timeuuid_ms};
+use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms, timeuuid_ms};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 use uuid::Uuid;

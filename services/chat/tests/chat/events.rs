@@ -5,7 +5,7 @@ use crate::common::{claims, on_every_backend, sign, Backend, TestApp, SIGNING_SE
 use axum::http::StatusCode;
 use confab_chat::feed::{ChatGroup, InProcessFeed};
 use confab_chat::EventsConfig;
-use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
+use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::{ChatMessage, CompletionReason, Group};
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 use crate::common::{claims, on_every_backend, sign, Backend, TestApp, SIGNING_SEED};
 use axum::http::StatusCode;
 use confab_chat::history::{History, SqlHistory, SqlHistorySink};
-use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
+use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::{group_id, ChatMessage, CompletionReason, Group, Sink};
 use serde_json::Value;
 use std::collections::HashSet;

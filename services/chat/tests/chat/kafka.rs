@@ -19,14 +19,14 @@ use confab_chat::{
     AppState, EventsConfig, KafkaEventsConfig, KafkaLogConfig, LogConfig, StartError,
 };
 use confab_connectors::env_or;
-use confab_connectors::kafka::{KafkaGroupSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig};
+use confab_connectors::kafka::{
+    self, KafkaGroupSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig,
+};
+use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::memory::MemoryDeadLetters;
-use confab_pipeline::record::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::{
     ChatKey, ChatMessage, CompletionReason, Group, Pipeline, RuntimeConfig, Sink,
 };
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -53,29 +53,10 @@ pub(crate) fn unreachable(e: impl std::fmt::Display) -> String {
 /// Creates a fresh topic with `partitions` partitions.
 pub(crate) async fn create_topic(prefix: &str, partitions: i32) -> String {
     let topic = unique_name(prefix);
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("admin client config");
-    let options = AdminOptions::new()
-        .operation_timeout(Some(WAIT))
-        .request_timeout(Some(Duration::from_secs(15)));
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(
-                &topic,
-                partitions,
-                TopicReplication::Fixed(1),
-            )],
-            &options,
-        )
+    let admin = kafka::admin_client(&brokers(), &Default::default()).expect("admin client config");
+    kafka::create_topic(&admin, &topic, partitions, Duration::from_secs(15))
         .await
         .unwrap_or_else(|e| panic!("{}", unreachable(e)));
-    for result in created {
-        result.unwrap_or_else(|(name, e)| {
-            panic!("{}", unreachable(format!("creating topic {name}: {e}")))
-        });
-    }
     topic
 }
 

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use axum::http::{Method, StatusCode};
 use confab_chat::message_log::{LogError, MemoryMessageLog, MessageLog};
 use confab_chat::EventsConfig;
+use confab_pipeline::chat::timeuuid_ms;
 use confab_pipeline::memory::MemoryLog;
-use confab_pipeline::record::timeuuid_ms;
 use confab_pipeline::{ChatMessage, Polled, Source};
 use serde_json::json;
 use std::collections::HashSet;
@@ -68,10 +68,7 @@ async fn a_sent_message_is_201_stamped_by_the_service_and_reaches_history(backen
         .expect("uuid");
     let ms = timeuuid_ms(&time).expect("a version-1 TimeUUID");
     assert!(ms >= before_ms && ms <= now_ms(), "stamped now");
-    assert_eq!(
-        message["time_iso"],
-        confab_pipeline::record::iso_from_ms(ms)
-    );
+    assert_eq!(message["time_iso"], confab_pipeline::chat::iso_from_ms(ms));
 
     let reply = app.say_ok(&bob, chat, "hi ann").await;
     app.wait_for_history(&ann, chat, 2).await;
@@ -89,7 +86,7 @@ async fn a_sent_message_is_201_stamped_by_the_service_and_reaches_history(backen
 async fn a_body_claiming_another_sender_is_ignored(backend: Backend) {
     let app = TestApp::new(backend).await;
     let (ann, bob, chat) = pair(&app).await;
-    let forged_time = confab_pipeline::record::timeuuid_from_ms(1_000, 0, [1; 6]);
+    let forged_time = confab_pipeline::chat::timeuuid_from_ms(1_000, 0, [1; 6]);
     let response = app
         .say(
             &ann,
