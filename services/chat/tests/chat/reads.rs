@@ -127,7 +127,7 @@ async fn marking_read_is_for_members_and_real_message_times(backend: Backend) {
         .expect("clock")
         .as_millis() as u64
         + 3_600_000;
-    let ahead = confab_pipeline::record::timeuuid_from_ms(ahead_ms, 0, [1, 2, 3, 4, 5, 6]);
+    let ahead = confab_pipeline::chat::timeuuid_from_ms(ahead_ms, 0, [1, 2, 3, 4, 5, 6]);
     let (status, body) = mark(&app, &bob, chat, &json!(ahead.to_string())).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let response = app
