@@ -51,6 +51,8 @@ pub struct EmbeddedPipeline {
     metrics: Arc<Metrics>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<RunReport, PipelineError>>>,
+    /// How long [`EmbeddedPipeline::stop`] lets the aggregator drain the log.
+    drain_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for EmbeddedPipeline {
@@ -113,6 +115,7 @@ impl EmbeddedPipeline {
             metrics,
             stop: Some(stop),
             task: Some(task),
+            drain_timeout: std::time::Duration::from_millis(config.runtime.shutdown_timeout_ms),
         }
     }
 
@@ -136,14 +139,32 @@ impl EmbeddedPipeline {
         self.task.as_ref().is_some_and(|task| !task.is_finished())
     }
 
-    /// Stops reading, writes every open group, waits for the sinks, and returns the report
-    /// (`None` if it was stopped already or panicked).
+    /// Reads the log to its end, writes every open group, waits for the sinks, and returns the
+    /// report (`None` if it was stopped already or panicked). Call it once nothing appends any
+    /// more (the server stopped taking requests).
     pub async fn stop(&mut self) -> Option<Result<RunReport, PipelineError>> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let task = self.task.take()?;
-        match task.await {
+        // The log is in memory: a record left unread when the aggregator stops is lost, though
+        // its send was answered 201. So the log is closed and the reader drains it to its end,
+        // which ends the run; only if that takes longer than the shutdown timeout is the
+        // aggregator told to stop where it is (the runtime's own shutdown timeout then bounds
+        // the flush).
+        self.log.close();
+        let mut task = self.task.take()?;
+        let joined = match tokio::time::timeout(self.drain_timeout, &mut task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                tracing::warn!(
+                    timeout_ms = self.drain_timeout.as_millis() as u64,
+                    "The embedded aggregator did not read its log to the end in time; stopping it \
+                     where it is (what it did not read is lost)."
+                );
+                if let Some(stop) = self.stop.take() {
+                    let _ = stop.send(());
+                }
+                task.await
+            }
+        };
+        match joined {
             Ok(result) => Some(result),
             Err(err) => {
                 tracing::error!(error = %err, "The embedded aggregator panicked.");
