@@ -10,7 +10,7 @@ use tokio::task::{JoinError, JoinSet};
 use tracing::{error, warn};
 
 use super::tracker::CommitTracker;
-use super::workers::Completed;
+use super::workers::{Completed, Completions};
 use super::{PipelineError, RuntimeConfig};
 use crate::clock::Clock;
 use crate::group::Group;
@@ -50,7 +50,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
     /// committed.
     pub(crate) async fn run(
         self,
-        mut groups: mpsc::UnboundedReceiver<Completed<K, R>>,
+        mut groups: mpsc::UnboundedReceiver<Completions<K, R>>,
     ) -> Result<usize, PipelineError> {
         let this = Arc::new(self);
         let permits = Arc::new(Semaphore::new(this.config.sink_concurrency.max(1)));
@@ -58,21 +58,36 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
         let mut unacknowledged = 0;
         let mut failure: Option<PipelineError> = None;
         let max = this.config.sink_batch_max_groups.max(1);
-        while let Some(first) = groups.recv().await {
-            if failure.is_some() {
-                // The run is stopping: what the workers flush now is not written, and its
-                // records stay uncommitted.
-                unacknowledged += 1;
-                this.unacked_bytes.fetch_sub(first.bytes as u64, SeqCst);
-                continue;
+        // Groups received and not yet in a sink batch, in the order the workers completed them.
+        let mut pending: Vec<Completed<K, R>> = Vec::new();
+        loop {
+            if pending.is_empty() {
+                match groups.recv().await {
+                    Some(completed) => pending = completed,
+                    None => break,
+                }
             }
-            let mut batch = vec![first];
-            while batch.len() < max {
+            while pending.len() < max {
                 match groups.try_recv() {
-                    Ok(group) => batch.push(group),
+                    Ok(mut completed) => pending.append(&mut completed),
                     Err(_) => break,
                 }
             }
+            if failure.is_some() {
+                // The run is stopping: what the workers flush now is not written, and its
+                // records stay uncommitted.
+                unacknowledged += pending.len();
+                let bytes: u64 = pending.iter().map(|g| g.bytes as u64).sum();
+                this.unacked_bytes.fetch_sub(bytes, SeqCst);
+                pending.clear();
+                continue;
+            }
+            // A batch the size of what arrived goes as it is (no copy); a larger one is cut.
+            let batch = if pending.len() <= max {
+                std::mem::take(&mut pending)
+            } else {
+                pending.drain(..max).collect()
+            };
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                 break;
             };

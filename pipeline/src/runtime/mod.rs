@@ -21,6 +21,7 @@
 //! `sessions` module), so that a replay writes the same records alone.
 
 mod dispatch;
+mod intake;
 mod sessions;
 mod tracker;
 mod workers;
@@ -40,11 +41,12 @@ use crate::group::Group;
 use crate::metrics::Metrics;
 use crate::operator::{AggregateOptions, GroupKey, OperatorLimits};
 use crate::policy::{PolicyError, WindowPolicy};
-use crate::record::{Aggregatable, Envelope, Position};
-use crate::sink::{DeadLetter, DeadLetterSink, ErrorKind, Sink};
+use crate::record::{Aggregatable, Position};
+use crate::sink::{DeadLetterSink, ErrorKind, Sink};
 use crate::sink::{FnSink, LoggedDeadLetters, SinkError};
-use crate::source::{Decoding, Polled, Read, RecordSource, Source, SourceError, SourceRecord};
+use crate::source::{Decoding, Polled, RecordSource, Source, SourceError, SourceRecord};
 use dispatch::{write_dead_letters, Dispatcher};
+use intake::Intake;
 use sessions::Sessions;
 use tracker::CommitTracker;
 use workers::{run_workers, Feed, Generations, WorkerShared};
@@ -618,14 +620,20 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
                 self.maybe_commit(source).await?;
                 continue;
             }
+            let mut batch = Intake::new(
+                self.clock.now_ms(),
+                self.generations,
+                self.config.poll_max_records,
+            );
+            let mut take = |read| batch.take(read);
             let polled = tokio::select! {
                 _ = &mut shutdown => return Ok(()),
-                polled = source.poll(self.config.poll_max_records, wait) => polled,
+                polled = source.poll_each(self.config.poll_max_records, wait, &mut take) => polled,
             };
             match polled {
-                Ok(Polled::Records(records)) => {
+                Ok(Polled::Records(_)) => {
                     backoff = Duration::from_millis(self.config.retry_initial_ms.max(1));
-                    self.accept(records).await?;
+                    self.accept(batch).await?;
                     self.advance_to_watermark(source).await?;
                 }
                 Ok(Polled::Idle) if self.idle_by_clock => {
@@ -663,59 +671,32 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
         }
     }
 
-    /// Decodes `records`, dead-letters the bad ones, feeds the good ones and advances time.
-    async fn accept(&mut self, records: Vec<Read<R>>) -> Result<(), PipelineError> {
-        let now = self.clock.now_ms();
-        let mut good = Vec::with_capacity(records.len());
-        let mut bad = Vec::new();
+    /// Takes in what one poll read: dead-letters the bad records, feeds the good ones.
+    async fn accept(&mut self, batch: Intake<'_, R>) -> Result<(), PipelineError> {
+        let Intake {
+            good,
+            bad,
+            seen,
+            now,
+            ..
+        } = batch;
+        if good.is_empty() && bad.is_empty() {
+            return Ok(());
+        }
         self.metrics
             .messages_in
-            .fetch_add(records.len() as u64, SeqCst);
+            .fetch_add((good.len() + bad.len()) as u64, SeqCst);
         if let Ok(mut tracker) = self.tracker.lock() {
-            for record in &records {
-                tracker.read(record.position);
+            for position in good.iter().map(|e| e.position).chain(bad.iter().map(|l| l.position)) {
+                tracker.read(position);
             }
             self.metrics
                 .commit_lag
                 .store(tracker.outstanding() as u64, SeqCst);
         }
-        for record in records {
-            match record.record {
-                Ok(decoded) => {
-                    let time = decoded.event_time_ms();
-                    let seen = self
-                        .partitions
-                        .entry(record.position.partition)
-                        .or_insert((time, now));
-                    *seen = (seen.0.max(time), now);
-                    // Bytes as read where there are any (what the caps promise to bound), the
-                    // record's own estimate for typed records.
-                    let size = match record.payload.len() {
-                        0 => decoded.size_bytes(),
-                        len => len,
-                    };
-                    // A record that holds its bytes whole (a chat message) gives them back for a
-                    // dead letter: one copy of each buffered record, not two.
-                    let payload = if decoded.source_bytes() == Some(record.payload.as_slice()) {
-                        Vec::new()
-                    } else {
-                        record.payload
-                    };
-                    good.push(Envelope {
-                        position: record.position,
-                        bytes: u32::try_from(size).unwrap_or(u32::MAX),
-                        generation: self.generations.current(record.position.partition),
-                        record: decoded,
-                        payload,
-                    });
-                }
-                Err(reason) => bad.push(DeadLetter {
-                    position: record.position,
-                    key: record.key,
-                    payload: record.payload,
-                    reason,
-                }),
-            }
+        for (partition, time) in seen {
+            let latest = self.partitions.entry(partition).or_insert((time, now));
+            *latest = (latest.0.max(time), now);
         }
         if !bad.is_empty() {
             write_dead_letters(
