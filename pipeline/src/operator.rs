@@ -331,6 +331,13 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
                     Step::Close(close, leads, record)
                 }
                 None => {
+                    if open.records.len() == open.records.capacity() {
+                        // Grown fourfold up to the size that completes the group: fewer copies
+                        // of a growing group than doubling, and no room past `max_messages`.
+                        let len = open.records.len();
+                        let room = (len * 4).clamp(len + 1, policy.max_messages.max(len + 1));
+                        open.records.reserve_exact(room - len);
+                    }
                     open.records.push(record);
                     open.first = open.first.min(at);
                     open.last = open.last.max(at);

@@ -373,6 +373,10 @@ impl ChatMessage {
     /// writing the message.
     fn canonical_json(&self) -> Option<&str> {
         let buffer = self.message_id.buffer();
+        // Records in another field order (the seed's) fail here, before any other work.
+        if !buffer.starts_with(CANONICAL_PREFIXES[0]) {
+            return None;
+        }
         let mut time = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let time = self.time.hyphenated().encode_lower(&mut time);
         let mut at = 0;
@@ -504,7 +508,21 @@ impl ChatKey {
     pub fn key(&self, message: &ChatMessage) -> Text {
         match self {
             ChatKey::Chat => message.chat_id.clone(),
-            ChatKey::ChatAndSender => format!("{}-{}", message.from_user, message.chat_id).into(),
+            ChatKey::ChatAndSender => {
+                // Joined in a reused buffer, then copied once into the key's own allocation: a
+                // `format!` allocated twice per record (the String, then the shared copy).
+                thread_local! {
+                    static JOINED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+                }
+                JOINED.with(|joined| {
+                    let mut joined = joined.borrow_mut();
+                    joined.clear();
+                    joined.push_str(&message.from_user);
+                    joined.push('-');
+                    joined.push_str(&message.chat_id);
+                    Text::from(joined.as_str())
+                })
+            }
         }
     }
 
