@@ -195,11 +195,12 @@ def wait_all_out(collector: kafka_io.Collector, aggregator: Aggregator, timeout_
             raise RuntimeError(f"{what}: the system exited (code {aggregator.proc.returncode}):\n{aggregator.log_tail()}")
         if time.time() > deadline:
             raise RuntimeError(
-                f"{what}: only {len(collector.seen)} of {len(collector.expected)} messages out after "
+                f"{what}: only {len(collector.seen)} of {len(collector.expected)} messages seen "
+                f"({collector.counted} ids counted) after "
                 f"{timeout_s:.0f} s ({len(collector.records)} groups, {collector.duplicates} duplicates, "
                 f"{len(collector.undecodable)} undecodable); log tail:\n{aggregator.log_tail()}"
             )
-    return time.time()
+    return collector.done_at or time.time()
 
 
 def consumption_curve(collector: kafka_io.Collector, placement: kafka_io.Placement) -> list[tuple[int, int]]:

@@ -101,7 +101,10 @@ pub struct KafkaSource {
 enum Event {
     /// The records of one polling round, as one allocation.
     Records(Vec<SourceRecord>),
-    Revoked { partitions: Vec<u32>, ticket: u64 },
+    Revoked {
+        partitions: Vec<u32>,
+        ticket: u64,
+    },
 }
 
 /// State shared by the source, the polling thread and the rebalance callbacks.
@@ -308,9 +311,10 @@ impl KafkaSource {
             let consumer = Arc::clone(&consumer);
             let shared = Arc::clone(&shared);
             let max_buffered = config.max_buffered_records.max(1);
+            let headers = config.headers;
             std::thread::Builder::new()
                 .name("kafka-source".into())
-                .spawn(move || poll_loop(consumer, shared, max_buffered))
+                .spawn(move || poll_loop(consumer, shared, max_buffered, headers))
                 .map_err(|e| {
                     SourceError::fatal(format!("cannot start the Kafka polling thread: {e}"))
                 })?
@@ -541,7 +545,12 @@ impl Drop for KafkaSource {
 /// staged in [`STAGED`] until then, so that a rebalance callback running inside a later poll of
 /// the round queues it before its own event: a revoked partition's records always come before
 /// its revocation.
-fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>, max_buffered: usize) {
+fn poll_loop(
+    consumer: Arc<BaseConsumer<SourceContext>>,
+    shared: Arc<Shared>,
+    max_buffered: usize,
+    headers: bool,
+) {
     while !shared.stop.load(Ordering::SeqCst) {
         let room = {
             // Full: leave records in librdkafka's bounded prefetch until the source takes some,
@@ -567,7 +576,7 @@ fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>, ma
             match consumer.poll(wait) {
                 None => break,
                 Some(Ok(message)) => {
-                    let record = to_record(&message);
+                    let record = to_record(&message, headers);
                     STAGED.with(|staged| {
                         let mut staged = staged.borrow_mut();
                         if staged.records.capacity() == 0 {
@@ -605,16 +614,15 @@ fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>, ma
     debug!("Kafka polling thread stopping; closing the consumer");
 }
 
-fn to_record(message: &BorrowedMessage<'_>) -> SourceRecord {
-    let headers = message
-        .headers()
-        .map(|headers| {
-            headers
-                .iter()
-                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
-                .collect()
-        })
-        .unwrap_or_default();
+/// `message` as a record, with its headers if `headers` is set.
+fn to_record(message: &BorrowedMessage<'_>, headers: bool) -> SourceRecord {
+    let headers = match headers.then(|| message.headers()).flatten() {
+        Some(headers) => headers
+            .iter()
+            .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+            .collect(),
+        None => Vec::new(),
+    };
     SourceRecord {
         position: Position {
             partition: message.partition() as u32,

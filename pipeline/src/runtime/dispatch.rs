@@ -142,7 +142,9 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
     /// groups left unacknowledged (when abandoned), or the failure that stops the run.
     async fn deliver(&self, batch: Vec<Completed<K, R>>) -> Result<usize, PipelineError> {
         let mut positions: Vec<Position> = Vec::new();
-        let mut payloads: Vec<Vec<u8>> = Vec::new();
+        // The bytes kept for dead letters, by index in `positions`: only records that do not
+        // hold their bytes themselves have any (none of a chat message read from JSON).
+        let mut payloads: Vec<(usize, Vec<u8>)> = Vec::new();
         let mut spans = Vec::with_capacity(batch.len());
         let mut bytes = 0u64;
         let mut last_times = Vec::with_capacity(batch.len());
@@ -151,7 +153,11 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
             .map(|mut g| {
                 let start = positions.len();
                 positions.extend(g.positions());
-                payloads.extend(g.records.iter_mut().map(|e| std::mem::take(&mut e.payload)));
+                for (i, e) in g.records.iter_mut().enumerate() {
+                    if !e.payload.is_empty() {
+                        payloads.push((start + i, std::mem::take(&mut e.payload)));
+                    }
+                }
                 spans.push(start..positions.len());
                 bytes += g.bytes as u64;
                 last_times.push(g.last_time_ms);
@@ -289,9 +295,13 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
         groups: &[Group<K, R>],
         spans: &[std::ops::Range<usize>],
         positions: &[Position],
-        mut payloads: Vec<Vec<u8>>,
+        kept: Vec<(usize, Vec<u8>)>,
         rejected: &[Option<String>],
     ) -> Vec<DeadLetter> {
+        let mut payloads = vec![Vec::new(); positions.len()];
+        for (at, payload) in kept {
+            payloads[at] = payload;
+        }
         let mut letters = Vec::new();
         for ((group, span), reason) in groups.iter().zip(spans).zip(rejected) {
             let Some(reason) = reason else { continue };
