@@ -397,8 +397,16 @@ impl KafkaSource {
                 let rest = batch.split_off(room);
                 std::mem::replace(batch, rest)
             };
+            let mut counts: Vec<(u32, usize)> = Vec::new();
             for record in &taken {
-                state.unqueue(record.position.partition, 1);
+                let partition = record.position.partition;
+                match counts.iter_mut().find(|(p, _)| *p == partition) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((partition, 1)),
+                }
+            }
+            for (partition, n) in counts {
+                state.unqueue(partition, n);
             }
             if records.is_empty() {
                 records = taken;
