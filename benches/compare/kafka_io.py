@@ -8,9 +8,10 @@ under test without a JVM of its own competing for the two cores.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
+
+import orjson
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -186,6 +187,11 @@ class Collector(threading.Thread):
 
     For every grouped record it keeps the record timestamp (set by the system's producer when it
     wrote the group) and the ids inside; `done` is set once `expected` distinct ids were seen.
+
+    While the system runs, each record is only kept and its `"message_id"` keys counted (a scan
+    in C); records are decoded once the count reaches the expected number, and at the end. The
+    driver shares the two cores with the system under test: decoding ~100,000 groups as they
+    arrived took it about 2 CPU s per million messages, beside the system's 3 to 4.
     """
 
     def __init__(self, brokers: str, topic: str, partitions: int, expected: set[str]) -> None:
@@ -196,7 +202,12 @@ class Collector(threading.Thread):
         self.duplicates = 0
         self.unknown = 0
         self.undecodable: list[str] = []
+        # Message ids counted in the records read so far (decoded or not).
+        self.counted = 0
+        self._raw: list[tuple[int, bytes]] = []  # records read, not decoded yet
         self.done = threading.Event()
+        # When the last record needed was read (before the decoding that confirmed it).
+        self.done_at: float | None = None
         self._halt = threading.Event()
         self._consumer = Consumer(
             {
@@ -215,15 +226,27 @@ class Collector(threading.Thread):
                 for record in self._consumer.consume(num_messages=1000, timeout=0.1):
                     if record.error():
                         continue
-                    self._take(record.timestamp()[1], record.value())
-                if not self.done.is_set() and self.expected <= self.seen:
-                    self.done.set()
+                    value = record.value()
+                    self._raw.append((record.timestamp()[1], value))
+                    self.counted += value.count(b'"message_id"')
+                if not self.done.is_set() and self.counted >= len(self.expected):
+                    read_at = time.time()
+                    self._decode()
+                    if self.expected <= self.seen:
+                        self.done_at = read_at
+                        self.done.set()
         finally:
+            self._decode()
             self._consumer.close()
+
+    def _decode(self) -> None:
+        for timestamp_ms, value in self._raw:
+            self._take(timestamp_ms, value)
+        self._raw.clear()
 
     def _take(self, timestamp_ms: int, value: bytes) -> None:
         try:
-            ids = [m["message_id"] for m in messages_in(json.loads(value))]
+            ids = [m["message_id"] for m in messages_in(orjson.loads(value))]
         except (ValueError, KeyError, TypeError) as e:
             self.undecodable.append(f"{e}: {value[:120]!r}")
             return

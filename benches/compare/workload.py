@@ -131,11 +131,31 @@ def encode(message: Message, ticks: int) -> bytes:
     ).encode()
 
 
-def ideal_groups(messages: list[Message], max_messages: int) -> int:
-    """Groups a `(from_user, chat_id)` policy writes when every group fills to `max_messages`
-    except each key's last one: the fewest the seed's policy can write for this workload."""
-    per_key: dict[tuple[str, str], int] = {}
-    for m in messages:
+def ideal_groups(
+    messages: list[Message],
+    max_messages: int,
+    gap_us: int,
+    timeout_ms: int = 3000,
+    times_ms: list[int] | None = None,
+    epoch_ms: int = 0,
+) -> int:
+    """Groups a `(from_user, chat_id)` policy of `max_messages` or `timeout_ms` of inactivity
+    writes when groups are cut by event time, as the log says: a key's group ends when it holds
+    `max_messages`, or when the key's next message comes `timeout_ms` or more after its last one.
+    The fewest the seed's policy can write for this workload. Message `i` is stamped `i * gap_us`
+    into the backlog (the prefill's stamping), or at `times_ms[i]` when given. With `epoch_ms`, a
+    group also ends where its key's messages cross a multiple of it (confab's commit epochs, which
+    depend on the absolute times of a run)."""
+    # key -> (messages in its open group, time of its last message, epoch of its first)
+    open_groups: dict[tuple[str, str], tuple[int, float, int]] = {}
+    groups = 0
+    for i, m in enumerate(messages):
+        at = times_ms[i] if times_ms is not None else i * gap_us / 1000
+        epoch = int(at // epoch_ms) if epoch_ms else 0
         key = (m.from_user, m.chat_id)
-        per_key[key] = per_key.get(key, 0) + 1
-    return sum(-(-n // max_messages) for n in per_key.values())
+        count, last, first_epoch = open_groups.get(key, (max_messages, -1e18, epoch))
+        if count >= max_messages or at - last >= timeout_ms or epoch != first_epoch:
+            groups += 1
+            count, first_epoch = 0, epoch
+        open_groups[key] = (count + 1, at, first_epoch)
+    return groups

@@ -427,6 +427,8 @@ async fn aggregator(
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(KafkaSourceConfig::default().max_buffered_records),
+        // As `confab aggregate` reads: the chat decoder reads no header.
+        headers: false,
         ..KafkaSourceConfig::default()
     };
     let (source, sink) = tokio::try_join!(KafkaSource::connect(&source_config), async {

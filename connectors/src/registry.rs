@@ -171,11 +171,18 @@ impl SourceConfig {
     pub async fn build(&self) -> Result<AnySource, BuildError> {
         let fail = failed(self.name(), "source");
         match self {
+            // The registry's sources feed the chat message decoder, which reads no header:
+            // librdkafka need not parse them.
             #[cfg(feature = "kafka")]
-            Self::Kafka(c) => crate::kafka::KafkaSource::connect(c)
+            Self::Kafka(c) => {
+                crate::kafka::KafkaSource::connect(&crate::kafka::KafkaSourceConfig {
+                    headers: false,
+                    ..c.clone()
+                })
                 .await
                 .map(AnySource::Kafka)
-                .map_err(|e| fail(e.message)),
+                .map_err(|e| fail(e.message))
+            }
             #[cfg(feature = "fluvio")]
             Self::Fluvio(c) => crate::fluvio::FluvioSource::connect(c)
                 .await

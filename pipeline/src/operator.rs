@@ -261,6 +261,7 @@ impl<'scope, D: Aggregatable> AggregateByKey<'scope, D> for Stream<'scope, u64, 
                 }
                 state.forget_idle(&reached, end_of_input);
                 state.release_capability();
+                state.publish();
             }
         })
     }
@@ -321,6 +322,10 @@ struct State<K, D> {
     /// moves later) or completes early; stale entries are fixed up or dropped when they surface.
     deadlines: BinaryHeap<Reverse<(u64, u64, Unordered<K>)>>,
     open_bytes: usize,
+    /// Bytes records added to open groups since the metrics last heard: published per
+    /// activation and before a completion subtracts a group's bytes, rather than with an atomic
+    /// add per record on a cache line the reader reads.
+    unpublished_bytes: usize,
     next_seq: u64,
     /// A capability at or before every open group's deadline.
     held: Option<Capability<u64>>,
@@ -342,6 +347,7 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
             open: FxHashMap::default(),
             deadlines: BinaryHeap::new(),
             open_bytes: 0,
+            unpublished_bytes: 0,
             next_seq: 0,
             held: None,
             recent: FxHashMap::default(),
@@ -386,6 +392,13 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
                     Step::Close(close, leads, record)
                 }
                 None => {
+                    if open.records.len() == open.records.capacity() {
+                        // Grown fourfold up to the size that completes the group: fewer copies
+                        // of a growing group than doubling, and no room past `max_messages`.
+                        let len = open.records.len();
+                        let room = (len * 4).clamp(len + 1, policy.max_messages.max(len + 1));
+                        open.records.reserve_exact(room - len);
+                    }
                     open.records.push(record);
                     open.first = open.first.min(at);
                     open.last = open.last.max(at);
@@ -393,9 +406,7 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
                     open.bytes += size;
                     open.deadline = deadline(&policy, open.first, open.last).max(time + 1);
                     self.open_bytes += size;
-                    if let Some(m) = &self.metrics {
-                        m.add_open_bytes(size);
-                    }
+                    self.unpublished_bytes += size;
                     Step::Joined(open.records.len(), open.bytes)
                 }
             },
@@ -489,6 +500,14 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
         }
     }
 
+    /// Adds the bytes records added to open groups since the last call to the metrics.
+    fn publish(&mut self) {
+        let bytes = std::mem::take(&mut self.unpublished_bytes);
+        if let (Some(m), true) = (&self.metrics, bytes > 0) {
+            m.add_open_bytes(bytes);
+        }
+    }
+
     /// Makes sure a capability at or before `deadline` of every open group is held, taking one
     /// from `make` (the current input's capability) when needed.
     fn hold(&mut self, time: u64, make: impl FnOnce(u64) -> Capability<u64>) {
@@ -561,6 +580,7 @@ impl<K: GroupKey, D: Aggregatable> State<K, D> {
                 self.remember(key.clone(), open.latest, last.clone(), forget);
             }
         }
+        self.publish();
         if let Some(m) = &self.metrics {
             m.group_completed(open.bytes, reason);
         }

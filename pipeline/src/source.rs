@@ -242,6 +242,29 @@ pub trait RecordSource<R>: Send {
     fn assigned(&self) -> Option<Vec<u32>> {
         None
     }
+
+    /// Reads as [`RecordSource::poll`] does, but hands each record to `each`, in order, as it
+    /// is made; the [`Polled::Records`] returned is then empty. The runtime reads through this:
+    /// a source that makes its records one by one ([`Decoding`]) need not collect a batch of
+    /// them first. The default collects them with `poll`.
+    #[doc(hidden)]
+    async fn poll_each(
+        &mut self,
+        max: usize,
+        wait: Duration,
+        each: &mut (dyn FnMut(Read<R>) + Send),
+    ) -> Result<Polled<Read<R>>, SourceError>
+    where
+        R: Send,
+    {
+        Ok(match self.poll(max, wait).await? {
+            Polled::Records(records) => {
+                records.into_iter().for_each(each);
+                Polled::Records(Vec::new())
+            }
+            other => other,
+        })
+    }
 }
 
 /// A byte [`Source`] read as records: each payload over `max_bytes` or that `decode` refuses
@@ -291,31 +314,54 @@ impl<S, R> Decoding<S, R> {
     }
 }
 
+impl<S, R> Decoding<S, R> {
+    /// `record` decoded, or refused with the reason.
+    fn decoded(&self, r: SourceRecord) -> Read<R> {
+        let record = if r.payload.len() > self.max_bytes {
+            Err(RecordError::TooLarge {
+                size: r.payload.len(),
+                limit: self.max_bytes,
+            })
+        } else {
+            (self.decode)(&r)
+        };
+        Read {
+            position: r.position,
+            record,
+            key: r.key,
+            payload: r.payload,
+        }
+    }
+}
+
 #[async_trait]
 impl<S: Source, R: Send> RecordSource<R> for Decoding<S, R> {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Polled<Read<R>>, SourceError> {
         Ok(match self.source.poll(max, wait).await? {
-            Polled::Records(records) => Polled::Records(
-                records
-                    .into_iter()
-                    .map(|r| {
-                        let record = if r.payload.len() > self.max_bytes {
-                            Err(RecordError::TooLarge {
-                                size: r.payload.len(),
-                                limit: self.max_bytes,
-                            })
-                        } else {
-                            (self.decode)(&r)
-                        };
-                        Read {
-                            position: r.position,
-                            record,
-                            key: r.key,
-                            payload: r.payload,
-                        }
-                    })
-                    .collect(),
-            ),
+            Polled::Records(records) => {
+                Polled::Records(records.into_iter().map(|r| self.decoded(r)).collect())
+            }
+            Polled::Idle => Polled::Idle,
+            Polled::Revoked(partitions) => Polled::Revoked(partitions),
+            Polled::End => Polled::End,
+        })
+    }
+
+    /// Decodes each record straight into `each`: no batch of decoded records is collected (a
+    /// few hundred kilobytes per poll, allocated afresh each time).
+    async fn poll_each(
+        &mut self,
+        max: usize,
+        wait: Duration,
+        each: &mut (dyn FnMut(Read<R>) + Send),
+    ) -> Result<Polled<Read<R>>, SourceError> {
+        Ok(match self.source.poll(max, wait).await? {
+            Polled::Records(records) => {
+                for r in records {
+                    each(self.decoded(r));
+                }
+                Polled::Records(Vec::new())
+            }
             Polled::Idle => Polled::Idle,
             Polled::Revoked(partitions) => Polled::Revoked(partitions),
             Polled::End => Polled::End,

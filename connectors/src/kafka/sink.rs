@@ -6,11 +6,12 @@
 //! own retries never duplicate or reorder a partition. A write the pipeline retries after a
 //! failure may append a group again: consumers deduplicate by `confab-group-id`.
 
-use std::fmt::Display;
+use std::fmt::{Display, Write as _};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use confab_pipeline::{Aggregatable, Group, Sink, SinkError};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde::Serialize;
@@ -120,44 +121,116 @@ where
         "kafka"
     }
 
+    /// Each group is encoded into one buffer reused for the whole batch and handed to librdkafka
+    /// at once (it copies the bytes), so that a batch allocates no string per group: not its
+    /// JSON, key, id or count. The deliveries are awaited together.
     async fn write(&self, groups: &[Group<K, R>]) -> Result<(), SinkError> {
-        let mut encoded = Vec::with_capacity(groups.len());
+        let mut payload = Vec::new();
+        let mut key = String::new();
+        let mut deliveries = Vec::with_capacity(groups.len());
         for group in groups {
-            // Sized up front: growing the buffer copied each group's JSON several times.
-            let mut payload = Vec::with_capacity(group.bytes + 64 * group.records.len() + 256);
+            payload.clear();
+            payload.reserve(group.bytes + 64 * group.records.len() + 256);
             group.write_json(&mut payload);
-            encoded.push((
-                group.key.to_string(),
-                payload,
-                group.id.to_string(),
-                group.records.len().to_string(),
-            ));
+            key.clear();
+            // Writing into a String cannot fail.
+            let _ = write!(key, "{}", group.key);
+            let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            let id = group.id.hyphenated().encode_lower(&mut id);
+            let mut count = [0u8; 20];
+            let count = decimal(group.records.len(), &mut count);
+            let headers = OwnedHeaders::new_with_capacity(3)
+                .insert(Header {
+                    key: HEADER_GROUP_ID,
+                    value: Some(id.as_bytes()),
+                })
+                .insert(Header {
+                    key: HEADER_REASON,
+                    value: Some(group.reason.as_str().as_bytes()),
+                })
+                .insert(Header {
+                    key: HEADER_COUNT,
+                    value: Some(count),
+                });
+            let record = FutureRecord::to(&self.topic)
+                .key(key.as_bytes())
+                .payload(payload.as_slice())
+                .headers(headers);
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push(Delivery::Queued(delivery)),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {
+                    // librdkafka's queue is full: this one waits for room (up to the delivery
+                    // timeout) before the buffer is reused.
+                    let result = self.producer.send(record, self.delivery_timeout).await;
+                    deliveries.push(Delivery::Done(Some(result)));
+                }
+                Err((e, _)) => deliveries.push(Delivery::Done(Some(Err((e, not_sent()))))),
+            }
         }
-        let deliveries = groups
-            .iter()
-            .zip(&encoded)
-            .map(|(group, (key, payload, id, count))| {
-                let headers = OwnedHeaders::new_with_capacity(3)
-                    .insert(Header {
-                        key: HEADER_GROUP_ID,
-                        value: Some(id.as_bytes()),
-                    })
-                    .insert(Header {
-                        key: HEADER_REASON,
-                        value: Some(group.reason.as_str().as_bytes()),
-                    })
-                    .insert(Header {
-                        key: HEADER_COUNT,
-                        value: Some(count.as_bytes()),
-                    });
-                self.producer.send(
-                    FutureRecord::to(&self.topic)
-                        .key(key.as_bytes())
-                        .payload(payload.as_slice())
-                        .headers(headers),
-                    self.delivery_timeout,
-                )
-            });
         await_deliveries(deliveries, "groups", &self.topic).await
+    }
+}
+
+/// A delivery: queued in librdkafka (its report to come), or already known.
+enum Delivery {
+    Queued(rdkafka::producer::DeliveryFuture),
+    Done(Option<rdkafka::producer::future_producer::OwnedDeliveryResult>),
+}
+
+impl std::future::Future for Delivery {
+    type Output = rdkafka::producer::future_producer::OwnedDeliveryResult;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match &mut *self {
+            Delivery::Queued(delivery) => std::pin::Pin::new(delivery).poll(cx).map(|result| {
+                // The report's sender goes away only when the producer is dropped.
+                result.unwrap_or_else(|_| Err((KafkaError::Canceled, not_sent())))
+            }),
+            Delivery::Done(result) => std::task::Poll::Ready(
+                result
+                    .take()
+                    .unwrap_or_else(|| Err((KafkaError::Canceled, not_sent()))),
+            ),
+        }
+    }
+}
+
+/// The message of a failed delivery that never reached librdkafka (only its error is read).
+fn not_sent() -> rdkafka::message::OwnedMessage {
+    rdkafka::message::OwnedMessage::new(
+        None,
+        None,
+        String::new(),
+        rdkafka::Timestamp::NotAvailable,
+        0,
+        0,
+        None,
+    )
+}
+
+/// `n` in decimal, written into `buffer`.
+fn decimal(mut n: usize, buffer: &mut [u8; 20]) -> &[u8] {
+    let mut at = buffer.len();
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buffer[at..];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decimal_writes_what_to_string_writes() {
+        for n in [0, 7, 10, 99, 100, 12_345, usize::MAX] {
+            let mut buffer = [0u8; 20];
+            assert_eq!(super::decimal(n, &mut buffer), n.to_string().as_bytes());
+        }
     }
 }

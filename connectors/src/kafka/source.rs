@@ -92,8 +92,12 @@ pub struct KafkaSource {
 
 /// What the polling thread hands to the source, in log order.
 enum Event {
-    Record(SourceRecord),
-    Revoked { partitions: Vec<u32>, ticket: u64 },
+    /// The records of one polling round, as one allocation.
+    Records(Vec<SourceRecord>),
+    Revoked {
+        partitions: Vec<u32>,
+        ticket: u64,
+    },
 }
 
 /// State shared by the source, the polling thread and the rebalance callbacks.
@@ -106,10 +110,23 @@ struct Shared {
     /// Wakes the polling thread when the source has taken records (room in the queue).
     room: Condvar,
     stop: AtomicBool,
-    /// What the polling thread has read but not queued yet (see [`poll_loop`]). Only that thread
-    /// touches it: in its loop, and in the rebalance callbacks, which librdkafka runs inside its
-    /// polls. So the lock is never contended; it exists to let a callback reach the batch.
-    staged: Mutex<Vec<Arrival>>,
+}
+
+thread_local! {
+    /// What the polling thread has read but not queued yet (see [`poll_loop`]): records, and the
+    /// partitions whose end it saw. Only that thread touches it, in its loop and in the rebalance
+    /// callbacks, which librdkafka runs inside its polls; so a callback can queue the batch
+    /// before its own event without a lock taken per record.
+    static STAGED: std::cell::RefCell<Staged> = std::cell::RefCell::new(Staged::default());
+}
+
+/// Records read in one polling round and partition ends seen, in order (see [`STAGED`]).
+#[derive(Default)]
+struct Staged {
+    records: Vec<SourceRecord>,
+    /// Each end seen, with the number of records staged before it (so that a record read after
+    /// a partition's end marks it as not at its end again).
+    ends: Vec<(usize, u32)>,
 }
 
 #[derive(Default)]
@@ -131,10 +148,45 @@ struct State {
 }
 
 impl State {
-    fn queue(&mut self, record: SourceRecord) {
-        *self.queued.entry(record.position.partition).or_default() += 1;
-        self.buffered += 1;
-        self.events.push_back(Event::Record(record));
+    /// Queues the records of one round as one event; `ends` are the partition ends seen among
+    /// them, each after the number of records read before it.
+    fn queue(&mut self, records: Vec<SourceRecord>, ends: &[(usize, u32)]) {
+        // Per partition in this batch (a few): the count, and the index of its last record.
+        let mut counts: Vec<(u32, usize, usize)> = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            let partition = record.position.partition;
+            match counts.iter_mut().find(|(p, _, _)| *p == partition) {
+                Some((_, n, last)) => {
+                    *n += 1;
+                    *last = i;
+                }
+                None => counts.push((partition, 1, i)),
+            }
+        }
+        for &(partition, n, last) in &counts {
+            *self.queued.entry(partition).or_default() += n;
+            // A record after the end seen last (if any) means the partition is not at its end.
+            let ended_after = ends
+                .iter()
+                .rev()
+                .find(|(_, p)| *p == partition)
+                .is_some_and(|(before, _)| *before > last);
+            if !ended_after {
+                self.at_end.remove(&partition);
+            }
+        }
+        for &(before, partition) in ends {
+            let later = counts
+                .iter()
+                .any(|&(p, _, last)| p == partition && last >= before);
+            if !later && self.assigned.contains(&partition) {
+                self.at_end.insert(partition);
+            }
+        }
+        self.buffered += records.len();
+        if !records.is_empty() {
+            self.events.push_back(Event::Records(records));
+        }
     }
 
     /// Counts `n` records of `partition` as gone from `events`.
@@ -158,36 +210,19 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Holds `arrival` until [`Shared::queue_staged`].
-    fn stage(&self, arrival: Arrival) {
-        self.staged
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(arrival);
-    }
-
-    /// Queues what is staged, in order, under one lock, and wakes the source once.
+    /// Queues what this thread staged, in order, as one event under one lock, and wakes the
+    /// source once.
     fn queue_staged(&self) {
-        let mut staged = self.staged.lock().unwrap_or_else(|p| p.into_inner());
-        if staged.is_empty() {
+        let (records, ends) = STAGED.with(|staged| {
+            let mut staged = staged.borrow_mut();
+            let records = std::mem::take(&mut staged.records);
+            let ends = std::mem::take(&mut staged.ends);
+            (records, ends)
+        });
+        if records.is_empty() && ends.is_empty() {
             return;
         }
-        let mut state = self.lock();
-        for arrival in staged.drain(..) {
-            match arrival {
-                Arrival::Record(record) => {
-                    state.at_end.remove(&record.position.partition);
-                    state.queue(record);
-                }
-                Arrival::End(partition) => {
-                    if state.assigned.contains(&partition) {
-                        state.at_end.insert(partition);
-                    }
-                }
-            }
-        }
-        drop(state);
-        drop(staged);
+        self.lock().queue(records, &ends);
         self.arrived.notify_one();
     }
 }
@@ -236,7 +271,6 @@ impl KafkaSource {
             taken: Condvar::new(),
             room: Condvar::new(),
             stop: AtomicBool::new(false),
-            staged: Mutex::new(Vec::with_capacity(POLL_BATCH)),
         });
         let context = SourceContext {
             shared: Arc::clone(&shared),
@@ -270,9 +304,10 @@ impl KafkaSource {
             let consumer = Arc::clone(&consumer);
             let shared = Arc::clone(&shared);
             let max_buffered = config.max_buffered_records.max(1);
+            let headers = config.headers;
             std::thread::Builder::new()
                 .name("kafka-source".into())
-                .spawn(move || poll_loop(consumer, shared, max_buffered))
+                .spawn(move || poll_loop(consumer, shared, max_buffered, headers))
                 .map_err(|e| {
                     SourceError::fatal(format!("cannot start the Kafka polling thread: {e}"))
                 })?
@@ -336,11 +371,38 @@ impl KafkaSource {
                 return Ok(Some(Polled::Revoked(partitions)));
             }
         }
-        let mut records = Vec::new();
-        while records.len() < max && matches!(state.events.front(), Some(Event::Record(_))) {
-            if let Some(Event::Record(record)) = state.events.pop_front() {
-                state.unqueue(record.position.partition, 1);
-                records.push(record);
+        // Whole batches, moved rather than copied record by record; the last one split if it
+        // would pass `max`.
+        let mut records: Vec<SourceRecord> = Vec::new();
+        while records.len() < max {
+            let Some(Event::Records(batch)) = state.events.front_mut() else {
+                break;
+            };
+            let room = max - records.len();
+            let taken = if batch.len() <= room {
+                match state.events.pop_front() {
+                    Some(Event::Records(batch)) => batch,
+                    _ => break,
+                }
+            } else {
+                let rest = batch.split_off(room);
+                std::mem::replace(batch, rest)
+            };
+            let mut counts: Vec<(u32, usize)> = Vec::new();
+            for record in &taken {
+                let partition = record.position.partition;
+                match counts.iter_mut().find(|(p, _)| *p == partition) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((partition, 1)),
+                }
+            }
+            for (partition, n) in counts {
+                state.unqueue(partition, n);
+            }
+            if records.is_empty() {
+                records = taken;
+            } else {
+                records.extend(taken);
             }
         }
         if !records.is_empty() {
@@ -456,11 +518,17 @@ impl Drop for KafkaSource {
 ///
 /// Each round blocks in one librdkafka poll, then takes whatever librdkafka already holds (up to
 /// [`POLL_BATCH`], and no more than the queue has room for) without waiting, and queues it all
-/// under one lock with one wake-up: per record, the lock the source also takes and a
-/// notification cost more than the record's copy. What is read is staged in [`Shared::staged`]
-/// until then, so that a rebalance callback running inside a later poll of the round queues it
-/// before its own event: a revoked partition's records always come before its revocation.
-fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>, max_buffered: usize) {
+/// under one lock with one wake-up, as one event the source takes whole: per record, the lock
+/// the source also takes and a notification cost more than the record's copy. What is read is
+/// staged in [`STAGED`] until then, so that a rebalance callback running inside a later poll of
+/// the round queues it before its own event: a revoked partition's records always come before
+/// its revocation.
+fn poll_loop(
+    consumer: Arc<BaseConsumer<SourceContext>>,
+    shared: Arc<Shared>,
+    max_buffered: usize,
+    headers: bool,
+) {
     while !shared.stop.load(Ordering::SeqCst) {
         let room = {
             // Full: leave records in librdkafka's bounded prefetch until the source takes some,
@@ -483,16 +551,28 @@ fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>, ma
         let mut failure = None;
         for _ in 0..room {
             // A rebalance callback may run inside this poll; it queues what is staged first.
-            let arrival = match consumer.poll(wait) {
+            match consumer.poll(wait) {
                 None => break,
-                Some(Ok(message)) => Arrival::Record(to_record(&message)),
-                Some(Err(KafkaError::PartitionEOF(partition))) => Arrival::End(partition as u32),
+                Some(Ok(message)) => {
+                    let record = to_record(&message, headers);
+                    STAGED.with(|staged| {
+                        let mut staged = staged.borrow_mut();
+                        if staged.records.capacity() == 0 {
+                            staged.records.reserve(room);
+                        }
+                        staged.records.push(record);
+                    });
+                }
+                Some(Err(KafkaError::PartitionEOF(partition))) => STAGED.with(|staged| {
+                    let mut staged = staged.borrow_mut();
+                    let before = staged.records.len();
+                    staged.ends.push((before, partition as u32));
+                }),
                 Some(Err(e)) => {
                     failure = Some(e);
                     break;
                 }
-            };
-            shared.stage(arrival);
+            }
             wait = Duration::ZERO;
         }
         shared.queue_staged();
@@ -512,22 +592,15 @@ fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>, ma
     debug!("Kafka polling thread stopping; closing the consumer");
 }
 
-/// What one librdkafka poll yielded that the source queues: a record, or a partition's end.
-enum Arrival {
-    Record(SourceRecord),
-    End(u32),
-}
-
-fn to_record(message: &BorrowedMessage<'_>) -> SourceRecord {
-    let headers = message
-        .headers()
-        .map(|headers| {
-            headers
-                .iter()
-                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
-                .collect()
-        })
-        .unwrap_or_default();
+/// `message` as a record, with its headers if `headers` is set.
+fn to_record(message: &BorrowedMessage<'_>, headers: bool) -> SourceRecord {
+    let headers = match headers.then(|| message.headers()).flatten() {
+        Some(headers) => headers
+            .iter()
+            .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+            .collect(),
+        None => Vec::new(),
+    };
     SourceRecord {
         position: Position {
             partition: message.partition() as u32,
@@ -698,12 +771,17 @@ impl SourceContext {
         }
         if state.taken < ticket {
             // Not taken in time: the next owner reads these records from the last commit.
-            let before = state.events.len();
-            state.events.retain(|event| match event {
-                Event::Record(r) => !partitions.contains(&r.position.partition),
-                Event::Revoked { .. } => true,
-            });
-            let dropped = before - state.events.len();
+            let mut dropped = 0;
+            for event in state.events.iter_mut() {
+                if let Event::Records(records) = event {
+                    let before = records.len();
+                    records.retain(|r| !partitions.contains(&r.position.partition));
+                    dropped += before - records.len();
+                }
+            }
+            state
+                .events
+                .retain(|event| !matches!(event, Event::Records(records) if records.is_empty()));
             for p in partitions {
                 if let Some(n) = state.queued.get(p).copied() {
                     state.unqueue(*p, n);

@@ -269,6 +269,10 @@ impl ChatMessage {
     /// writing the message.
     pub(super) fn canonical_json(&self) -> Option<&str> {
         let buffer = self.message_id.buffer();
+        // Records in another field order (the seed's) fail here, before any other work.
+        if !buffer.starts_with(CANONICAL_PREFIXES[0]) {
+            return None;
+        }
         let mut time = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let time = self.time.hyphenated().encode_lower(&mut time);
         let mut at = 0;

@@ -22,7 +22,21 @@ impl ChatKey {
     pub fn key(&self, message: &ChatMessage) -> Text {
         match self {
             ChatKey::Chat => message.chat_id.clone(),
-            ChatKey::ChatAndSender => format!("{}-{}", message.from_user, message.chat_id).into(),
+            ChatKey::ChatAndSender => {
+                // Joined in a reused buffer, then copied once into the key's own allocation: a
+                // `format!` allocated twice per record (the String, then the shared copy).
+                thread_local! {
+                    static JOINED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+                }
+                JOINED.with(|joined| {
+                    let mut joined = joined.borrow_mut();
+                    joined.clear();
+                    joined.push_str(&message.from_user);
+                    joined.push('-');
+                    joined.push_str(&message.chat_id);
+                    Text::from(joined.as_str())
+                })
+            }
         }
     }
 

@@ -10,7 +10,7 @@ use tokio::task::{JoinError, JoinSet};
 use tracing::{error, warn};
 
 use super::tracker::CommitTracker;
-use super::workers::Completed;
+use super::workers::{Completed, Completions};
 use super::{Counts, PipelineError, RuntimeConfig};
 use crate::clock::Clock;
 use crate::group::Group;
@@ -52,7 +52,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
     /// committed.
     pub(crate) async fn run(
         self,
-        mut groups: mpsc::UnboundedReceiver<Completed<K, R>>,
+        mut groups: mpsc::UnboundedReceiver<Completions<K, R>>,
     ) -> Result<usize, PipelineError> {
         let this = Arc::new(self);
         let permits = Arc::new(Semaphore::new(this.config.sink_concurrency.max(1)));
@@ -60,21 +60,36 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
         let mut unacknowledged = 0;
         let mut failure: Option<PipelineError> = None;
         let max = this.config.sink_batch_max_groups.max(1);
-        while let Some(first) = groups.recv().await {
-            if failure.is_some() {
-                // The run is stopping: what the workers flush now is not written, and its
-                // records stay uncommitted.
-                unacknowledged += 1;
-                this.unacked_bytes.fetch_sub(first.bytes as u64, SeqCst);
-                continue;
+        // Groups received and not yet in a sink batch, in the order the workers completed them.
+        let mut pending: Vec<Completed<K, R>> = Vec::new();
+        loop {
+            if pending.is_empty() {
+                match groups.recv().await {
+                    Some(completed) => pending = completed,
+                    None => break,
+                }
             }
-            let mut batch = vec![first];
-            while batch.len() < max {
+            while pending.len() < max {
                 match groups.try_recv() {
-                    Ok(group) => batch.push(group),
+                    Ok(mut completed) => pending.append(&mut completed),
                     Err(_) => break,
                 }
             }
+            if failure.is_some() {
+                // The run is stopping: what the workers flush now is not written, and its
+                // records stay uncommitted.
+                unacknowledged += pending.len();
+                let bytes: u64 = pending.iter().map(|g| g.bytes as u64).sum();
+                this.unacked_bytes.fetch_sub(bytes, SeqCst);
+                pending.clear();
+                continue;
+            }
+            // A batch the size of what arrived goes as it is (no copy); a larger one is cut.
+            let batch = if pending.len() <= max {
+                std::mem::take(&mut pending)
+            } else {
+                pending.drain(..max).collect()
+            };
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                 break;
             };
@@ -129,7 +144,9 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
     /// groups left unacknowledged (when abandoned), or the failure that stops the run.
     async fn deliver(&self, batch: Vec<Completed<K, R>>) -> Result<usize, PipelineError> {
         let mut positions: Vec<Position> = Vec::new();
-        let mut payloads: Vec<Vec<u8>> = Vec::new();
+        // The bytes kept for dead letters, by index in `positions`: only records that do not
+        // hold their bytes themselves have any (none of a chat message read from JSON).
+        let mut payloads: Vec<(usize, Vec<u8>)> = Vec::new();
         let mut spans = Vec::with_capacity(batch.len());
         let mut bytes = 0u64;
         let mut last_times = Vec::with_capacity(batch.len());
@@ -138,7 +155,11 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
             .map(|mut g| {
                 let start = positions.len();
                 positions.extend(g.positions());
-                payloads.extend(g.records.iter_mut().map(|e| std::mem::take(&mut e.payload)));
+                for (i, e) in g.records.iter_mut().enumerate() {
+                    if !e.payload.is_empty() {
+                        payloads.push((start + i, std::mem::take(&mut e.payload)));
+                    }
+                }
                 spans.push(start..positions.len());
                 bytes += g.bytes as u64;
                 last_times.push(g.last_time_ms);
@@ -267,9 +288,13 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Dispatcher<K, R> {
         groups: &[Group<K, R>],
         spans: &[std::ops::Range<usize>],
         positions: &[Position],
-        mut payloads: Vec<Vec<u8>>,
+        kept: Vec<(usize, Vec<u8>)>,
         rejected: &[Option<String>],
     ) -> Vec<DeadLetter> {
+        let mut payloads = vec![Vec::new(); positions.len()];
+        for (at, payload) in kept {
+            payloads[at] = payload;
+        }
         let mut letters = Vec::new();
         for ((group, span), reason) in groups.iter().zip(spans).zip(rejected) {
             let Some(reason) = reason else { continue };

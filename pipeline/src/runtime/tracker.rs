@@ -138,12 +138,21 @@ impl CommitTracker {
 
     /// Records that every sink acknowledged the group whose records sit at `positions`.
     pub(crate) fn acked_group(&mut self, positions: &[Position]) {
-        let mut ranges: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+        // Per partition, the first and last offset: a group's records share one partition (keys
+        // are partitioned), so a scan of this beats a map allocated per group.
+        let mut ranges: Vec<(u32, (u64, u64))> = Vec::with_capacity(1);
         for p in positions {
             self.acked(*p);
-            let range = ranges.entry(p.partition).or_insert((p.offset, p.offset));
-            range.0 = range.0.min(p.offset);
-            range.1 = range.1.max(p.offset);
+            match ranges
+                .iter_mut()
+                .find(|(partition, _)| *partition == p.partition)
+            {
+                Some((_, range)) => {
+                    range.0 = range.0.min(p.offset);
+                    range.1 = range.1.max(p.offset);
+                }
+                None => ranges.push((p.partition, (p.offset, p.offset))),
+            }
         }
         for (partition, (first, last)) in ranges {
             if let Some(state) = self.partitions.get_mut(&partition) {

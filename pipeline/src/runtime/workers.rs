@@ -33,12 +33,15 @@ pub(crate) enum Feed<R> {
 /// A completed group on its way to the sinks.
 pub(crate) type Completed<K, R> = Group<K, Envelope<R>>;
 
+/// The groups one worker completed in one step, handed to the sink dispatcher as one message.
+pub(crate) type Completions<K, R> = Vec<Completed<K, R>>;
+
 /// Everything the worker threads share.
 pub(crate) struct WorkerShared<K, R> {
     pub(crate) feed: Mutex<Option<mpsc::Receiver<Feed<R>>>>,
     pub(crate) epoch: AtomicU64,
     pub(crate) closed: AtomicBool,
-    pub(crate) out: mpsc::UnboundedSender<Completed<K, R>>,
+    pub(crate) out: mpsc::UnboundedSender<Completions<K, R>>,
     /// Bytes of records read and not yet acknowledged by every sink.
     pub(crate) unacked_bytes: Arc<AtomicU64>,
     /// The current assignment generation of each partition.
@@ -147,14 +150,18 @@ fn work<K, R, F>(
                 .aggregate_by_key_with(move |e: &Envelope<R>| key_fn(&e.record), policy, options)
                 .sink(Local, "ToSinks", move |(groups, _frontier)| {
                     groups.for_each(|_cap, batch| {
-                        for group in batch.drain(..) {
-                            if !generations.is_current(&group) {
+                        batch.retain(|group| {
+                            let current = generations.is_current(group);
+                            if !current {
                                 // Its partition was revoked: the next owner writes it whole.
                                 unacked.fetch_sub(group.bytes as u64, Ordering::SeqCst);
-                                continue;
                             }
-                            // The receiver goes away only when the pipeline is being torn down.
-                            let _ = out.send(group);
+                            current
+                        });
+                        // The batch goes as it is, one message for all its groups. The receiver
+                        // goes away only when the pipeline is being torn down.
+                        if !batch.is_empty() {
+                            let _ = out.send(std::mem::take(batch));
                         }
                     });
                 });
