@@ -14,7 +14,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::config::KafkaDeadLetterConfig;
-use super::sink::{await_deliveries, connect_producer};
+use futures::FutureExt as _;
+
+use super::sink::{await_deliveries, connect_producer, delivered};
 use super::TracingContext;
 
 /// Header holding why the record was rejected.
@@ -96,7 +98,7 @@ impl DeadLetterSink for KafkaDeadLetters {
                 if let Some(key) = &letter.key {
                     record = record.key(key.as_slice());
                 }
-                self.producer.send(record, timeout)
+                self.producer.send(record, timeout).map(delivered)
             });
         await_deliveries(deliveries, "dead letters", &self.config.topic).await
     }

@@ -89,12 +89,12 @@ pub(crate) async fn await_deliveries<F>(
     topic: &str,
 ) -> Result<(), SinkError>
 where
-    F: std::future::Future<Output = rdkafka::producer::future_producer::OwnedDeliveryResult>,
+    F: std::future::Future<Output = Result<(), KafkaError>>,
 {
     let results = futures::future::join_all(deliveries).await;
     let mut retryable = None;
     for result in results {
-        if let Err((e, _)) = result {
+        if let Err(e) = result {
             let message = format!("cannot write {what} to Kafka topic {topic}: {e}");
             if is_too_large(&e) {
                 return Err(SinkError::rejected(message));
@@ -162,9 +162,9 @@ where
                     // librdkafka's queue is full: this one waits for room (up to the delivery
                     // timeout) before the buffer is reused.
                     let result = self.producer.send(record, self.delivery_timeout).await;
-                    deliveries.push(Delivery::Done(Some(result)));
+                    deliveries.push(Delivery::Done(Some(delivered(result))));
                 }
-                Err((e, _)) => deliveries.push(Delivery::Done(Some(Err((e, not_sent()))))),
+                Err((e, _)) => deliveries.push(Delivery::Done(Some(Err(e)))),
             }
         }
         await_deliveries(deliveries, "groups", &self.topic).await
@@ -174,41 +174,33 @@ where
 /// A delivery: queued in librdkafka (its report to come), or already known.
 enum Delivery {
     Queued(rdkafka::producer::DeliveryFuture),
-    Done(Option<rdkafka::producer::future_producer::OwnedDeliveryResult>),
+    Done(Option<Result<(), KafkaError>>),
 }
 
 impl std::future::Future for Delivery {
-    type Output = rdkafka::producer::future_producer::OwnedDeliveryResult;
+    type Output = Result<(), KafkaError>;
 
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         match &mut *self {
-            Delivery::Queued(delivery) => std::pin::Pin::new(delivery).poll(cx).map(|result| {
-                // The report's sender goes away only when the producer is dropped.
-                result.unwrap_or_else(|_| Err((KafkaError::Canceled, not_sent())))
-            }),
-            Delivery::Done(result) => std::task::Poll::Ready(
-                result
-                    .take()
-                    .unwrap_or_else(|| Err((KafkaError::Canceled, not_sent()))),
-            ),
+            // The report's sender goes away only when the producer is dropped.
+            Delivery::Queued(delivery) => std::pin::Pin::new(delivery)
+                .poll(cx)
+                .map(|report| report.map_or(Err(KafkaError::Canceled), delivered)),
+            Delivery::Done(result) => {
+                std::task::Poll::Ready(result.take().unwrap_or(Err(KafkaError::Canceled)))
+            }
         }
     }
 }
 
-/// The message of a failed delivery that never reached librdkafka (only its error is read).
-fn not_sent() -> rdkafka::message::OwnedMessage {
-    rdkafka::message::OwnedMessage::new(
-        None,
-        None,
-        String::new(),
-        rdkafka::Timestamp::NotAvailable,
-        0,
-        0,
-        None,
-    )
+/// What a delivery report says: written, or why not.
+pub(crate) fn delivered(
+    report: rdkafka::producer::future_producer::OwnedDeliveryResult,
+) -> Result<(), KafkaError> {
+    report.map(|_| ()).map_err(|(e, _)| e)
 }
 
 /// `n` in decimal, written into `buffer`.

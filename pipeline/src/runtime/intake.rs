@@ -20,8 +20,6 @@ pub(super) struct Intake<'a, R> {
     pub(super) bad: Vec<DeadLetter>,
     /// Per partition that delivered a decoded record: the latest event time among them.
     pub(super) seen: Vec<(u32, u64)>,
-    /// The clock when the poll began.
-    pub(super) now: u64,
     generations: &'a Generations,
     /// Per partition of this batch: its assignment generation, read once.
     current: Vec<(u32, u32)>,
@@ -30,13 +28,12 @@ pub(super) struct Intake<'a, R> {
 }
 
 impl<'a, R: Aggregatable> Intake<'a, R> {
-    /// An empty batch of at most `max` records, read at `now` under `generations`.
-    pub(super) fn new(now: u64, generations: &'a Generations, max: usize) -> Self {
+    /// An empty batch of at most `max` records, read under `generations`.
+    pub(super) fn new(generations: &'a Generations, max: usize) -> Self {
         Self {
             good: Vec::new(),
             bad: Vec::new(),
             seen: Vec::new(),
-            now,
             generations,
             current: Vec::new(),
             max,

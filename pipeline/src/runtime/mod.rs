@@ -706,11 +706,7 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
                 self.maybe_commit(source).await?;
                 continue;
             }
-            let mut batch = Intake::new(
-                self.clock.now_ms(),
-                self.generations,
-                self.config.poll_max_records,
-            );
+            let mut batch = Intake::new(self.generations, self.config.poll_max_records);
             let mut take = |read| batch.take(read);
             let polled = tokio::select! {
                 _ = &mut shutdown => return Ok(()),
@@ -769,15 +765,12 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
     /// Takes in what one poll read: dead-letters the bad records, feeds the good ones.
     async fn accept(&mut self, batch: Intake<'_, R>) -> Result<(), PipelineError> {
         let Intake {
-            good,
-            bad,
-            seen,
-            now,
-            ..
+            good, bad, seen, ..
         } = batch;
         if good.is_empty() && bad.is_empty() {
             return Ok(());
         }
+        let now = self.clock.now_ms();
         self.counts.read((good.len() + bad.len()) as u64);
         {
             let mut tracker = lock(self.tracker)?;
