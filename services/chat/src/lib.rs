@@ -48,6 +48,7 @@ pub mod history;
 #[cfg(feature = "kafka")]
 mod kafka_tail;
 pub mod limits;
+mod members;
 pub mod message_log;
 mod messages;
 mod reads;
@@ -170,6 +171,7 @@ pub struct Limiters {
 struct Inner {
     store: Store,
     chats: Arc<dyn ChatStore>,
+    known_chats: members::KnownChats,
     verifier: Arc<TokenVerifier>,
     log: Arc<dyn MessageLog>,
     history: Arc<dyn History>,
@@ -299,6 +301,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 store,
                 chats,
+                known_chats: members::KnownChats::default(),
                 verifier,
                 log,
                 history,
@@ -330,6 +333,11 @@ impl AppState {
     /// Where chats and client message ids are kept.
     pub fn chats(&self) -> &dyn ChatStore {
         self.inner.chats.as_ref()
+    }
+
+    /// The chats read so far, for membership checks.
+    pub(crate) fn known_chats(&self) -> &members::KnownChats {
+        &self.inner.known_chats
     }
 
     /// The token verifier.
