@@ -47,6 +47,7 @@ mod health;
 pub mod history;
 #[cfg(feature = "kafka")]
 mod kafka_tail;
+mod activity;
 pub mod limits;
 mod members;
 pub mod message_log;
@@ -172,6 +173,9 @@ struct Inner {
     store: Store,
     chats: Arc<dyn ChatStore>,
     known_chats: members::KnownChats,
+    activity: Arc<activity::Activity>,
+    /// The task storing `activity`, stopped with the state.
+    activity_writer: tokio::task::AbortHandle,
     verifier: Arc<TokenVerifier>,
     log: Arc<dyn MessageLog>,
     history: Arc<dyn History>,
@@ -182,6 +186,12 @@ struct Inner {
     clock: TimeUuidClock,
     limiters: Limiters,
     config: Config,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.activity_writer.abort();
+    }
 }
 
 /// Everything the handlers share. Cheap to clone.
@@ -297,11 +307,17 @@ impl AppState {
             reads: TokenBuckets::new(5.0, 20, limits.max_tracked_users),
         };
         let pipeline_metrics = embedded.as_ref().map(EmbeddedPipeline::metrics);
+        let activity = Arc::new(activity::Activity::default());
+        let activity_writer =
+            tokio::spawn(activity::write_forever(Arc::clone(&activity), Arc::clone(&chats)))
+                .abort_handle();
         let state = AppState {
             inner: Arc::new(Inner {
                 store,
                 chats,
                 known_chats: members::KnownChats::default(),
+                activity,
+                activity_writer,
                 verifier,
                 log,
                 history,
@@ -338,6 +354,11 @@ impl AppState {
     /// The chats read so far, for membership checks.
     pub(crate) fn known_chats(&self) -> &members::KnownChats {
         &self.inner.known_chats
+    }
+
+    /// Chat activity not stored yet.
+    pub(crate) fn activity(&self) -> &activity::Activity {
+        &self.inner.activity
     }
 
     /// The token verifier.
@@ -405,9 +426,11 @@ impl AppState {
             .await
     }
 
-    /// Stops the embedded aggregator, if any, after it has written every open group (call it
-    /// once the server stopped taking requests; [`serve_on`] does).
+    /// Stores the chat activity not stored yet, and stops the embedded aggregator, if any, after
+    /// it has written every open group (call it once the server stopped taking requests;
+    /// [`serve_on`] does).
     pub async fn shutdown(&self) {
+        self.inner.activity.flush(self.chats()).await;
         let embedded = self.inner.embedded.lock().await.take();
         if let Some(mut embedded) = embedded {
             embedded.stop().await;

@@ -328,9 +328,7 @@ async fn produce(
             tracing::warn!(error = %err, message_id = %message.message_id, "Could not mark a client message as sent.");
         }
     }
-    if let Err(err) = store.touch_chat(chat, store::now()).await {
-        tracing::warn!(error = %err, chat_id = %chat.id, "Could not record chat activity.");
-    }
+    state.activity().record(chat, store::now());
     tracing::debug!(chat_id = %chat.id, message_id = %message.message_id, "Sent a message.");
     Ok((StatusCode::CREATED, Json(message.into())))
 }
