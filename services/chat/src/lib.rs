@@ -33,6 +33,7 @@
 //! with their own backends, [`Backends`]) and drive [`app`] directly.
 #![warn(missing_docs)]
 
+mod activity;
 mod blocks;
 mod chats;
 pub mod config;
@@ -47,7 +48,6 @@ mod health;
 pub mod history;
 #[cfg(feature = "kafka")]
 mod kafka_tail;
-mod activity;
 pub mod limits;
 mod members;
 pub mod message_log;
@@ -308,9 +308,11 @@ impl AppState {
         };
         let pipeline_metrics = embedded.as_ref().map(EmbeddedPipeline::metrics);
         let activity = Arc::new(activity::Activity::default());
-        let activity_writer =
-            tokio::spawn(activity::write_forever(Arc::clone(&activity), Arc::clone(&chats)))
-                .abort_handle();
+        let activity_writer = tokio::spawn(activity::write_forever(
+            Arc::clone(&activity),
+            Arc::clone(&chats),
+        ))
+        .abort_handle();
         let state = AppState {
             inner: Arc::new(Inner {
                 store,
@@ -583,14 +585,19 @@ pub async fn serve_on(
     let pruner = tokio::spawn(prune_forever(state.clone()));
     let (stop_streams, streams_stopped) = tokio::sync::watch::channel(false);
     let router = app_until(state.clone(), streams_stopped);
-    let result =
-        confab_service_kit::server::serve(listener, router, &state.config().server, async move {
+    let result = confab_service_kit::server::serve_streams(
+        listener,
+        router,
+        &state.config().server,
+        Some(realtime::is_stream_path),
+        async move {
             shutdown.await;
             // Long-lived event streams would hold the graceful shutdown open forever.
             let _ = stop_streams.send(true);
-        })
-        .await
-        .map_err(StartError::Serve);
+        },
+    )
+    .await
+    .map_err(StartError::Serve);
     pruner.abort();
     state.shutdown().await;
     state.store().close().await;
