@@ -410,31 +410,44 @@ struct Connection {
 }
 
 impl Connection {
+    // Each phase's future is boxed in its own statement: an open stream's task is then sized
+    // for the phase it stays in, not for the largest one (a temporary in the statement of an
+    // `.await` takes room in the task even once moved).
     async fn serve(mut self, mut stream: TcpStream) {
         if let Some(is_stream) = self.streams {
             // Waiting for the first bytes is bounded like hyper's wait for a request head.
-            let first = tokio::select! {
-                first = tokio::time::timeout(
-                    self.limits.header_read_timeout,
-                    streaming::take_request(&mut stream, is_stream),
-                ) => first,
-                _ = self.stopping.wait_for(|stop| *stop) => return,
+            let timeout = self.limits.header_read_timeout;
+            let stopping = &mut self.stopping;
+            let first = Box::pin(async {
+                tokio::select! {
+                    first = tokio::time::timeout(
+                        timeout,
+                        streaming::take_request(&mut stream, is_stream),
+                    ) => Some(first),
+                    _ = stopping.wait_for(|stop| *stop) => None,
+                }
+            });
+            let Some(first) = first.await else {
+                return;
             };
             match first {
                 Ok(Ok(Some(request))) => {
-                    // Boxed: the task of an open stream keeps only what the stream needs.
-                    let response =
-                        Box::pin(handle(self.router, self.limits, self.remote, request)).await;
-                    match response {
-                        Ok(response) => streaming::write_response(stream, response).await,
-                        Err(never) => match never {},
-                    }
+                    let response = Box::pin(handle(self.router, self.limits, self.remote, request));
+                    let Ok(response) = response.await;
+                    let written = Box::pin(streaming::write_response(stream, response));
+                    written.await;
                     return;
                 }
                 Ok(Ok(None)) => {}
                 Ok(Err(_)) | Err(_) => return,
             }
         }
+        let served = Box::pin(self.serve_hyper(stream));
+        served.await;
+    }
+
+    /// Serves the connection with hyper: every request that is not a lean stream.
+    async fn serve_hyper(self, stream: TcpStream) {
         let (router, limits, remote) = (self.router, self.limits, self.remote);
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             handle(
@@ -444,11 +457,9 @@ impl Connection {
                 request.map(Body::new),
             )
         });
-        // Boxed, so that a lean stream's task is not sized for hyper's connection state.
-        let connection = Box::pin(
-            self.watcher
-                .watch(self.http.serve_connection(TokioIo::new(stream), service)),
-        );
+        let connection = self
+            .watcher
+            .watch(self.http.serve_connection(TokioIo::new(stream), service));
         if let Err(err) = connection.await {
             tracing::debug!(%remote, error = %err, "A connection ended with an error.");
         }
