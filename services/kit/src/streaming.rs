@@ -40,7 +40,7 @@ const PEEK_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
 /// What the start of a connection holds.
 pub(crate) enum Peeked {
     /// A streaming request this module answers, its head `head_len` bytes long.
-    Stream(usize, Request<Body>),
+    Stream(usize, Box<Request<Body>>),
     /// Possibly a streaming request, not complete yet.
     Partial,
     /// Anything else: hyper's.
@@ -69,7 +69,7 @@ pub(crate) fn parse(peeked: &[u8], is_stream: StreamPaths) -> Peeked {
         return Peeked::Partial;
     }
     match request(&head) {
-        Some(request) => Peeked::Stream(head_len, request),
+        Some(request) => Peeked::Stream(head_len, Box::new(request)),
         None => Peeked::Other,
     }
 }
@@ -122,7 +122,7 @@ pub(crate) async fn take_request(
             Peeked::Stream(head_len, request) => {
                 // The head is in the socket's buffer already: this returns at once.
                 tokio::io::AsyncReadExt::read_exact(stream, &mut peeked[..head_len]).await?;
-                return Ok(Some(request));
+                return Ok(Some(*request));
             }
             Peeked::Partial if n < peeked.len() => {}
             Peeked::Partial | Peeked::Other => return Ok(None),
@@ -244,7 +244,7 @@ mod tests {
 
     fn parsed(text: &str) -> Option<(usize, Request<Body>)> {
         match parse(text.as_bytes(), events) {
-            Peeked::Stream(len, request) => Some((len, request)),
+            Peeked::Stream(len, request) => Some((len, *request)),
             _ => None,
         }
     }
