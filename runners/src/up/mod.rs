@@ -339,13 +339,19 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("Press Ctrl-C to stop.");
 
     let mut stop = stop_rx.clone();
-    let served = confab_service_kit::server::serve(listener, app, &config.server, async move {
-        let _ = stop.wait_for(|stop| *stop).await;
-        tracing::info!("Stopping: finishing requests, writing open groups.");
-        // The events streams end on the same signal (app_until), or they would hold the
-        // graceful shutdown open.
-        ready.store(false, Relaxed);
-    });
+    let served = confab_service_kit::server::serve_streams(
+        listener,
+        app,
+        &config.server,
+        Some(confab_chat::realtime::is_stream_path),
+        async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+            tracing::info!("Stopping: finishing requests, writing open groups.");
+            // The events streams end on the same signal (app_until), or they would hold the
+            // graceful shutdown open.
+            ready.store(false, Relaxed);
+        },
+    );
     let (served, aggregated) = tokio::join!(served, aggregator);
     signal.abort();
     pruner.abort();

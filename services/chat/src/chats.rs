@@ -290,6 +290,8 @@ pub(crate) async fn list_chats(
             message: "cursor is not one this service returned; start again without it".into(),
         })?),
     };
+    // The activity of sends not stored yet counts: the order is as if each send wrote it.
+    state.activity().flush(state.chats()).await;
     // One more than asked tells whether another page exists.
     let mut rows = state.chats().list_chats(user.id, after, limit + 1).await?;
     let next_cursor = if rows.len() > limit as usize {

@@ -33,6 +33,7 @@
 //! with their own backends, [`Backends`]) and drive [`app`] directly.
 #![warn(missing_docs)]
 
+mod activity;
 mod blocks;
 mod chats;
 pub mod config;
@@ -48,6 +49,7 @@ pub mod history;
 #[cfg(feature = "kafka")]
 mod kafka_tail;
 pub mod limits;
+mod members;
 pub mod message_log;
 mod messages;
 mod reads;
@@ -170,6 +172,10 @@ pub struct Limiters {
 struct Inner {
     store: Store,
     chats: Arc<dyn ChatStore>,
+    known_chats: members::KnownChats,
+    activity: Arc<activity::Activity>,
+    /// The task storing `activity`, stopped with the state.
+    activity_writer: tokio::task::AbortHandle,
     verifier: Arc<TokenVerifier>,
     log: Arc<dyn MessageLog>,
     history: Arc<dyn History>,
@@ -180,6 +186,12 @@ struct Inner {
     clock: TimeUuidClock,
     limiters: Limiters,
     config: Config,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.activity_writer.abort();
+    }
 }
 
 /// Everything the handlers share. Cheap to clone.
@@ -295,10 +307,19 @@ impl AppState {
             reads: TokenBuckets::new(5.0, 20, limits.max_tracked_users),
         };
         let pipeline_metrics = embedded.as_ref().map(EmbeddedPipeline::metrics);
+        let activity = Arc::new(activity::Activity::default());
+        let activity_writer = tokio::spawn(activity::write_forever(
+            Arc::clone(&activity),
+            Arc::clone(&chats),
+        ))
+        .abort_handle();
         let state = AppState {
             inner: Arc::new(Inner {
                 store,
                 chats,
+                known_chats: members::KnownChats::default(),
+                activity,
+                activity_writer,
                 verifier,
                 log,
                 history,
@@ -330,6 +351,16 @@ impl AppState {
     /// Where chats and client message ids are kept.
     pub fn chats(&self) -> &dyn ChatStore {
         self.inner.chats.as_ref()
+    }
+
+    /// The chats read so far, for membership checks.
+    pub(crate) fn known_chats(&self) -> &members::KnownChats {
+        &self.inner.known_chats
+    }
+
+    /// Chat activity not stored yet.
+    pub(crate) fn activity(&self) -> &activity::Activity {
+        &self.inner.activity
     }
 
     /// The token verifier.
@@ -397,9 +428,11 @@ impl AppState {
             .await
     }
 
-    /// Stops the embedded aggregator, if any, after it has written every open group (call it
-    /// once the server stopped taking requests; [`serve_on`] does).
+    /// Stores the chat activity not stored yet, and stops the embedded aggregator, if any, after
+    /// it has written every open group (call it once the server stopped taking requests;
+    /// [`serve_on`] does).
     pub async fn shutdown(&self) {
+        self.inner.activity.flush(self.chats()).await;
         let embedded = self.inner.embedded.lock().await.take();
         if let Some(mut embedded) = embedded {
             embedded.stop().await;
@@ -552,14 +585,19 @@ pub async fn serve_on(
     let pruner = tokio::spawn(prune_forever(state.clone()));
     let (stop_streams, streams_stopped) = tokio::sync::watch::channel(false);
     let router = app_until(state.clone(), streams_stopped);
-    let result =
-        confab_service_kit::server::serve(listener, router, &state.config().server, async move {
+    let result = confab_service_kit::server::serve_streams(
+        listener,
+        router,
+        &state.config().server,
+        Some(realtime::is_stream_path),
+        async move {
             shutdown.await;
             // Long-lived event streams would hold the graceful shutdown open forever.
             let _ = stop_streams.send(true);
-        })
-        .await
-        .map_err(StartError::Serve);
+        },
+    )
+    .await
+    .map_err(StartError::Serve);
     pruner.abort();
     state.shutdown().await;
     state.store().close().await;

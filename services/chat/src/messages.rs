@@ -172,17 +172,25 @@ impl From<HistoryError> for ApiError {
 }
 
 /// The chat `chat_id` if `user` is a member: 404 when there is no such chat, 403 when the
-/// caller is not in it.
+/// caller is not in it. The record is the one first read ([`crate::members`]): its members and
+/// id are exact, its `last_activity` may be old.
 pub(crate) async fn member_chat(
     state: &AppState,
     chat_id: Uuid,
     user: Uuid,
 ) -> Result<ChatRecord, ApiError> {
-    let chat = state
-        .chats()
-        .find_chat(chat_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no chat with id {chat_id}")))?;
+    let chat = match state.known_chats().get(chat_id) {
+        Some(chat) => chat,
+        None => {
+            let chat = state
+                .chats()
+                .find_chat(chat_id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no chat with id {chat_id}")))?;
+            state.known_chats().remember(&chat);
+            chat
+        }
+    };
     if !chat.has_member(user) {
         return Err(ApiError::Forbidden(
             "only the chat's members can read or post to it".into(),
@@ -234,8 +242,8 @@ pub(crate) async fn send_message(
 ) -> Result<(StatusCode, Json<MessageView>), ApiError> {
     let chat = member_chat(&state, chat_id, user.id).await?;
     let peer = chat.peer_of(user.id).ok_or(ApiError::Internal)?;
-    // One indexed lookup per send. There is no membership cache to fold it into, and reading
-    // the database each time makes a block or an unblock count at once on every instance.
+    // One indexed lookup per send: reading the database each time makes a block or an unblock
+    // count at once on every instance.
     crate::blocks::refuse_if_blocked(&state, user.id, peer).await?;
     check_body(&request.body, state.config().limits.max_message_chars)
         .map_err(|refused| ApiError::invalid(refused.code, refused.message))?;
@@ -320,9 +328,7 @@ async fn produce(
             tracing::warn!(error = %err, message_id = %message.message_id, "Could not mark a client message as sent.");
         }
     }
-    if let Err(err) = store.touch_chat(chat, store::now()).await {
-        tracing::warn!(error = %err, chat_id = %chat.id, "Could not record chat activity.");
-    }
+    state.activity().record(chat, store::now());
     tracing::debug!(chat_id = %chat.id, message_id = %message.message_id, "Sent a message.");
     Ok((StatusCode::CREATED, Json(message.into())))
 }

@@ -6,7 +6,9 @@
 //!   error shape ([`confab_token::ErrorBody`]) and axum's 4xx statuses.
 //! - [`sql`]: the SQL pool setup (PostgreSQL or SQLite from one URL) and password redaction.
 //! - [`openapi`]: the Bearer security scheme of the OpenAPI documents.
-//! - [`server`]: the HTTP server with its connection limits, timeouts and security headers.
+//! - [`server`]: the HTTP server with its connection limits, timeouts and security headers,
+//!   and a lean path for events streams (`streaming`: no connection buffers while a stream
+//!   waits).
 //! - `test_support` (feature `test-support`): scratch databases and oneshot request helpers for
 //!   the services' integration tests.
 //!
@@ -20,5 +22,6 @@ pub mod http;
 pub mod openapi;
 pub mod server;
 pub mod sql;
+mod streaming;
 #[cfg(feature = "test-support")]
 pub mod test_support;

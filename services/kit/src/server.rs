@@ -16,6 +16,10 @@
 //! - The soft limit on open files is raised to the hard limit at start; the total cap is lowered
 //!   to fit under it, with a warning.
 //! - Every response carries the security headers ([`security_headers`]).
+//! - With [`serve_streams`], a connection whose first request is an events stream is answered
+//!   on a lean path (`streaming`) that holds no connection buffers while the stream waits:
+//!   hyper's two 8 KiB buffers per connection were most of an idle stream's memory. Same
+//!   router, limits and headers; one request per such connection.
 //!
 //! HTTP/1.1 only: HTTP/2 belongs to the TLS-terminating proxy in front, which also gives each
 //! client its own address (set `trusted_proxy` style options where the service has them).
@@ -37,6 +41,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
+
+use crate::streaming;
+pub use crate::streaming::StreamPaths;
 
 /// Descriptors kept free for everything that is not a client connection: database pools, the
 /// log's sockets, files, the listener.
@@ -269,10 +276,9 @@ async fn handle(
     router: Router,
     limits: Arc<Limits>,
     remote: SocketAddr,
-    mut request: Request<Incoming>,
+    mut request: Request<Body>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     request.extensions_mut().insert(ConnectInfo(remote));
-    let request = request.map(Body::new);
     let mut response =
         match tokio::time::timeout(limits.request_timeout, router.oneshot(request)).await {
             Ok(Ok(response)) => response,
@@ -305,6 +311,18 @@ pub async fn serve(
     config: &ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    serve_streams(listener, router, config, None, shutdown).await
+}
+
+/// [`serve`], answering the streaming requests `streams` names (events streams) on a lean path
+/// that holds no connection buffers while the stream waits ([`crate::streaming`]).
+pub async fn serve_streams(
+    listener: TcpListener,
+    router: Router,
+    config: &ServerConfig,
+    streams: Option<StreamPaths>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
     let open_files = raise_open_files_limit();
     let limits = Arc::new(Limits::new(config, open_files)?);
     tracing::info!(
@@ -320,6 +338,10 @@ pub async fn serve(
         per_address: Mutex::new(HashMap::new()),
     });
     let graceful = GracefulShutdown::new();
+    // Every connection task holds a sender: when all are dropped, every connection is done.
+    let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
+    // Turns true when the server stops: a connection that has sent nothing yet closes.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -351,24 +373,97 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = {
-            let router = router.clone();
-            let limits = Arc::clone(&limits);
-            hyper::service::service_fn(move |request| {
-                handle(router.clone(), Arc::clone(&limits), remote, request)
-            })
+        let connection = Connection {
+            router: router.clone(),
+            limits: Arc::clone(&limits),
+            remote,
+            http: http.clone(),
+            watcher: graceful.watcher(),
+            stopping: stopping.clone(),
+            streams,
         };
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let open = open_tx.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(err) = connection.await {
-                tracing::debug!(%remote, error = %err, "A connection ended with an error.");
-            }
+            let _open = open;
+            connection.serve(stream).await;
         });
     }
     drop(listener);
+    let _ = stopping_tx.send(true);
     graceful.shutdown().await;
+    drop(open_tx);
+    // The streams answered on the lean path end on their own shutdown signal.
+    let _ = open_rx.recv().await;
     Ok(())
+}
+
+/// What serving one connection needs.
+struct Connection {
+    router: Router,
+    limits: Arc<Limits>,
+    remote: SocketAddr,
+    http: hyper::server::conn::http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+    stopping: tokio::sync::watch::Receiver<bool>,
+    streams: Option<StreamPaths>,
+}
+
+impl Connection {
+    // Each phase's future is boxed in its own statement: an open stream's task is then sized
+    // for the phase it stays in, not for the largest one (a temporary in the statement of an
+    // `.await` takes room in the task even once moved).
+    async fn serve(mut self, mut stream: TcpStream) {
+        if let Some(is_stream) = self.streams {
+            // Waiting for the first bytes is bounded like hyper's wait for a request head.
+            let timeout = self.limits.header_read_timeout;
+            let stopping = &mut self.stopping;
+            let first = Box::pin(async {
+                tokio::select! {
+                    first = tokio::time::timeout(
+                        timeout,
+                        streaming::take_request(&mut stream, is_stream),
+                    ) => Some(first),
+                    _ = stopping.wait_for(|stop| *stop) => None,
+                }
+            });
+            let Some(first) = first.await else {
+                return;
+            };
+            match first {
+                Ok(Ok(Some(request))) => {
+                    let response = Box::pin(handle(self.router, self.limits, self.remote, request));
+                    let Ok(response) = response.await;
+                    let written = Box::pin(streaming::write_response(stream, response));
+                    written.await;
+                    return;
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(_)) | Err(_) => return,
+            }
+        }
+        let served = Box::pin(self.serve_hyper(stream));
+        served.await;
+    }
+
+    /// Serves the connection with hyper: every request that is not a lean stream.
+    async fn serve_hyper(self, stream: TcpStream) {
+        let (router, limits, remote) = (self.router, self.limits, self.remote);
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            handle(
+                router.clone(),
+                Arc::clone(&limits),
+                remote,
+                request.map(Body::new),
+            )
+        });
+        let connection = self
+            .watcher
+            .watch(self.http.serve_connection(TokioIo::new(stream), service));
+        if let Err(err) = connection.await {
+            tracing::debug!(%remote, error = %err, "A connection ended with an error.");
+        }
+    }
 }
 
 /// Writes the refusal if the socket takes it at once (a new socket's send buffer is empty, so

@@ -70,7 +70,7 @@ pub async fn connect(database_url: &Secret, max_connections: u32) -> Result<SqlP
         let options = PgConnectOptions::from_str(url).map_err(unparsable)?;
         let hint = " (locally: start it with scripts/infra up postgres)";
         Ok(SqlPool::Postgres(
-            pool(options, max_connections, shown, hint).await?,
+            pool(options, max_connections, true, shown, hint).await?,
         ))
     } else if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(url)
@@ -81,7 +81,9 @@ pub async fn connect(database_url: &Secret, max_connections: u32) -> Result<SqlP
             .foreign_keys(true);
         let file = options.get_filename().to_owned();
         restrict_sqlite_files(&file).map_err(|err| unparsable(sqlx::Error::Io(err)))?;
-        let pool = pool(options, max_connections, shown.clone(), "").await?;
+        // No ping before each use: the connection is a file in this process, and the ping is a
+        // round trip to its worker thread on every query.
+        let pool = pool(options, max_connections, false, shown.clone(), "").await?;
         // WAL mode made the -wal and -shm files just now; an old pair may predate this check.
         restrict_sqlite_files(&file).map_err(|err| ConnectError::Connect {
             url: shown,
@@ -94,17 +96,20 @@ pub async fn connect(database_url: &Secret, max_connections: u32) -> Result<SqlP
     }
 }
 
-/// A pool of at most `max_connections` connections made with `options`, one of them opened now;
-/// a failure names the URL as `shown`, followed by `hint`.
+/// A pool of at most `max_connections` connections made with `options`, one of them opened now,
+/// each checked before use when `test_before_acquire`; a failure names the URL as `shown`,
+/// followed by `hint`.
 async fn pool<DB: sqlx::Database>(
     options: <DB::Connection as sqlx::Connection>::Options,
     max_connections: u32,
+    test_before_acquire: bool,
     shown: String,
     hint: &'static str,
 ) -> Result<sqlx::Pool<DB>, ConnectError> {
     PoolOptions::<DB>::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        .test_before_acquire(test_before_acquire)
         .connect_with(options)
         .await
         .map_err(|source| ConnectError::Connect {

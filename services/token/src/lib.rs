@@ -15,6 +15,9 @@
 //!   `iss`, `aud` and `sub` must be present and match.
 //! - **Revoked sessions are refused** ([`Revocations`]): a token's `sid` names its login session,
 //!   which logout, a password change or a reused refresh token revokes.
+//! - **A token is parsed and its signature checked once**: the verifier remembers the tokens it
+//!   accepted (by SHA-256, bounded), and checks their time claims and revocation on every use;
+//!   replacing the keys forgets them.
 //! - [`CurrentUser`] is an axum extractor: a handler that takes it only runs with a valid
 //!   `Authorization: Bearer` token; otherwise the caller gets 401 with the services' JSON error
 //!   shape ([`ErrorBody`]) and a `WWW-Authenticate` header.
@@ -27,6 +30,7 @@
 //! [`install_crypto_provider`]) so that binaries which also link an `aws_lc_rs` user still work.
 #![warn(missing_docs)]
 
+mod cache;
 mod claims;
 mod config;
 mod crypto;

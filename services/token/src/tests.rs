@@ -509,3 +509,57 @@ fn a_token_of_a_revoked_session_is_refused_and_others_are_not() {
     assert_eq!(verifier.verify(&revoked_token), Err(TokenError::Revoked));
     assert_eq!(verifier.verify(&other_token).map(|c| c.sid), Ok(other.sid));
 }
+
+#[test]
+fn a_remembered_token_still_expires_and_only_the_same_text_is_remembered() {
+    let verifier = ed_verifier();
+    let claims = good_claims();
+    let token = sign_ed(&SEED_A, Some(kid_of(&SEED_A)), &claims);
+    assert!(verifier.verify(&token).is_ok());
+    // The second use is a remembered one: its time claims are checked against the clock.
+    assert!(verifier.verify(&token).is_ok());
+    let leeway = crate::DEFAULT_LEEWAY_SECS;
+    assert!(verifier.verify_at(&token, claims.exp + leeway).is_ok());
+    assert_eq!(
+        verifier.verify_at(&token, claims.exp + leeway + 1),
+        Err(TokenError::Expired)
+    );
+    // One character of the signature changed is another token, checked in full.
+    let mut tampered = token.clone();
+    let last = if tampered.ends_with('A') { "B" } else { "A" };
+    tampered.replace_range(tampered.len() - 1.., last);
+    assert!(matches!(
+        verifier.verify(&tampered),
+        Err(TokenError::BadSignature | TokenError::Malformed)
+    ));
+}
+
+#[test]
+fn a_remembered_token_is_refused_once_its_key_is_taken_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("jwks.json");
+    let write = |seeds: &[&[u8; 32]]| {
+        let set = JwkSet {
+            keys: seeds
+                .iter()
+                .map(|seed| ed25519_public_jwk_from_seed(seed).expect("jwk"))
+                .collect(),
+        };
+        std::fs::write(&path, serde_json::to_vec(&set).expect("json")).expect("write");
+    };
+    write(&[&SEED_A]);
+    let verifier = TokenVerifier::from_config(
+        &config(serde_json::json!({"jwks_file": path})).expect("config"),
+    )
+    .expect("build");
+    let token_a = sign_ed(&SEED_A, Some(kid_of(&SEED_A)), &good_claims());
+    assert!(verifier.verify(&token_a).is_ok());
+    // Key A is withdrawn (a leak) and B published; the first token under B re-reads the file.
+    write(&[&SEED_B]);
+    let token_b = sign_ed(&SEED_B, Some(kid_of(&SEED_B)), &good_claims());
+    assert!(verifier.verify(&token_b).is_ok());
+    assert!(matches!(
+        verifier.verify(&token_a),
+        Err(TokenError::UnknownKeyId { .. })
+    ));
+}

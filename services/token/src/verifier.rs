@@ -1,5 +1,6 @@
 //! [`TokenVerifier`]: checks a token's algorithm, key, signature and claims.
 
+use crate::cache::{Digest, VerifiedTokens};
 use crate::keys::{check_hs256_secret, hs256_key_id, publishable_jwk};
 use crate::Revocations;
 use crate::{Algorithm, Claims, KeyError, TokenError, VerifierConfig};
@@ -7,9 +8,11 @@ use jsonwebtoken::jwk::{
     AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
 };
 use jsonwebtoken::{DecodingKey, Validation};
+use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -18,6 +21,10 @@ pub const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Longer "tokens" are refused before any parsing: ours are a few hundred bytes.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Verified tokens remembered per generation (two generations; a few hundred bytes each): the
+/// tokens of the people sending in the last minutes, so their signatures are checked once.
+const VERIFIED_TOKENS_PER_GENERATION: usize = 4_096;
 
 /// What the claims of an accepted token must say, besides a valid signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +69,11 @@ pub struct TokenVerifier {
     max_lifetime_secs: u64,
     revocations: Arc<Revocations>,
     source: Option<KeySource>,
+    /// Tokens that passed every check (see [`VerifiedTokens`] for what a hit skips).
+    verified: VerifiedTokens,
+    /// Counts replacements of `keys`: a token verified under an earlier key set is checked
+    /// again in full.
+    key_set: AtomicU64,
 }
 
 impl fmt::Debug for TokenVerifier {
@@ -171,6 +183,8 @@ impl TokenVerifier {
             max_lifetime_secs: expect.max_lifetime_secs,
             revocations: Arc::default(),
             source: None,
+            verified: VerifiedTokens::new(VERIFIED_TOKENS_PER_GENERATION),
+            key_set: AtomicU64::new(0),
         }
     }
 
@@ -216,6 +230,9 @@ impl TokenVerifier {
                     .keys
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+                // After the new keys are in: a verification that read the old count may have
+                // used either set, and its entry will miss.
+                self.key_set.fetch_add(1, Ordering::SeqCst);
                 true
             }
             Err(err) => {
@@ -238,10 +255,44 @@ impl TokenVerifier {
     }
 
     /// Checks a token and returns its claims.
+    ///
+    /// A token this verifier accepted before is not parsed or checked for its signature again
+    /// (see [`VerifiedTokens`]); its time claims and its session's revocation are checked on
+    /// every call.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        self.verify_at(token, unix_now())
+    }
+
+    /// [`Self::verify`] with the clock of a remembered token's time checks at `now` (seconds
+    /// since the Unix epoch); a token checked in full reads the clock itself.
+    pub(crate) fn verify_at(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed);
         }
+        let digest: Digest = Sha256::digest(token.as_bytes()).into();
+        let key_set = self.key_set.load(Ordering::SeqCst);
+        let claims = match self.verified.get(&digest, key_set) {
+            Some(claims) => {
+                self.check_times(&claims, now)?;
+                claims
+            }
+            None => {
+                let claims = self.verify_signed(token)?;
+                self.verified.insert(digest, claims.clone(), key_set);
+                claims
+            }
+        };
+        if claims
+            .sid
+            .is_some_and(|sid| self.revocations.is_revoked(&sid))
+        {
+            return Err(TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    /// Every check but revocation, from the token's text.
+    fn verify_signed(&self, token: &str) -> Result<Claims, TokenError> {
         // An unknown `alg` such as "none" fails to parse here.
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         let expected = self.algorithm.to_jwt();
@@ -273,19 +324,26 @@ impl TokenVerifier {
             ));
         }
         self.check_lifetime(&claims)?;
-        if claims
-            .sid
-            .is_some_and(|sid| self.revocations.is_revoked(&sid))
-        {
-            return Err(TokenError::Revoked);
-        }
         Ok(claims)
     }
 
+    /// The time checks of a verified token's claims at `now` (seconds since the Unix epoch), as
+    /// `jsonwebtoken` and [`Self::check_lifetime`] make them.
+    fn check_times(&self, claims: &Claims, now: u64) -> Result<(), TokenError> {
+        if claims.exp.saturating_add(self.leeway_secs) < now {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf > now.saturating_add(self.leeway_secs) {
+            return Err(TokenError::NotYetValid);
+        }
+        if claims.iat > now.saturating_add(self.leeway_secs) {
+            return Err(TokenError::Lifetime("it is issued in the future".into()));
+        }
+        Ok(())
+    }
+
     fn check_lifetime(&self, claims: &Claims) -> Result<(), TokenError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = unix_now();
         if claims.iat > now + self.leeway_secs {
             return Err(TokenError::Lifetime("it is issued in the future".into()));
         }
@@ -298,6 +356,13 @@ impl TokenVerifier {
         }
         Ok(())
     }
+}
+
+/// Seconds since the Unix epoch, as `jsonwebtoken` reads the clock.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn ed25519_decoding_key(jwk: &Jwk) -> Result<(String, DecodingKey), KeyError> {

@@ -65,6 +65,17 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/chats/{chat_id}/typing", post(person::typing))
 }
 
+/// Whether `path` is one of the events streams (the person's and a chat's): the server answers
+/// them on its lean path, which holds no connection buffers while a stream waits
+/// (`confab_service_kit::server::serve_streams`).
+pub fn is_stream_path(path: &str) -> bool {
+    path == "/api/v1/events"
+        || path
+            .strip_prefix("/api/v1/chats/")
+            .and_then(|rest| rest.strip_suffix("/events"))
+            .is_some_and(|chat| !chat.is_empty() && !chat.contains('/'))
+}
+
 /// The registry and the tasks that feed it. Dropping it stops them.
 pub(crate) struct Realtime {
     hub: Arc<Hub>,
@@ -307,6 +318,28 @@ pub mod bench {
                 }
             }
             taken
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_stream_path;
+
+    #[test]
+    fn the_events_streams_and_nothing_else_are_stream_paths() {
+        assert!(is_stream_path("/api/v1/events"));
+        assert!(is_stream_path(
+            "/api/v1/chats/0190a7c2-0000-7000-8000-000000000000/events"
+        ));
+        for path in [
+            "/api/v1/events/",
+            "/api/v1/chats//events",
+            "/api/v1/chats/a/b/events",
+            "/api/v1/chats/a/messages",
+            "/api/v1/chats",
+        ] {
+            assert!(!is_stream_path(path), "{path}");
         }
     }
 }
