@@ -7,28 +7,19 @@
 //! (`last_activity`) is not kept current: a remembered record is only read for its members.
 //! Blocks are not chats: they are checked in the database on every send (see `blocks`).
 //!
-//! Bounded: two generations of at most [`PER_GENERATION`] chats. New records go into the
-//! current one; when it is full it becomes the previous one and the older is dropped. A chat
-//! found in the previous generation moves back, so active chats stay.
+//! Bounded: two generations of at most [`PER_GENERATION`] chats
+//! ([`TwoGenerations`]), so active chats stay.
 
 use crate::store::ChatRecord;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use confab_token::generations::TwoGenerations;
 use uuid::Uuid;
 
 /// Chats remembered per generation (about 100 bytes each).
 pub(crate) const PER_GENERATION: usize = 16_384;
 
-#[derive(Default)]
-struct Generations {
-    current: HashMap<Uuid, ChatRecord>,
-    previous: HashMap<Uuid, ChatRecord>,
-}
-
 /// Chat records read so far, by id.
 pub(crate) struct KnownChats {
-    generations: Mutex<Generations>,
-    per_generation: usize,
+    chats: TwoGenerations<Uuid, ChatRecord>,
 }
 
 impl Default for KnownChats {
@@ -40,40 +31,18 @@ impl Default for KnownChats {
 impl KnownChats {
     fn new(per_generation: usize) -> Self {
         Self {
-            generations: Mutex::new(Generations::default()),
-            per_generation: per_generation.max(1),
+            chats: TwoGenerations::new(per_generation),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
-        // Each operation leaves both maps whole: a poisoned lock still holds a usable cache.
-        self.generations
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The record of chat `id` as first read, if remembered.
     pub(crate) fn get(&self, id: Uuid) -> Option<ChatRecord> {
-        let mut generations = self.lock();
-        if let Some(chat) = generations.current.get(&id) {
-            return Some(chat.clone());
-        }
-        let chat = generations.previous.remove(&id)?;
-        self.put(&mut generations, chat.clone());
-        Some(chat)
+        self.chats.get(id)
     }
 
     /// Remembers a chat read from the store.
     pub(crate) fn remember(&self, chat: &ChatRecord) {
-        let mut generations = self.lock();
-        self.put(&mut generations, chat.clone());
-    }
-
-    fn put(&self, generations: &mut Generations, chat: ChatRecord) {
-        if generations.current.len() >= self.per_generation {
-            generations.previous = std::mem::take(&mut generations.current);
-        }
-        generations.current.insert(chat.id, chat);
+        self.chats.insert(chat.id, chat.clone());
     }
 }
 
@@ -113,10 +82,7 @@ mod tests {
         for _ in 0..10 {
             known.remember(&chat());
             assert!(known.get(busy.id).is_some());
-            let held = {
-                let g = known.lock();
-                g.current.len() + g.previous.len()
-            };
+            let held = known.chats.len();
             assert!(held <= 4, "{held}");
         }
         assert!(known.get(quiet.id).is_none(), "unused, aged out");

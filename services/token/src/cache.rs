@@ -13,14 +13,12 @@
 //! - Entries remember the key set they were verified under; replacing the keys (a re-read
 //!   JWKS file) makes every earlier entry miss, so a key taken out stops working at once.
 //!
-//! Bounded: two generations of at most `per_generation` entries each. New entries go into the
-//! current one; when it is full it becomes the previous one and the oldest is dropped. An entry
-//! found in the previous generation moves to the current one, so tokens in use stay while
-//! tokens no longer presented age out.
+//! Bounded: two generations of at most `per_generation` entries each
+//! ([`TwoGenerations`](crate::generations::TwoGenerations)), so tokens in use stay while tokens
+//! no longer presented age out.
 
+use crate::generations::TwoGenerations;
 use crate::Claims;
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// The SHA-256 of a token's text.
 pub(crate) type Digest = [u8; 32];
@@ -32,72 +30,34 @@ struct Entry {
     keys: u64,
 }
 
-#[derive(Default)]
-struct Generations {
-    current: HashMap<Digest, Entry>,
-    previous: HashMap<Digest, Entry>,
-}
-
 /// Tokens already verified, by digest. See the module documentation for what it may skip.
 pub(crate) struct VerifiedTokens {
-    generations: Mutex<Generations>,
-    per_generation: usize,
+    entries: TwoGenerations<Digest, Entry>,
 }
 
 impl VerifiedTokens {
     /// A cache holding at most `2 * per_generation` tokens.
     pub(crate) fn new(per_generation: usize) -> Self {
         Self {
-            generations: Mutex::new(Generations::default()),
-            per_generation: per_generation.max(1),
+            entries: TwoGenerations::new(per_generation),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
-        // Each operation leaves both maps whole: a poisoned lock still holds a usable cache.
-        self.generations
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The claims of the token with this digest, if it was verified under key set `keys`.
     pub(crate) fn get(&self, digest: &Digest, keys: u64) -> Option<Claims> {
-        let mut generations = self.lock();
-        if let Some(entry) = generations.current.get(digest) {
-            return (entry.keys == keys).then(|| entry.claims.clone());
-        }
-        let entry = generations.previous.remove(digest)?;
-        if entry.keys != keys {
-            return None;
-        }
-        let claims = entry.claims.clone();
-        Self::put(&mut generations, self.per_generation, *digest, entry);
-        Some(claims)
+        let entry = self.entries.get(*digest)?;
+        (entry.keys == keys).then_some(entry.claims)
     }
 
     /// Remembers that the token with this digest was verified under key set `keys`.
     pub(crate) fn insert(&self, digest: Digest, claims: Claims, keys: u64) {
-        let mut generations = self.lock();
-        Self::put(
-            &mut generations,
-            self.per_generation,
-            digest,
-            Entry { claims, keys },
-        );
-    }
-
-    fn put(generations: &mut Generations, per_generation: usize, digest: Digest, entry: Entry) {
-        if generations.current.len() >= per_generation {
-            generations.previous = std::mem::take(&mut generations.current);
-        }
-        generations.current.insert(digest, entry);
+        self.entries.insert(digest, Entry { claims, keys });
     }
 
     /// Tokens held.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        let generations = self.lock();
-        generations.current.len() + generations.previous.len()
+        self.entries.len()
     }
 }
 

@@ -36,6 +36,7 @@ mod config;
 mod crypto;
 mod error;
 mod extract;
+pub mod generations;
 mod keys;
 mod revocation;
 mod secret;
