@@ -91,16 +91,7 @@ mod tests {
     use super::*;
 
     fn chat() -> ChatRecord {
-        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let now = chrono::Utc::now();
-        ChatRecord {
-            id: Uuid::now_v7(),
-            user_low: a.min(b),
-            user_high: a.max(b),
-            created_by: a,
-            created_at: now,
-            last_activity: now,
-        }
+        ChatRecord::sample()
     }
 
     #[test]

@@ -135,6 +135,21 @@ impl ChatRecord {
         self.user_low == user || self.user_high == user
     }
 
+    /// A chat of two new random users, started now (for unit tests).
+    #[cfg(test)]
+    pub(crate) fn sample() -> Self {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let now = Utc::now();
+        ChatRecord {
+            id: Uuid::now_v7(),
+            user_low: a.min(b),
+            user_high: a.max(b),
+            created_by: a,
+            created_at: now,
+            last_activity: now,
+        }
+    }
+
     /// The member who is not `user` (`None` when `user` is not a member).
     pub fn peer_of(&self, user: Uuid) -> Option<Uuid> {
         if self.user_low == user {

@@ -424,19 +424,22 @@ async fn the_extractor_answers_401_json_with_a_challenge() {
     }
 }
 
+/// Publishes the public keys of `seeds` as the JWKS file at `path`.
+fn write_jwks(path: &std::path::Path, seeds: &[&[u8; 32]]) {
+    let set = JwkSet {
+        keys: seeds
+            .iter()
+            .map(|seed| ed25519_public_jwk_from_seed(seed).expect("jwk"))
+            .collect(),
+    };
+    std::fs::write(path, serde_json::to_vec(&set).expect("json")).expect("write");
+}
+
 #[test]
 fn an_unknown_kid_rereads_the_jwks_file_at_most_once_per_interval() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("jwks.json");
-    let write = |seeds: &[&[u8; 32]]| {
-        let set = JwkSet {
-            keys: seeds
-                .iter()
-                .map(|seed| ed25519_public_jwk_from_seed(seed).expect("jwk"))
-                .collect(),
-        };
-        std::fs::write(&path, serde_json::to_vec(&set).expect("json")).expect("write");
-    };
+    let write = |seeds: &[&[u8; 32]]| write_jwks(&path, seeds);
     write(&[&SEED_A]);
     let verifier = TokenVerifier::from_config(
         &config(serde_json::json!({"jwks_file": path})).expect("config"),
@@ -538,15 +541,7 @@ fn a_remembered_token_still_expires_and_only_the_same_text_is_remembered() {
 fn a_remembered_token_is_refused_once_its_key_is_taken_out() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("jwks.json");
-    let write = |seeds: &[&[u8; 32]]| {
-        let set = JwkSet {
-            keys: seeds
-                .iter()
-                .map(|seed| ed25519_public_jwk_from_seed(seed).expect("jwk"))
-                .collect(),
-        };
-        std::fs::write(&path, serde_json::to_vec(&set).expect("json")).expect("write");
-    };
+    let write = |seeds: &[&[u8; 32]]| write_jwks(&path, seeds);
     write(&[&SEED_A]);
     let verifier = TokenVerifier::from_config(
         &config(serde_json::json!({"jwks_file": path})).expect("config"),

@@ -312,6 +312,17 @@ impl TestApp {
         .await
     }
 
+    /// Sends a typing notice as `user` in `chat`.
+    pub(crate) async fn typing(&self, user: &TestUser, chat: Uuid) -> TestResponse {
+        self.json(
+            Method::POST,
+            &format!("/api/v1/chats/{chat}/typing"),
+            Value::Null,
+            Some(&user.token),
+        )
+        .await
+    }
+
     /// Sends a text and asserts 201; returns the message.
     pub(crate) async fn say_ok(&self, user: &TestUser, chat: Uuid, text: &str) -> Value {
         self.say(user, chat, serde_json::json!({ "body": text }))

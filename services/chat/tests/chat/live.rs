@@ -136,14 +136,7 @@ async fn a_new_chat_and_typing_reach_the_peer_and_typing_never_reaches_the_log()
     assert_eq!(started.event, "chat");
     assert_eq!(started.data["chat_id"], chat.to_string());
 
-    let typing = app
-        .json(
-            axum::http::Method::POST,
-            &format!("/api/v1/chats/{chat}/typing"),
-            serde_json::Value::Null,
-            Some(&ann.token),
-        )
-        .await;
+    let typing = app.typing(&ann, chat).await;
     assert_eq!(typing.status, StatusCode::NO_CONTENT);
     let notice = next(&mut to_bob).await;
     assert_eq!(notice.event, "typing");
@@ -152,14 +145,7 @@ async fn a_new_chat_and_typing_reach_the_peer_and_typing_never_reaches_the_log()
     assert_eq!(log.len(), 0, "a typing notice is never logged");
 
     // Only members may say they are typing.
-    let refused = app
-        .json(
-            axum::http::Method::POST,
-            &format!("/api/v1/chats/{chat}/typing"),
-            serde_json::Value::Null,
-            Some(&cat.token),
-        )
-        .await;
+    let refused = app.typing(&cat, chat).await;
     refused.assert_error(StatusCode::FORBIDDEN, "forbidden");
     app.say_ok(&ann, chat, "a real message").await;
     assert_eq!(next(&mut to_bob).await.event, "message");
@@ -227,14 +213,7 @@ async fn new_chats_typing_and_read_marks_reach_people_on_another_instance() {
     assert_eq!(started.event, "chat", "{started:?}");
     assert_eq!(started.data["chat_id"], chat.to_string());
 
-    let typing = app
-        .json(
-            axum::http::Method::POST,
-            &format!("/api/v1/chats/{chat}/typing"),
-            serde_json::Value::Null,
-            Some(&bob.token),
-        )
-        .await;
+    let typing = app.typing(&bob, chat).await;
     assert_eq!(typing.status, StatusCode::NO_CONTENT);
     let notice = next(&mut ann_there).await;
     assert_eq!(notice.event, "typing");
