@@ -144,6 +144,7 @@ impl MemoryLog {
             group: group.to_string(),
             next,
             revoked: Revoker::default(),
+            linger: Duration::ZERO,
         }
     }
 }
@@ -187,9 +188,21 @@ pub struct MemorySource {
     /// The assigned partitions and the next offset to read in each.
     next: HashMap<u32, u64>,
     revoked: Revoker,
+    /// How long a poll that waited for the first record waits on for more.
+    linger: Duration,
 }
 
 impl MemorySource {
+    /// Reads a trickle in batches: a poll that had to wait for its first record waits up to
+    /// `linger` more before taking what has come, as Kafka's `fetch.wait.max.ms` does. A reader
+    /// that is behind never waits. Every batch handed over wakes the reader, the workers and
+    /// the sinks once, so at a few hundred records a second a short linger saves most of those
+    /// wake-ups for as many milliseconds of delay. Zero (the default) takes the first at once.
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
     /// A handle that revokes partitions from this source, as a consumer-group rebalance would.
     pub fn revoker(&self) -> Revoker {
         self.revoked.clone()
@@ -240,7 +253,9 @@ impl Source for MemorySource {
         if closed {
             return Ok(Polled::End);
         }
-        let _ = tokio::time::timeout(wait, notified).await;
+        if tokio::time::timeout(wait, notified).await.is_ok() && !self.linger.is_zero() {
+            tokio::time::sleep(self.linger).await;
+        }
         let (records, _) = self.take(max);
         Ok(if records.is_empty() {
             Polled::Idle

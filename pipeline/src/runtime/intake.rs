@@ -25,11 +25,14 @@ pub(super) struct Intake<'a, R> {
     current: Vec<(u32, u32)>,
     /// Most records one poll hands over.
     max: usize,
+    /// Records the previous poll handed over: the first allocation's guess.
+    expected: usize,
 }
 
 impl<'a, R: Aggregatable> Intake<'a, R> {
-    /// An empty batch of at most `max` records, read under `generations`.
-    pub(super) fn new(generations: &'a Generations, max: usize) -> Self {
+    /// An empty batch of at most `max` records, read under `generations`, after a poll that
+    /// handed over `expected`.
+    pub(super) fn new(generations: &'a Generations, max: usize, expected: usize) -> Self {
         Self {
             good: Vec::new(),
             bad: Vec::new(),
@@ -37,6 +40,7 @@ impl<'a, R: Aggregatable> Intake<'a, R> {
             generations,
             current: Vec::new(),
             max,
+            expected,
         }
     }
 
@@ -84,8 +88,13 @@ impl<'a, R: Aggregatable> Intake<'a, R> {
         };
         if self.good.capacity() == 0 {
             // Under load most polls are full: one allocation for the batch rather than a
-            // doubling series of copies.
-            self.good.reserve(self.max);
+            // doubling series of copies. At a trickle most hand over a record or two, and a
+            // full batch's few hundred kilobytes each time would be fresh pages to fault in.
+            self.good.reserve(
+                self.expected
+                    .next_power_of_two()
+                    .clamp(16, self.max.max(16)),
+            );
         }
         self.good.push(Envelope {
             position: read.position,

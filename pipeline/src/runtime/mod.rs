@@ -52,7 +52,7 @@ use dispatch::{write_dead_letters, Dispatcher};
 use intake::Intake;
 use sessions::Sessions;
 use tracker::CommitTracker;
-use workers::{run_workers, Feed, Generations, WorkerShared};
+use workers::{run_workers, Feed, FeedSender, Generations, WorkerShared, WorkerThreads};
 
 /// Batches of records (and time advances) the reader may send ahead of the workers.
 const FEED_BATCHES: usize = 4;
@@ -525,6 +525,8 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         // (about 2 MB of chat messages), and records read far ahead of the operator are memory
         // held and caches missed, not throughput (16 held about 30 MB in the Kafka example).
         let (feed_tx, feed_rx) = mpsc::channel::<Feed<R>>(FEED_BATCHES);
+        let threads = Arc::new(WorkerThreads::default());
+        let feed_tx = FeedSender::new(feed_tx, Arc::clone(&threads));
         let (group_tx, group_rx) = mpsc::unbounded_channel();
         let (abandon_tx, abandon_rx) = watch::channel(false);
         let abandon_tx = Arc::new(abandon_tx);
@@ -537,6 +539,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
             closed: AtomicBool::new(false),
             out: group_tx,
             unacked_bytes: Arc::clone(&unacked_bytes),
+            threads,
         });
         let key_fn = Arc::clone(&self.key_fn);
         let options = AggregateOptions {
@@ -586,6 +589,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
             epoch: 0,
             partitions: HashMap::new(),
             last_commit_ms: self.clock.now_ms(),
+            last_batch: 0,
         };
         // A sink that cannot go on stops the reading as a shutdown would.
         let mut stopped = abandon_rx.clone();
@@ -675,13 +679,15 @@ struct Reader<'a, K, R> {
     clock: &'a dyn Clock,
     unacked_bytes: &'a AtomicU64,
     abandon: &'a watch::Receiver<bool>,
-    feed: mpsc::Sender<Feed<R>>,
+    feed: FeedSender<R>,
     generations: &'a Generations,
     /// The input time last sent to the workers.
     epoch: u64,
     /// Per partition: latest event time seen, and when (clock ms) it last delivered a record.
     partitions: HashMap<u32, (u64, u64)>,
     last_commit_ms: u64,
+    /// Records the last poll with records handed over.
+    last_batch: usize,
 }
 
 impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
@@ -706,7 +712,11 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
                 self.maybe_commit(source).await?;
                 continue;
             }
-            let mut batch = Intake::new(self.generations, self.config.poll_max_records);
+            let mut batch = Intake::new(
+                self.generations,
+                self.config.poll_max_records,
+                self.last_batch,
+            );
             let mut take = |read| batch.take(read);
             let polled = tokio::select! {
                 _ = &mut shutdown => return Ok(()),
@@ -715,6 +725,7 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
             match polled {
                 Ok(Polled::Records(_)) => {
                     backoff.reset();
+                    self.last_batch = batch.good.len() + batch.bad.len();
                     self.accept(batch).await?;
                     self.advance_to_watermark(source).await?;
                 }

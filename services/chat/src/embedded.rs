@@ -30,6 +30,12 @@ use tokio::task::JoinHandle;
 /// The consumer group name of the embedded aggregator in the in-process log.
 const CONSUMER_GROUP: &str = "confab-chat-embedded";
 
+/// How long the aggregator's reader waits, after a first message, for more: groups wait seconds
+/// for their messages anyway, and the people chatting see each message on the live lane, which
+/// reads the log without waiting. At a few hundred messages a second this reads a batch every
+/// 20 ms instead of a message at a time, each waking the workers and the sinks.
+const READ_LINGER: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Dead letters of the embedded aggregator go to the service's log: the service only produces
 /// records it built itself, so a dead letter here is a bug worth seeing.
 struct LoggedDeadLetters;
@@ -83,7 +89,7 @@ impl EmbeddedPipeline {
         .config(config.runtime.clone());
         let metrics = pipeline.metrics_handle();
         let (stop, stopped) = oneshot::channel::<()>();
-        let source = log.source(CONSUMER_GROUP);
+        let source = log.source(CONSUMER_GROUP).with_linger(READ_LINGER);
         let task = tokio::spawn(async move {
             let result = pipeline
                 .run(source, async {

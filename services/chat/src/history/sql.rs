@@ -103,6 +103,10 @@ impl History for SqlHistory {
     }
 }
 
+/// Rows per `INSERT` statement: 9 parameters each, far under both databases' limits, and at most
+/// this many statement shapes in each connection's statement cache.
+const ROWS_PER_INSERT: usize = 100;
+
 /// A pipeline sink writing every message of every group as one `message_history` row.
 #[derive(Debug, Clone)]
 pub struct SqlHistorySink {
@@ -133,37 +137,43 @@ impl Sink<String, ChatMessage> for SqlHistorySink {
     }
 
     async fn write(&self, groups: &[Group<String, ChatMessage>]) -> Result<(), SinkError> {
+        let mut rows = Vec::new();
+        for group in groups {
+            for message in &group.records {
+                let Some(ticks) = ticks(&message.time) else {
+                    tracing::warn!(
+                        message_id = %message.message_id,
+                        "Skipped a history row whose time is not a TimeUUID."
+                    );
+                    continue;
+                };
+                rows.push((group.id, ticks, message));
+            }
+        }
+        // A statement per message was most of the SQL threads' work in `confab up` (a round trip
+        // to the database's thread each); one per up to ROWS_PER_INSERT rows, in one transaction.
         let result = on_pool!(&self.store, pool => {
             async {
                 let mut tx = pool.begin().await?;
-                for group in groups {
-                    for message in &group.records {
-                        let Some(ticks) = ticks(&message.time) else {
-                            tracing::warn!(
-                                message_id = %message.message_id,
-                                "Skipped a history row whose time is not a TimeUUID."
-                            );
-                            continue;
-                        };
-                        sqlx::query(
-                            "INSERT INTO message_history \
-                               (chat_id, ticks, time, message_id, from_user, to_user, body, \
-                                time_iso, group_id) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                             ON CONFLICT (chat_id, ticks, time) DO NOTHING",
-                        )
-                        .bind(text(&message.chat_id))
-                        .bind(ticks)
-                        .bind(message.time)
-                        .bind(text(&message.message_id))
-                        .bind(text(&message.from_user))
-                        .bind(text(&message.to_user))
-                        .bind(text(&message.body))
-                        .bind(text(&message.time_iso))
-                        .bind(group.id)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
+                for chunk in rows.chunks(ROWS_PER_INSERT) {
+                    let mut insert = sqlx::QueryBuilder::new(
+                        "INSERT INTO message_history \
+                           (chat_id, ticks, time, message_id, from_user, to_user, body, time_iso, \
+                            group_id) ",
+                    );
+                    insert.push_values(chunk, |mut row, (group_id, ticks, message)| {
+                        row.push_bind(text(&message.chat_id))
+                            .push_bind(*ticks)
+                            .push_bind(message.time)
+                            .push_bind(text(&message.message_id))
+                            .push_bind(text(&message.from_user))
+                            .push_bind(text(&message.to_user))
+                            .push_bind(text(&message.body))
+                            .push_bind(text(&message.time_iso))
+                            .push_bind(*group_id);
+                    });
+                    insert.push(" ON CONFLICT (chat_id, ticks, time) DO NOTHING");
+                    insert.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await
             }
