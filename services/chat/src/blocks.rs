@@ -12,6 +12,12 @@
 //! silent: the blocked person gets no event. Unblocking restores writing at once, on every
 //! instance (the check reads the database on each send, see [`crate::messages`]).
 //!
+//! **One instance on SQLite** (`confab up`) answers the check from memory after the first read
+//! of a pair ([`KnownBlocks`]): every block and unblock goes through this process, which forgets
+//! every remembered answer when one is made, so the answer is the database's, without its round
+//! trip on each send. With PostgreSQL several instances may write blocks, and each send reads
+//! the database.
+//!
 //! A user holds at most [`MAX_BLOCKS_PER_USER`] blocks, which bounds the list.
 
 use crate::error::ApiError;
@@ -23,6 +29,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use confab_token::generations::TwoGenerations;
 use confab_token::{CurrentUser, ErrorBody};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -120,7 +127,12 @@ pub(crate) async fn block(
             ),
         ));
     }
-    let (created_at, new) = store.block(user.id, target.id).await?;
+    let stored = store.block(user.id, target.id).await;
+    if let Some(known) = state.known_blocks() {
+        // Also after a failure: the write may have happened.
+        known.changed();
+    }
+    let (created_at, new) = stored?;
     if new {
         tracing::info!(blocker = %user.id, blocked = %target.id, "A user blocked another.");
     }
@@ -159,7 +171,11 @@ pub(crate) async fn unblock(
     State(state): State<AppState>,
     ApiPath(blocked): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    if state.store().unblock(user.id, blocked).await? {
+    let lifted = state.store().unblock(user.id, blocked).await;
+    if let Some(known) = state.known_blocks() {
+        known.changed();
+    }
+    if lifted? {
         tracing::info!(blocker = %user.id, %blocked, "A user lifted a block.");
     }
     Ok(StatusCode::NO_CONTENT)
@@ -192,8 +208,57 @@ pub(crate) async fn list_blocks(
 
 /// 403 `blocked` when either of `a` and `b` blocks the other.
 pub(crate) async fn refuse_if_blocked(state: &AppState, a: Uuid, b: Uuid) -> Result<(), ApiError> {
-    if state.store().blocked_between(a, b).await? {
+    let blocked = match state.known_blocks() {
+        Some(known) => known.blocked_between(state, a, b).await?,
+        None => state.store().blocked_between(a, b).await?,
+    };
+    if blocked {
         return Err(ApiError::Blocked);
     }
     Ok(())
+}
+
+/// Pairs remembered per generation (about 50 bytes each).
+const PAIRS_PER_GENERATION: usize = 16_384;
+
+/// Whether two people block each other, as last read, for a store only this process writes.
+///
+/// Each answer is kept with the count of block changes at the moment its read began; any block
+/// or unblock moves the count on, so an answer read before a change (or during one) is never
+/// used after it. Blocks change rarely: forgetting every answer at each change costs a read per
+/// pair in use.
+pub(crate) struct KnownBlocks {
+    pairs: TwoGenerations<(Uuid, Uuid), (bool, u64)>,
+    changes: std::sync::atomic::AtomicU64,
+}
+
+impl Default for KnownBlocks {
+    fn default() -> Self {
+        Self {
+            pairs: TwoGenerations::new(PAIRS_PER_GENERATION),
+            changes: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl KnownBlocks {
+    async fn blocked_between(&self, state: &AppState, a: Uuid, b: Uuid) -> Result<bool, ApiError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let pair = if a < b { (a, b) } else { (b, a) };
+        let changes = self.changes.load(SeqCst);
+        if let Some((blocked, at)) = self.pairs.get(pair) {
+            if at == changes {
+                return Ok(blocked);
+            }
+        }
+        let blocked = state.store().blocked_between(a, b).await?;
+        self.pairs.insert(pair, (blocked, changes));
+        Ok(blocked)
+    }
+
+    /// A block was made or lifted (called once it is stored).
+    fn changed(&self) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }

@@ -173,6 +173,8 @@ struct Inner {
     store: Store,
     chats: Arc<dyn ChatStore>,
     known_chats: members::KnownChats,
+    /// Block answers remembered, when this process is the only one writing blocks (SQLite).
+    known_blocks: Option<blocks::KnownBlocks>,
     activity: Arc<activity::Activity>,
     /// The task storing `activity`, stopped with the state.
     activity_writer: tokio::task::AbortHandle,
@@ -307,6 +309,7 @@ impl AppState {
             reads: TokenBuckets::new(5.0, 20, limits.max_tracked_users),
         };
         let pipeline_metrics = embedded.as_ref().map(EmbeddedPipeline::metrics);
+        let one_writer = matches!(store, Store::Sqlite(_));
         let activity = Arc::new(activity::Activity::default());
         let activity_writer = tokio::spawn(activity::write_forever(
             Arc::clone(&activity),
@@ -318,6 +321,9 @@ impl AppState {
                 store,
                 chats,
                 known_chats: members::KnownChats::default(),
+                // SQLite is one process's database (`confab up`); PostgreSQL may be shared by
+                // several instances, each of which may write blocks.
+                known_blocks: one_writer.then(blocks::KnownBlocks::default),
                 activity,
                 activity_writer,
                 verifier,
@@ -356,6 +362,11 @@ impl AppState {
     /// The chats read so far, for membership checks.
     pub(crate) fn known_chats(&self) -> &members::KnownChats {
         &self.inner.known_chats
+    }
+
+    /// Block answers remembered (one process writing blocks only), or `None`: read each time.
+    pub(crate) fn known_blocks(&self) -> Option<&blocks::KnownBlocks> {
+        self.inner.known_blocks.as_ref()
     }
 
     /// Chat activity not stored yet.
