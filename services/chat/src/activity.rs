@@ -61,11 +61,12 @@ impl Activity {
     /// logged: the chat keeps its older place in the list).
     pub(crate) async fn flush(&self, store: &dyn ChatStore) {
         let _writing = self.writing.lock().await;
-        let pending = std::mem::take(&mut *self.lock());
-        for (chat, at) in pending.into_values() {
-            if let Err(err) = store.touch_chat(&chat, at).await {
-                tracing::warn!(error = %err, chat_id = %chat.id, "Could not record chat activity.");
-            }
+        let pending: Vec<_> = std::mem::take(&mut *self.lock()).into_values().collect();
+        if pending.is_empty() {
+            return;
+        }
+        if let Err(err) = store.touch_chats(&pending).await {
+            tracing::warn!(error = %err, chats = pending.len(), "Could not record chat activity.");
         }
     }
 
