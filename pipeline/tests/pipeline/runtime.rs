@@ -809,8 +809,9 @@ async fn commits_move_through_a_busy_log_of_overlapping_groups_at_each_epoch() {
 struct Held {
     device: u32,
     at_ms: u64,
+    /// Never read: what counts is that it is dropped with the record.
     #[serde(skip)]
-    alive: Arc<()>,
+    _alive: Arc<()>,
 }
 
 impl Aggregatable for Held {
@@ -828,7 +829,7 @@ async fn every_record_read_is_dropped_once_the_run_ends() {
         .map(|i| Held {
             device: (i % 97) as u32,
             at_ms: i,
-            alive: Arc::clone(&alive),
+            _alive: Arc::clone(&alive),
         })
         .collect();
     let written = Arc::new(AtomicUsize::new(0));
@@ -845,5 +846,9 @@ async fn every_record_read_is_dropped_once_the_run_ends() {
         .expect("runs");
     assert_eq!(report.messages_in, 20_000);
     assert_eq!(written.load(SeqCst), 20_000);
-    assert_eq!(Arc::strong_count(&alive), 1, "records still held after the run");
+    assert_eq!(
+        Arc::strong_count(&alive),
+        1,
+        "records still held after the run"
+    );
 }
