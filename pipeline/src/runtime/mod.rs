@@ -48,7 +48,7 @@ use crate::sink::{FnSink, LoggedDeadLetters, SinkError};
 use crate::source::{
     Decoding, Polled, RecordError, RecordSource, Source, SourceError, SourceRecord,
 };
-use dispatch::{write_dead_letters, Dispatcher};
+use dispatch::{write_dead_letters, Dispatcher, Spent};
 use intake::Intake;
 use sessions::Sessions;
 use tracker::CommitTracker;
@@ -530,6 +530,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         let (group_tx, group_rx) = mpsc::unbounded_channel();
         let (abandon_tx, abandon_rx) = watch::channel(false);
         let abandon_tx = Arc::new(abandon_tx);
+        let (spent_tx, spent_rx) = mpsc::unbounded_channel();
 
         let generations = Arc::new(Generations::default());
         let shared = Arc::new(WorkerShared {
@@ -565,6 +566,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
             unacked_bytes: Arc::clone(&unacked_bytes),
             abandon: abandon_rx.clone(),
             stop: Arc::clone(&abandon_tx),
+            spent: spent_tx,
         };
         let dispatch_task = tokio::spawn(dispatcher.run(group_rx));
 
@@ -585,6 +587,7 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
             unacked_bytes: &unacked_bytes,
             abandon: &abandon_rx,
             feed: feed_tx,
+            spent: spent_rx,
             generations: &generations,
             epoch: 0,
             partitions: HashMap::new(),
@@ -601,8 +604,10 @@ impl<K: GroupKey + Sync, R: Aggregatable + Sync> Pipeline<K, R> {
         };
         let mut read_result = reader.read_until_done(&mut source, shutdown).await;
         // Closing the feed ends the input: the operator flushes every open group, and ends every
-        // conversation with it.
+        // conversation with it. The flushed groups are dropped where they are written: nothing
+        // takes spent groups any more.
         drop(reader.feed);
+        drop(reader.spent);
         if let Some(sessions) = reader.sessions.as_mut() {
             match lock(&tracker) {
                 Ok(mut tracker) => sessions.end(&mut tracker),
@@ -680,6 +685,8 @@ struct Reader<'a, K, R> {
     unacked_bytes: &'a AtomicU64,
     abandon: &'a watch::Receiver<bool>,
     feed: FeedSender<R>,
+    /// Groups the sinks are done with, dropped on this task's thread (see [`Spent`]).
+    spent: mpsc::UnboundedReceiver<Spent<K, R>>,
     generations: &'a Generations,
     /// The input time last sent to the workers.
     epoch: u64,
@@ -700,6 +707,10 @@ impl<K: GroupKey, R: Aggregatable> Reader<'_, K, R> {
         let wait = Duration::from_millis(self.config.poll_wait_ms);
         let mut backoff = self.config.backoff();
         loop {
+            // Between polls, so they wait no longer than one poll.
+            while let Ok(spent) = self.spent.try_recv() {
+                drop(spent);
+            }
             let unacked = self.unacked_bytes.load(SeqCst);
             self.metrics.in_flight_bytes.store(unacked, SeqCst);
             let open = self.metrics.open_bytes.load(SeqCst);

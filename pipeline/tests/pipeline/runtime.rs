@@ -802,3 +802,53 @@ async fn commits_move_through_a_busy_log_of_overlapping_groups_at_each_epoch() {
     }
     assert_eq!(log.committed("g"), log.end_offsets());
 }
+
+/// A reading that holds a share of a counter while it lives: what a run still holds of its
+/// records is the counter's share count less one.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Held {
+    device: u32,
+    at_ms: u64,
+    /// Never read: what counts is that it is dropped with the record.
+    #[serde(skip)]
+    _alive: Arc<()>,
+}
+
+impl Aggregatable for Held {
+    fn event_time_ms(&self) -> u64 {
+        self.at_ms
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_read_is_dropped_once_the_run_ends() {
+    // Written groups go back to the reader to be dropped on its thread; once the reading ends
+    // nothing takes them, so the sinks' last groups must be dropped where they are written.
+    let alive = Arc::new(());
+    let records: Vec<Held> = (0..20_000u64)
+        .map(|i| Held {
+            device: (i % 97) as u32,
+            at_ms: i,
+            _alive: Arc::clone(&alive),
+        })
+        .collect();
+    let written = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&written);
+    let report = Pipeline::typed(|r: &Held| r.device)
+        .sink_fn("count", move |g: &Group<u32, Held>| {
+            counted.fetch_add(g.records.len(), SeqCst);
+            Ok(())
+        })
+        .policy(hour_long_timeouts(10))
+        .event_time_only()
+        .run_records(confab_pipeline::from_iter(records), std::future::pending())
+        .await
+        .expect("runs");
+    assert_eq!(report.messages_in, 20_000);
+    assert_eq!(written.load(SeqCst), 20_000);
+    assert_eq!(
+        Arc::strong_count(&alive),
+        1,
+        "records still held after the run"
+    );
+}
