@@ -162,11 +162,15 @@ async fn marking_read_tells_the_readers_other_pages_and_not_the_other_member() {
     let app = TestApp::new(Backend::Sqlite).await;
     let (ann, bob) = (app.user("ann").await, app.user("bob").await);
     let chat = app.chat(&ann, &bob).await;
-    let sent = app.say_ok(&ann, chat, "hello").await;
     let mut bob_tab = app.person_events(&bob.token, None).await;
     assert_eq!(next_event(&mut bob_tab).await.event, "ready");
     let mut ann_tab = app.person_events(&ann.token, None).await;
     assert_eq!(next_event(&mut ann_tab).await.event, "ready");
+    // Sent with both tabs open, so that the live lane's copy of it comes before anything else
+    // (sent earlier, it could reach a tab opened meanwhile, or not).
+    let sent = app.say_ok(&ann, chat, "hello").await;
+    assert_eq!(next_event(&mut bob_tab).await.event, "message");
+    assert_eq!(next_event(&mut ann_tab).await.event, "message");
 
     let (status, _) = mark(&app, &bob, chat, &sent["time"]).await;
     assert_eq!(status, StatusCode::OK);
