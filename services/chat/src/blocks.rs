@@ -10,7 +10,7 @@
 //! they cannot write, not that they were blocked (the blocker knows why). Both can still read
 //! the chat's earlier history and see it in their chat list; nothing is deleted. Blocking is
 //! silent: the blocked person gets no event. Unblocking restores writing at once, on every
-//! instance (the check reads the database on each send, see [`crate::messages`]).
+//! instance.
 //!
 //! **One instance on SQLite** (`confab up`) answers the check from memory after the first read
 //! of a pair ([`KnownBlocks`]): every block and unblock goes through this process, which forgets

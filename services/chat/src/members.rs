@@ -5,7 +5,7 @@
 //! read answers "is this person a member" for good, on every instance. Anything that ever
 //! changes a chat's members or deletes a chat must forget it here too. What can change
 //! (`last_activity`) is not kept current: a remembered record is only read for its members.
-//! Blocks are not chats: they are checked in the database on every send (see `blocks`).
+//! Blocks are not chats: they change, and `blocks` says when an answer may be remembered.
 //!
 //! Bounded: two generations of at most [`PER_GENERATION`] chats
 //! ([`TwoGenerations`]), so active chats stay.

@@ -242,8 +242,8 @@ pub(crate) async fn send_message(
 ) -> Result<(StatusCode, Json<MessageView>), ApiError> {
     let chat = member_chat(&state, chat_id, user.id).await?;
     let peer = chat.peer_of(user.id).ok_or(ApiError::Internal)?;
-    // One indexed lookup per send: reading the database each time makes a block or an unblock
-    // count at once on every instance.
+    // A block or an unblock counts at once on every instance (see `blocks` for when the answer
+    // may come from memory).
     crate::blocks::refuse_if_blocked(&state, user.id, peer).await?;
     check_body(&request.body, state.config().limits.max_message_chars)
         .map_err(|refused| ApiError::invalid(refused.code, refused.message))?;
