@@ -22,7 +22,7 @@
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
-use crate::store::BlockRecord;
+use crate::store::{BlockRecord, Store};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -209,7 +209,7 @@ pub(crate) async fn list_blocks(
 /// 403 `blocked` when either of `a` and `b` blocks the other.
 pub(crate) async fn refuse_if_blocked(state: &AppState, a: Uuid, b: Uuid) -> Result<(), ApiError> {
     let blocked = match state.known_blocks() {
-        Some(known) => known.blocked_between(state, a, b).await?,
+        Some(known) => known.blocked_between(state.store(), a, b).await?,
         None => state.store().blocked_between(a, b).await?,
     };
     if blocked {
@@ -242,7 +242,7 @@ impl Default for KnownBlocks {
 }
 
 impl KnownBlocks {
-    async fn blocked_between(&self, state: &AppState, a: Uuid, b: Uuid) -> Result<bool, ApiError> {
+    async fn blocked_between(&self, store: &Store, a: Uuid, b: Uuid) -> Result<bool, ApiError> {
         use std::sync::atomic::Ordering::SeqCst;
         let pair = if a < b { (a, b) } else { (b, a) };
         let changes = self.changes.load(SeqCst);
@@ -251,7 +251,7 @@ impl KnownBlocks {
                 return Ok(blocked);
             }
         }
-        let blocked = state.store().blocked_between(a, b).await?;
+        let blocked = store.blocked_between(a, b).await?;
         self.pairs.insert(pair, (blocked, changes));
         Ok(blocked)
     }
