@@ -147,3 +147,46 @@ fn a_sink_that_cannot_write_stops_the_aggregator_with_a_non_zero_exit() {
     let dead = std::fs::read_to_string(dir.path().join("dead-letters.jsonl")).unwrap_or_default();
     assert_eq!(dead, "", "no group silently diverted to the dead letters");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_process_turns_transparent_huge_pages_off() {
+    // mimalloc asks for huge pages on its segments; confab turns them off for itself at start-up
+    // (see `disable_transparent_huge_pages` in runners/src/main.rs): the kernel reports it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = confab()
+        .args(["aggregate", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start confab aggregate");
+    let status = format!("/proc/{}/status", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut last = String::new();
+    let off = loop {
+        last = std::fs::read_to_string(&status)
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("THP_enabled:"))
+                    .map(str::to_string)
+            })
+            .unwrap_or(last);
+        if last.split_whitespace().nth(1) == Some("0") {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    drop(child.stdin.take());
+    let exited = child.wait().expect("confab ends at the end of stdin");
+    assert!(
+        off,
+        "confab aggregate still has transparent huge pages on: {last:?}"
+    );
+    assert!(exited.success(), "confab aggregate failed: {exited}");
+}
