@@ -75,14 +75,7 @@ fn the_metrics_and_health_endpoints_answer_while_it_runs() {
         .map(|a| a.port())
         .expect("a free port");
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = confab()
-        .args(["aggregate", "--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start confab aggregate");
+    let mut child = aggregate_on_stdin(dir.path(), &format!("127.0.0.1:{port}"));
     let mut stdin = child.stdin.take().expect("stdin");
     writeln!(stdin, "{}", message_json(1, "chat-1", 1_700_000_000_000)).expect("write");
     stdin.flush().expect("flush");
@@ -154,14 +147,7 @@ fn the_process_turns_transparent_huge_pages_off() {
     // mimalloc asks for huge pages on its segments; confab turns them off for itself at start-up
     // (see `disable_transparent_huge_pages` in runners/src/main.rs): the kernel reports it.
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = confab()
-        .args(["aggregate", "--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start confab aggregate");
+    let mut child = aggregate_on_stdin(dir.path(), "127.0.0.1:0");
     let status = format!("/proc/{}/status", child.id());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let mut last = String::new();
@@ -189,4 +175,17 @@ fn the_process_turns_transparent_huge_pages_off() {
         "confab aggregate still has transparent huge pages on: {last:?}"
     );
     assert!(exited.success(), "confab aggregate failed: {exited}");
+}
+
+/// `confab aggregate` in `dir`, reading a piped stdin, its endpoints on `listen`, its output
+/// discarded.
+fn aggregate_on_stdin(dir: &std::path::Path, listen: &str) -> std::process::Child {
+    confab()
+        .args(["aggregate", "--listen", listen])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start confab aggregate")
 }
