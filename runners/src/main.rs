@@ -26,9 +26,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// mimalloc's own `MIMALLOC_ALLOW_THP=0` does): mimalloc asks for huge pages on its segments, and
 /// on a kernel that grants them where asked (`madvise`, the usual default) each segment it
 /// touches again after giving pages back costs a 2 MiB page faulted in and zeroed whole. Without
-/// them the aggregator replayed a million messages (benches/compare, three interleaved runs each)
-/// at 0.87x the peak RSS (173 against 198 MiB), 0.97x the CPU per message and 1.04x the rate (see
-/// docs/BENCHMARKS.md). Failing (an old kernel, a seccomp filter) changes nothing else.
+/// them the aggregator replayed a million messages (benches/compare, two invocations of three
+/// interleaved runs each) at 0.82-0.87x the peak RSS (159 against 193 MiB, 173 against 198) and
+/// the same CPU per message within the spread (see docs/BENCHMARKS.md). Failing (an old kernel,
+/// a seccomp filter) changes nothing else.
 fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
