@@ -38,8 +38,13 @@ pub struct FluvioSourceConfig {
     /// Records read ahead of the pipeline. Past this the partition readers stop fetching
     /// (backpressure) until the pipeline takes some.
     pub max_buffered_records: usize,
-    /// How long connecting, and each commit, may take before failing.
+    /// How long connecting, opening a partition's stream, each commit, and each fetch of a
+    /// partition being read to its end may take before failing (and being retried).
     pub request_timeout_ms: u64,
+    /// How long a caught-up partition's open stream may go without a record before the reader
+    /// reads the partition to its end again: a stream the client keeps on a connection that no
+    /// longer answers costs at most this, and an idle partition one reopen per period.
+    pub idle_recheck_ms: u64,
 }
 
 impl Default for FluvioSourceConfig {
@@ -54,6 +59,7 @@ impl Default for FluvioSourceConfig {
             exit_at_end: false,
             max_buffered_records: 20_000,
             request_timeout_ms: 10_000,
+            idle_recheck_ms: 20_000,
         }
     }
 }

@@ -9,7 +9,10 @@
 //!   is forwarded and starts the next drain. An idle partition costs one open stream, not a poll.
 //!
 //! The reader keeps the next offset itself and reopens from it after any error, so a broken
-//! connection neither skips nor repeats a record. Sending into the bounded channel waits while
+//! connection neither skips nor repeats a record. No await on the cluster is unbounded: opening a
+//! stream and each record of a drain get the source's request timeout, and a wait is reopened as
+//! a drain after `idle_recheck_ms` without a record, so a stream the client holds open on a connection that no
+//! longer answers (as after a cluster restart) costs a pause, never the partition. Sending into the bounded channel waits while
 //! the pipeline is behind, which stops the fetching (backpressure).
 //!
 //! A stream can also skip records by itself: when a fetch's byte limit (about 1 MiB in the 0.50
@@ -74,6 +77,8 @@ enum Ended {
     Failed,
     /// The stream skipped records before `next`; reopen from `next` at once.
     Skipped,
+    /// A wait saw no record for the recheck period; drain from `next` to make sure.
+    Recheck,
 }
 
 /// Opens a stream of `partition` from `start`. `consumer`, when given, is the offset consumer
@@ -125,6 +130,10 @@ pub(super) struct Reader {
     pub(super) partition: u32,
     pub(super) next: Next,
     pub(super) events: mpsc::Sender<Event>,
+    /// How long opening a stream, or a drain's next record, may take.
+    pub(super) timeout: Duration,
+    /// How long a wait is held without a record before the partition is drained again.
+    pub(super) recheck: Duration,
 }
 
 impl Reader {
@@ -151,7 +160,7 @@ impl Reader {
                     }
                 }
                 Ended::Closed => return,
-                Ended::Skipped => continue,
+                Ended::Skipped | Ended::Recheck => continue,
                 Ended::Failed => {
                     tokio::time::sleep(retry.next_delay()).await;
                     continue;
@@ -159,6 +168,7 @@ impl Reader {
             }
             match self.stream(true).await {
                 Ended::Done | Ended::Skipped => reported_end = false,
+                Ended::Recheck => {}
                 Ended::Closed => return,
                 Ended::Failed => tokio::time::sleep(retry.next_delay()).await,
             }
@@ -168,16 +178,25 @@ impl Reader {
     /// A drain (`continuous = false`) to the end, or a wait for one record.
     async fn stream(&mut self, continuous: bool) -> Ended {
         let (topic, partition) = (self.topic.as_str(), self.partition);
-        let mut stream = match open(
-            &self.fluvio,
-            topic,
-            partition,
-            self.next.offset(),
-            continuous,
-            None,
+        let opened = tokio::time::timeout(
+            self.timeout,
+            open(
+                &self.fluvio,
+                topic,
+                partition,
+                self.next.offset(),
+                continuous,
+                None,
+            ),
         )
         .await
-        {
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "cannot open a stream of {topic}/{partition}: no answer within {} ms",
+                self.timeout.as_millis()
+            ))
+        });
+        let mut stream = match opened {
             Ok(stream) => stream,
             Err(error) => {
                 warn!(topic, partition, %error, "cannot open a Fluvio stream; retrying");
@@ -187,8 +206,29 @@ impl Reader {
         // Whether this stream has yielded a record yet: a stream opened at `next` that starts past
         // it would have nothing to reopen at (records that are gone), and goes on.
         let mut first = true;
+        // A drain's records come in fetches, each well within the timeout; a wait may idle.
+        let patience = if continuous {
+            self.recheck
+        } else {
+            self.timeout
+        };
         loop {
-            let item = stream.next().await;
+            let Ok(item) = tokio::time::timeout(patience, stream.next()).await else {
+                if continuous {
+                    debug!(
+                        topic,
+                        partition, "no record for a while; checking the partition"
+                    );
+                    return Ended::Recheck;
+                }
+                warn!(
+                    topic,
+                    partition,
+                    timeout_ms = patience.as_millis() as u64,
+                    "the Fluvio stream stalled (no record and no end); reopening from the next offset"
+                );
+                return Ended::Failed;
+            };
             match item {
                 None if continuous => {
                     debug!(topic, partition, "the Fluvio stream closed; reopening");

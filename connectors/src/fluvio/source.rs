@@ -118,6 +118,8 @@ impl FluvioSource {
                 partition,
                 next,
                 events: sender.clone(),
+                timeout: Duration::from_millis(config.request_timeout_ms),
+                recheck: Duration::from_millis(config.idle_recheck_ms.max(1)),
             };
             readers.push(tokio::spawn(reader.run()));
         }

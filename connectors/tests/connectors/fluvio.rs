@@ -259,6 +259,66 @@ async fn fluvio_source_keeps_keys_and_order_and_commits_only_what_the_pipeline_c
     drop(again);
 }
 
+/// A caught-up partition's wait is reopened as a drain every `idle_recheck_ms`: across many
+/// rechecks the source stays caught up, yields nothing again, and a record produced afterwards
+/// arrives once.
+#[tokio::test]
+#[ignore = "needs a Fluvio server: scripts/infra up fluvio, then --include-ignored (scripts/test does both when it finds one)"]
+async fn fluvio_idle_rechecks_neither_repeat_nor_miss_a_record() {
+    let fluvio = client().await;
+    let topic = create_topic(&fluvio, "recheck", 1).await;
+    produce(&fluvio, &topic, Some(0), &[(b"k0".to_vec(), vec![0])]).await;
+    let config = FluvioSourceConfig {
+        idle_recheck_ms: 50,
+        ..source_config(&topic, &unique("consumer"))
+    };
+    let mut source = connect(&config).await;
+    let first = read_until(&mut source, true).await;
+    assert_eq!(
+        first.iter().map(|r| r.position).collect::<Vec<_>>(),
+        [at(0, 0)]
+    );
+
+    // About twenty rechecks, each a drain that finds nothing new.
+    let idle_until = tokio::time::Instant::now() + Duration::from_secs(1);
+    while tokio::time::Instant::now() < idle_until {
+        match source
+            .poll(100, Duration::from_millis(100))
+            .await
+            .expect("poll")
+        {
+            Polled::Idle => {}
+            other => panic!("an idle partition's rechecks yielded {other:?}"),
+        }
+        assert_eq!(source.caught_up(0), Some(true));
+    }
+
+    produce(&fluvio, &topic, Some(0), &[(b"k1".to_vec(), vec![1])]).await;
+    let mut after = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while after.is_empty() || source.caught_up(0) != Some(true) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the record never arrived"
+        );
+        if let Polled::Records(batch) = source
+            .poll(100, Duration::from_millis(100))
+            .await
+            .expect("poll")
+        {
+            after.extend(batch);
+        }
+    }
+    // Long enough for more rechecks: none of them reads the record again.
+    after.extend(read_until(&mut source, true).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    after.extend(read_until(&mut source, true).await);
+    assert_eq!(
+        after.iter().map(|r| r.position).collect::<Vec<_>>(),
+        [at(0, 1)]
+    );
+}
+
 /// Regression: a fetch is limited to about 1 MiB, and when the limit cut a record batch, the
 /// stream went on with the next batch and the rest of the cut one was never read (9 to 12
 /// records per partition lost in the Fluvio crash test). 2.4 MB in batches of 40 records,

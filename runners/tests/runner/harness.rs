@@ -460,11 +460,19 @@ impl Backlog {
                 return;
             }
             aggregator.assert_running("while draining the topic");
-            assert!(
-                started.elapsed() < timeout,
-                "the group did not commit to the end within {timeout:?} (lag {lag:?}); aggregator log: {}",
-                aggregator.log_tail()
-            );
+            if started.elapsed() >= timeout {
+                let partitions = match &kafka {
+                    Some(_) => String::new(),
+                    None => self.fluvio_positions().await,
+                };
+                panic!(
+                    "the group did not commit to the end within {timeout:?} (lag {lag:?}{partitions})\n\
+                     aggregator metrics:\n{}\naggregator {}\naggregator log, last lines:\n{}",
+                    aggregator.metrics(),
+                    aggregator.log_warnings(15),
+                    aggregator.log_tail()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
@@ -489,6 +497,34 @@ impl Backlog {
             };
         }
         Some(lag)
+    }
+
+    /// Per partition, one past the last offset produced and the consumer's stored offset, as
+    /// text for a failure message.
+    async fn fluvio_positions(&self) -> String {
+        let Log::Fluvio(log) = &self.log else {
+            return String::new();
+        };
+        let stored = confab_connectors::fluvio::consumer_offsets(
+            &log.client,
+            confab_connectors::fluvio::OFFSETS_TOPIC_WAIT,
+        )
+        .await
+        .unwrap_or_default();
+        let ends = log.ends.lock().expect("ends").clone();
+        ends.iter()
+            .map(|(&partition, &end)| {
+                let stored = stored
+                    .iter()
+                    .find(|o| {
+                        o.consumer_id == self.group
+                            && o.topic == self.topic
+                            && o.partition == partition
+                    })
+                    .map_or("none".to_string(), |o| o.offset.to_string());
+                format!("; partition {partition}: produced to {end}, stored offset {stored}")
+            })
+            .collect()
     }
 
     /// Records of a Fluvio backlog produced but not committed by its consumer (`None` if the
@@ -889,6 +925,45 @@ impl Aggregator {
     /// Everything the process logged.
     pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// What the process's /metrics answers (its address is read from the log), or why not.
+    pub(crate) fn metrics(&self) -> String {
+        let text = self.log_text();
+        let port = text
+            .lines()
+            .find(|l| l.contains("serving /metrics"))
+            .and_then(|l| l.split("127.0.0.1:").nth(1))
+            .and_then(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse::<u16>().ok()
+            });
+        match port {
+            None => "(no /metrics address in the log)".to_string(),
+            Some(port) => http_get(port, "/metrics")
+                .map(|r| {
+                    r.lines()
+                        .filter(|l| l.starts_with("confab_") && !l.ends_with(" 0"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .unwrap_or_else(|| format!("(/metrics on port {port} did not answer)")),
+        }
+    }
+
+    /// The warnings and errors the process logged, at most the last `n`.
+    pub(crate) fn log_warnings(&self, n: usize) -> String {
+        let text = self.log_text();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        format!(
+            "{} warnings and errors, the last {}:\n{}",
+            lines.len(),
+            n.min(lines.len()),
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        )
     }
 
     /// The last lines the process logged.
