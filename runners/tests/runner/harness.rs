@@ -463,7 +463,7 @@ impl Backlog {
             if started.elapsed() >= timeout {
                 let partitions = match &kafka {
                     Some(_) => String::new(),
-                    None => self.fluvio_positions().await,
+                    None => self.fluvio_positions_text().await,
                 };
                 panic!(
                     "the group did not commit to the end within {timeout:?} (lag {lag:?}{partitions})\n\
@@ -499,37 +499,10 @@ impl Backlog {
         Some(lag)
     }
 
-    /// Per partition, one past the last offset produced and the consumer's stored offset, as
-    /// text for a failure message.
-    async fn fluvio_positions(&self) -> String {
-        let Log::Fluvio(log) = &self.log else {
-            return String::new();
-        };
-        let stored = confab_connectors::fluvio::consumer_offsets(
-            &log.client,
-            confab_connectors::fluvio::OFFSETS_TOPIC_WAIT,
-        )
-        .await
-        .unwrap_or_default();
-        let ends = log.ends.lock().expect("ends").clone();
-        ends.iter()
-            .map(|(&partition, &end)| {
-                let stored = stored
-                    .iter()
-                    .find(|o| {
-                        o.consumer_id == self.group
-                            && o.topic == self.topic
-                            && o.partition == partition
-                    })
-                    .map_or("none".to_string(), |o| o.offset.to_string());
-                format!("; partition {partition}: produced to {end}, stored offset {stored}")
-            })
-            .collect()
-    }
-
-    /// Records of a Fluvio backlog produced but not committed by its consumer (`None` if the
-    /// offsets cannot be read).
-    pub(crate) async fn fluvio_lag(&self) -> Option<i64> {
+    /// Per partition of a Fluvio backlog: one past the last offset produced, and the consumer's
+    /// stored offset (the last record it processed), if any. `None` if the offsets cannot be
+    /// read.
+    async fn fluvio_positions(&self) -> Option<Vec<(u32, u64, Option<i64>)>> {
         let Log::Fluvio(log) = &self.log else {
             panic!("{} is a Kafka topic", self.topic);
         };
@@ -540,19 +513,43 @@ impl Backlog {
         .await
         .ok()?;
         let ends = log.ends.lock().expect("ends").clone();
-        let lag = ends
+        let positions = ends.iter().map(|(&partition, &end)| {
+            let offset = stored
+                .iter()
+                .find(|o| {
+                    o.consumer_id == self.group && o.topic == self.topic && o.partition == partition
+                })
+                .map(|o| o.offset);
+            (partition, end, offset)
+        });
+        Some(positions.collect())
+    }
+
+    /// [`Backlog::fluvio_positions`] as text for a failure message.
+    async fn fluvio_positions_text(&self) -> String {
+        match self.fluvio_positions().await {
+            None => "; the stored offsets cannot be read".to_string(),
+            Some(positions) => positions
+                .iter()
+                .map(|(partition, end, stored)| match stored {
+                    Some(offset) => {
+                        format!(
+                            "; partition {partition}: produced to {end}, stored offset {offset}"
+                        )
+                    }
+                    None => format!("; partition {partition}: produced to {end}, no stored offset"),
+                })
+                .collect(),
+        }
+    }
+
+    /// Records of a Fluvio backlog produced but not committed by its consumer (`None` if the
+    /// offsets cannot be read).
+    pub(crate) async fn fluvio_lag(&self) -> Option<i64> {
+        let positions = self.fluvio_positions().await?;
+        let lag = positions
             .iter()
-            .map(|(&partition, &end)| {
-                let next = stored
-                    .iter()
-                    .find(|o| {
-                        o.consumer_id == self.group
-                            && o.topic == self.topic
-                            && o.partition == partition
-                    })
-                    .map_or(0, |o| o.offset + 1);
-                end as i64 - next
-            })
+            .map(|(_, end, stored)| *end as i64 - stored.map_or(0, |offset| offset + 1))
             .sum();
         Some(lag)
     }
@@ -943,7 +940,9 @@ impl Aggregator {
             Some(port) => http_get(port, "/metrics")
                 .map(|r| {
                     r.lines()
-                        .filter(|l| l.starts_with("confab_") && !l.ends_with(" 0"))
+                        .filter(|l| {
+                            l.starts_with("confab_") && !l.ends_with(" 0") && !l.contains("_bucket")
+                        })
                         .collect::<Vec<_>>()
                         .join("\n")
                 })
