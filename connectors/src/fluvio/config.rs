@@ -75,7 +75,8 @@ pub struct FluvioDeadLetterConfig {
     /// Payloads longer than this are cut to this length (the reason says so), so that an
     /// oversized record can never block the dead-letter topic.
     pub max_payload_bytes: usize,
-    /// How long connecting may take before failing.
+    /// How long connecting, and each write of dead letters, may take before failing (a failed
+    /// write is retried).
     pub request_timeout_ms: u64,
 }
 

@@ -58,7 +58,25 @@ impl FluvioDeadLetters {
 
 #[async_trait]
 impl DeadLetterSink for FluvioDeadLetters {
+    /// One attempt, bounded by `request_timeout_ms` (the runtime retries a retryable failure):
+    /// a producer waiting on a connection that no longer answers would otherwise hold the
+    /// pipeline forever.
     async fn write(&self, letters: &[DeadLetter]) -> Result<(), SinkError> {
+        let timeout = Duration::from_millis(self.config.request_timeout_ms);
+        tokio::time::timeout(timeout, self.write_all(letters))
+            .await
+            .unwrap_or_else(|_| {
+                Err(SinkError::retryable(format!(
+                    "cannot write dead letters to Fluvio {}: no answer within {} ms",
+                    self.config.topic,
+                    timeout.as_millis()
+                )))
+            })
+    }
+}
+
+impl FluvioDeadLetters {
+    async fn write_all(&self, letters: &[DeadLetter]) -> Result<(), SinkError> {
         let topic = &self.config.topic;
         let failed = |e: String| {
             SinkError::retryable(format!("cannot write dead letters to Fluvio {topic}: {e}"))
