@@ -134,6 +134,11 @@ pub(super) struct Reader {
     pub(super) timeout: Duration,
     /// How long a wait is held without a record before the partition is drained again.
     pub(super) recheck: Duration,
+    /// Whether the source knows the partition is at its end: set by a `CaughtUp`, cleared by
+    /// every record sent after it, whichever stream read it. (A drain after a failed or timed
+    /// out wait reads what arrived meanwhile; were that not cleared here, the partition would
+    /// stay "behind" in the source and hold event time, and the last open groups, forever.)
+    pub(super) reported_end: bool,
 }
 
 impl Reader {
@@ -141,13 +146,11 @@ impl Reader {
         // The runtime never sees these failures (they happen behind the source's channel), so
         // the reader retries them itself, on the workspace's one backoff schedule.
         let mut retry = Backoff::new(RETRY_MIN, RETRY_MAX);
-        // Whether the source already knows the partition is at its end.
-        let mut reported_end = false;
         loop {
             match self.stream(false).await {
                 Ended::Done => {
                     retry.reset();
-                    if !reported_end {
+                    if !self.reported_end {
                         if self
                             .events
                             .send(Event::CaughtUp(self.partition))
@@ -156,7 +159,7 @@ impl Reader {
                         {
                             return;
                         }
-                        reported_end = true;
+                        self.reported_end = true;
                     }
                 }
                 Ended::Closed => return,
@@ -167,8 +170,7 @@ impl Reader {
                 }
             }
             match self.stream(true).await {
-                Ended::Done | Ended::Skipped => reported_end = false,
-                Ended::Recheck => {}
+                Ended::Done | Ended::Skipped | Ended::Recheck => {}
                 Ended::Closed => return,
                 Ended::Failed => tokio::time::sleep(retry.next_delay()).await,
             }
@@ -269,6 +271,7 @@ impl Reader {
                     {
                         return Ended::Closed;
                     }
+                    self.reported_end = false;
                     if continuous {
                         return Ended::Done;
                     }

@@ -120,6 +120,7 @@ impl FluvioSource {
                 events: sender.clone(),
                 timeout: Duration::from_millis(config.request_timeout_ms),
                 recheck: Duration::from_millis(config.idle_recheck_ms.max(1)),
+                reported_end: false,
             };
             readers.push(tokio::spawn(reader.run()));
         }
