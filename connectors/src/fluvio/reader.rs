@@ -11,9 +11,10 @@
 //! The reader keeps the next offset itself and reopens from it after any error, so a broken
 //! connection neither skips nor repeats a record. No await on the cluster is unbounded: opening a
 //! stream and each record of a drain get the source's request timeout, and a wait is reopened as
-//! a drain after `idle_recheck_ms` without a record, so a stream the client holds open on a connection that no
-//! longer answers (as after a cluster restart) costs a pause, never the partition. Sending into the bounded channel waits while
-//! the pipeline is behind, which stops the fetching (backpressure).
+//! a drain after `idle_recheck_ms` without a record, so a stream the client holds open on a
+//! connection that no longer answers (as after a cluster restart) costs a pause, never the
+//! partition. Sending into the bounded channel waits while the pipeline is behind, which stops
+//! the fetching (backpressure).
 //!
 //! A stream can also skip records by itself: when a fetch's byte limit (about 1 MiB in the 0.50
 //! client) cuts a record batch, the records of that batch after the cut never arrive and the
