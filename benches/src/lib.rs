@@ -14,22 +14,38 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 /// `n` seed-style chat messages (about 340 bytes of JSON each), 20 ms apart, in conversations of
 /// `burst` consecutive messages per chat, cycling over `chats` chats.
 pub fn messages(n: usize, chats: usize, burst: usize) -> Vec<ChatMessage> {
-    let uuid = |i: u64, salt: u64| uuid::Uuid::from_u64_pair(salt, i).to_string();
     (0..n as u64)
         .map(|i| {
             let chat = (i / burst.max(1) as u64) % chats as u64;
-            let ms = 1_700_000_000_000 + i * 20;
-            ChatMessage {
-                message_id: uuid(i, 1).into(),
-                chat_id: uuid(chat, 2).into(),
-                from_user: uuid(chat * 2 + i % 2, 3).into(),
-                to_user: uuid(chat * 2 + (i + 1) % 2, 3).into(),
-                body: "hey, are we still on for lunch tomorrow at noon?".into(),
-                time: timeuuid_from_ms(ms, (i % 10_000) as u16, [1, 2, 3, 4, 5, 6]),
-                time_iso: iso_from_ms(ms).into(),
-            }
+            message(i, chat, 1_700_000_000_000 + i * 20)
         })
         .collect()
+}
+
+/// `n` chat messages as a backlog of a busy service holds them: `per_ms` per millisecond of
+/// event time, each to a chat drawn by a stride over `chats` (so that a chat's next message
+/// comes thousands of messages later), its two users taking turns.
+pub fn interleaved(n: usize, chats: usize, per_ms: usize) -> Vec<ChatMessage> {
+    (0..n as u64)
+        .map(|i| {
+            let chat = (i * 7919 / 10) % chats as u64;
+            message(i, chat, 1_700_000_000_000 + i / per_ms.max(1) as u64)
+        })
+        .collect()
+}
+
+/// Message `i` of the workload, in chat `chat`, stamped `ms`.
+fn message(i: u64, chat: u64, ms: u64) -> ChatMessage {
+    let uuid = |i: u64, salt: u64| uuid::Uuid::from_u64_pair(salt, i).to_string();
+    ChatMessage {
+        message_id: uuid(i, 1).into(),
+        chat_id: uuid(chat, 2).into(),
+        from_user: uuid(chat * 2 + i % 2, 3).into(),
+        to_user: uuid(chat * 2 + (i + 1) % 2, 3).into(),
+        body: "hey, are we still on for lunch tomorrow at noon?".into(),
+        time: timeuuid_from_ms(ms, (i % 10_000) as u16, [1, 2, 3, 4, 5, 6]),
+        time_iso: iso_from_ms(ms).into(),
+    }
 }
 
 /// The messages as JSON payloads.

@@ -8,18 +8,17 @@
 //! reused buffer, and drops it. Prints the CPU per message of each run (`RUNS`, default 3).
 //!
 //! ```sh
-//! cargo run --release -p confab-connectors --example runtime_path -- 1000000
+//! cargo run --release -p confab-benches --example runtime_path -- 1000000
 //! ```
 //!
 //! Set beside `kafka_throughput`'s read + write (librdkafka's floor) and the operator bench's
 //! single-thread path: docs/BENCHMARKS.md, "The Kafka path as a sum".
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confab_connectors::decode_chat_message;
-use confab_pipeline::chat::{iso_from_ms, timeuuid_from_ms};
 use confab_pipeline::memory::MemoryDeadLetters;
 use confab_pipeline::{
     async_trait, ChatKey, ChatMessage, FnSink, Pipeline, Polled, Position, RuntimeConfig, Source,
@@ -51,30 +50,25 @@ impl Source for VecSource {
     }
 }
 
-/// `n` records as the chat service writes them, 100 per millisecond of event time, each to a
-/// chat drawn by a stride over `chats`, alternating its two users; partitioned by chat over 3
-/// partitions.
-fn records(n: usize, chats: u64) -> Vec<SourceRecord> {
-    let uuid = |i: u64, salt: u64| confab_pipeline::uuid::Uuid::from_u64_pair(salt, i).to_string();
-    let mut offsets = [0u64; 3];
-    (0..n as u64)
-        .map(|i| {
-            let chat = (i * 7919 / 10) % chats;
-            let ms = 1_700_000_000_000 + i / 100;
-            let message = ChatMessage {
-                message_id: uuid(i, 1).into(),
-                chat_id: uuid(chat, 2).into(),
-                from_user: uuid(chat * 2 + i % 2, 3).into(),
-                to_user: uuid(chat * 2 + (i + 1) % 2, 3).into(),
-                body: "hey, are we still on for lunch tomorrow at noon?".into(),
-                time: timeuuid_from_ms(ms, (i % 10_000) as u16, [1, 2, 3, 4, 5, 6]),
-                time_iso: iso_from_ms(ms).into(),
-            };
-            let partition = (chat % 3) as u32;
-            let offset = offsets[partition as usize];
-            offsets[partition as usize] += 1;
+/// `n` records as the chat service writes them (`confab_benches::interleaved`: 100 per
+/// millisecond of event time, 4,000 chats), partitioned by chat over 3 partitions.
+fn records(n: usize) -> Vec<SourceRecord> {
+    let mut offsets = HashMap::new();
+    confab_benches::interleaved(n, 4_000, 100)
+        .into_iter()
+        .map(|message| {
+            let partition = message
+                .chat_id
+                .bytes()
+                .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+                % 3;
+            let offset = offsets.entry(partition).or_insert(0);
+            *offset += 1;
             SourceRecord {
-                position: Position { partition, offset },
+                position: Position {
+                    partition,
+                    offset: *offset - 1,
+                },
                 key: Some(message.chat_id.as_bytes().to_vec()),
                 payload: message.encode(),
                 headers: Vec::new(),
@@ -107,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(3);
     for run in 0..runs {
         let source = VecSource {
-            records: records(n, 4_000).into_iter(),
+            records: records(n).into_iter(),
         };
         let groups = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&groups);
@@ -131,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
         );
         let pipeline = Pipeline::new(
             move |m: &ChatMessage| key.key(m),
-            decode_chat_message,
+            |record: &SourceRecord| ChatMessage::decode(&record.payload, usize::MAX),
             Arc::new(MemoryDeadLetters::default()),
         )
         .sink(Arc::new(sink))
