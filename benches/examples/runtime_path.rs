@@ -129,12 +129,7 @@ async fn main() -> anyhow::Result<()> {
             Arc::new(MemoryDeadLetters::default()),
         )
         .sink(Arc::new(sink))
-        .policy(WindowPolicy {
-            inactivity_timeout_ms: 3_000,
-            max_messages: 10,
-            max_age_ms: 86_400_000,
-            ..WindowPolicy::default()
-        })
+        .policy(WindowPolicy::seed())
         .event_time_only()
         .config(RuntimeConfig::default());
         let (cpu, started) = (cpu_seconds(), Instant::now());
