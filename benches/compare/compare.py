@@ -187,8 +187,8 @@ class SideUsage:
         return time.process_time() - self.driver0, broker
 
 
-def wait_all_out(collector: kafka_io.Collector, aggregator: Aggregator, timeout_s: float, what: str) -> float:
-    """Waits until the collector saw every message; returns the time it noticed."""
+def wait_all_out(collector: kafka_io.Collector, aggregator: Aggregator, timeout_s: float, what: str) -> None:
+    """Waits until the collector saw every message."""
     deadline = time.time() + timeout_s
     while not collector.done.wait(0.05):
         if aggregator.exited():
@@ -200,7 +200,6 @@ def wait_all_out(collector: kafka_io.Collector, aggregator: Aggregator, timeout_
                 f"{timeout_s:.0f} s ({len(collector.records)} groups, {collector.duplicates} duplicates, "
                 f"{len(collector.undecodable)} undecodable); log tail:\n{aggregator.log_tail()}"
             )
-    return collector.done_at or time.time()
 
 
 def consumption_curve(collector: kafka_io.Collector, placement: kafka_io.Placement) -> list[tuple[int, int]]:

@@ -212,8 +212,6 @@ class Collector(threading.Thread):
         self.counted = 0
         self._raw: list[tuple[int, bytes]] = []  # records read, not decoded yet
         self.done = threading.Event()
-        # When the last record needed was read (before the decoding that confirmed it).
-        self.done_at: float | None = None
         self._halt = threading.Event()
         self._quiet_s = quiet_s
         self._partitions = [TopicPartition(topic, p, 0) for p in range(partitions)]
@@ -243,13 +241,20 @@ class Collector(threading.Thread):
         self._consumer.resume(self._partitions)
         try:
             while not self._halt.is_set() and any(self._next[p] < end for p, end in ends.items()):
-                for record in self._consumer.consume(num_messages=1000, timeout=0.1):
+                records = self._consumer.consume(num_messages=1000, timeout=0.1)
+                for record in records:
                     if record.error():
                         continue
                     self._next[record.partition()] = record.offset() + 1
                     value = record.value()
                     self._raw.append((record.timestamp()[1], value))
                     self.counted += value.count(b'"message_id"')
+                if not records:
+                    # The consumer's own positions step over offsets that hold no record (a
+                    # transaction's markers), which the records read would never reach.
+                    for tp in self._consumer.position(self._partitions):
+                        if tp.offset >= 0:
+                            self._next[tp.partition] = max(self._next[tp.partition], tp.offset)
         finally:
             self._consumer.pause(self._partitions)
 
@@ -265,10 +270,8 @@ class Collector(threading.Thread):
                 ):
                     self._read_to(ends)
                     if self.counted >= len(self.expected):
-                        read_at = time.time()
                         self._decode()
                         if self.expected <= self.seen:
-                            self.done_at = read_at
                             self.done.set()
                 self._halt.wait(0.1)
         finally:
